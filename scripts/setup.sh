@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# setup.sh — install every Debian package hetmem's build and tests need, idempotently.
+#
+# Usage: scripts/setup.sh [--vm]
+#   (no flag)  build + unit-test dependencies
+#   --vm       also the VM test harness dependencies (QEMU, busybox, cpio)
+#
+# Contract: safe to run any number of times; installs only what is missing; enables
+# bookworm-backports (hwloc 2.12, Catch2 v3, the VM guest kernel) with a deb822 source that
+# reuses the mirror and keyring of the system's own Debian source. Uses sudo when not root.
+set -euo pipefail
+
+want_vm=0
+for arg in "$@"; do
+  case "$arg" in
+    --vm) want_vm=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+if [ "$(id -u)" -eq 0 ]; then SUDO=(); elif command -v sudo >/dev/null; then SUDO=(sudo); else
+  echo "setup.sh: not root and sudo is missing: cannot install packages" >&2; exit 1; fi
+
+. /etc/os-release
+if [ "${ID:-}" != debian ] || [ "${VERSION_CODENAME:-}" != bookworm ]; then
+  echo "setup.sh: written for Debian 12 (bookworm); this is ${PRETTY_NAME:-unknown}. Trying anyway." >&2
+fi
+codename=${VERSION_CODENAME:-bookworm}
+
+# Packages from the main archive, then those that must come from backports.
+main_pkgs=(build-essential cmake ninja-build pkg-config git bzip2 tar xz-utils
+           libnuma-dev libfmt-dev nlohmann-json3-dev libcli11-dev clang libclang-rt-dev
+           clang-format clang-tidy)
+bpo_pkgs=(libhwloc-dev catch2)
+[ "$want_vm" = 1 ] && main_pkgs+=(qemu-system-x86 busybox-static cpio)
+
+# --- backports source --------------------------------------------------------------------------
+backports_enabled() {
+  grep -rqsE "^(Suites:.*[[:space:]]|deb .*[[:space:]])${codename}-backports([[:space:]]|$)" \
+    /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null
+}
+added_source=0
+if ! backports_enabled; then
+  uri=http://deb.debian.org/debian keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  # Reuse the mirror and keyring of the main Debian source when it is a deb822 file.
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    u=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+    k=$(awk '/^Signed-By:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+    [ -n "$u" ] && uri=$u
+    [ -n "$k" ] && keyring=$k
+  fi
+  printf 'Types: deb\nURIs: %s\nSuites: %s-backports\nComponents: main\nSigned-By: %s\n' \
+    "$uri" "$codename" "$keyring" | "${SUDO[@]}" tee /etc/apt/sources.list.d/hetmem-backports.sources >/dev/null
+  echo "setup.sh: enabled ${codename}-backports ($uri)"
+  added_source=1
+fi
+
+# --- what is missing ---------------------------------------------------------------------------
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+missing_main=() missing_bpo=()
+for p in "${main_pkgs[@]}"; do installed "$p" || missing_main+=("$p"); done
+for p in "${bpo_pkgs[@]}"; do
+  # Must be the backports version: hwloc >= 2.12 and Catch2 >= 3.
+  v=$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || true)
+  if [ -z "$v" ] || ! installed "$p" || ! dpkg --compare-versions "$v" ge "$([ "$p" = catch2 ] && echo 3 || echo 2.12)"; then
+    missing_bpo+=("$p")
+  fi
+done
+
+if [ ${#missing_main[@]} -eq 0 ] && [ ${#missing_bpo[@]} -eq 0 ]; then
+  echo "setup.sh: all packages present"
+  exit 0
+fi
+
+stamp=/var/lib/apt/lists
+if [ "$added_source" = 1 ] || [ -z "$(ls -A $stamp 2>/dev/null | grep -v -e lock -e partial)" ] \
+   || ! apt-cache policy libhwloc-dev 2>/dev/null | grep -q backports; then
+  "${SUDO[@]}" apt-get update -q
+fi
+export DEBIAN_FRONTEND=noninteractive
+if [ ${#missing_main[@]} -gt 0 ]; then
+  echo "setup.sh: installing ${missing_main[*]}"
+  "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing_main[@]}"
+fi
+if [ ${#missing_bpo[@]} -gt 0 ]; then
+  echo "setup.sh: installing from ${codename}-backports: ${missing_bpo[*]}"
+  "${SUDO[@]}" apt-get install -y -q --no-install-recommends -t "${codename}-backports" "${missing_bpo[@]}"
+fi
+echo "setup.sh: done"

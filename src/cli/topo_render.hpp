@@ -1,0 +1,28 @@
+// topo_render.hpp — rendering of `hetmem topo` (text table and JSON schema hetmem.topo/1).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "hetmem/topology.hpp"
+
+namespace hetmem::cli {
+
+struct view_choice {
+  std::optional<std::uint32_t> initiator_node;  // --initiator
+  std::optional<std::uint32_t> cpu;             // --cpu
+};
+
+struct render_options {
+  bool explain = false;
+  view_choice view;
+  std::optional<std::string> hwloc_note;  // one line about the hwloc cross-check
+};
+
+// The initiator whose ranks the table shows; `why` says how it was chosen.
+const initiator_view *pick_view(const topology &t, const view_choice &choice, std::string &why);
+std::string render_text(const topology &t, const render_options &opt);
+std::string render_json(const topology &t, const render_options &opt);
+
+}  // namespace hetmem::cli

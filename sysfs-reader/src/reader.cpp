@@ -1,0 +1,470 @@
+#include "hetmem/sysfs/reader.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <new>
+
+#include "root_dir.hpp"
+
+namespace hetmem::sysfs {
+namespace {
+
+using detail::root_dir;
+
+const std::string node_dir = "sys/devices/system/node";
+
+// Digits after `prefix` ("node12" -> 12); nullopt when the name is not prefix + decimal.
+std::optional<std::uint64_t> numbered(std::string_view name, std::string_view prefix) {
+  if (name.size() <= prefix.size() || name.substr(0, prefix.size()) != prefix) return std::nullopt;
+  std::string_view digits = name.substr(prefix.size());
+  if (digits.size() > 9) return std::nullopt;
+  std::uint64_t v = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return v;
+}
+
+bool has_substr(std::string_view s, std::string_view needle) { return s.find(needle) != std::string_view::npos; }
+
+class reader {
+ public:
+  reader(const root_dir &root, snapshot &snap) : root_(root), snap_(snap) {}
+
+  void run() {
+    read_node_masks();
+    read_nodes();
+    read_memory_tiers();
+    read_dax();
+    read_nvidia();
+    read_kernel_knobs();
+    read_allowed_mems();
+    read_cpu();
+  }
+
+ private:
+  const root_dir &root_;
+  snapshot &snap_;
+
+  void diag(const std::string &path, const error &e) { snap_.diagnostics.push_back({path, e.message, e.code}); }
+
+  // Reads an attribute; absent -> nullopt silently; unreadable -> nullopt + diagnostic.
+  std::optional<std::string> text(const std::string &path, std::size_t limit = max_attribute_bytes,
+                                  bool truncate = false) {
+    auto r = root_.read(path, limit, truncate);
+    if (r) return std::move(r).value();
+    if (r.error().code != ENOENT && r.error().code != ENOTDIR) diag(path, r.error());
+    return std::nullopt;
+  }
+
+  // Reads and parses an attribute: absent -> nullopt; malformed -> nullopt + diagnostic.
+  template <class Parse>
+  auto attr(const std::string &path, Parse parse) -> std::optional<std::decay_t<decltype(parse(std::string_view{}).value())>> {
+    auto t = text(path);
+    if (!t) return std::nullopt;
+    auto v = parse(std::string_view(*t));
+    if (!v) {
+      diag(path, v.error());
+      return std::nullopt;
+    }
+    return std::move(v).value();
+  }
+
+  std::optional<std::vector<std::string>> entries(const std::string &path) {
+    auto r = root_.list(path, max_dir_entries);
+    if (r) return std::move(r).value();
+    if (r.error().code != ENOENT && r.error().code != ENOTDIR) diag(path, r.error());
+    return std::nullopt;
+  }
+
+  static auto node_list() {
+    return [](std::string_view t) { return parse_id_list(t, max_node_id); };
+  }
+
+  // ------------------------------------------------------------------------------------------
+  void read_node_masks() {
+    if (!root_.is_directory(node_dir)) {
+      snap_.numa_dir_present = false;
+      return;
+    }
+    snap_.possible = attr(node_dir + "/possible", node_list());
+    snap_.online = attr(node_dir + "/online", node_list());
+    snap_.has_cpu = attr(node_dir + "/has_cpu", node_list());
+    snap_.has_memory = attr(node_dir + "/has_memory", node_list());
+    snap_.has_normal_memory = attr(node_dir + "/has_normal_memory", node_list());
+    snap_.has_generic_initiator = attr(node_dir + "/has_generic_initiator", node_list());
+  }
+
+  void read_nodes() {
+    if (!snap_.numa_dir_present) {
+      synthesize_single_node();
+      return;
+    }
+    // Which nodes exist: the directories, filtered by `online` when it is reported.
+    id_set dirs;
+    if (auto names = entries(node_dir)) {
+      for (const auto &name : *names) {
+        auto id = numbered(name, "node");
+        if (!id) continue;
+        if (*id > max_node_id) {
+          diag(node_dir + "/" + name, error{ERANGE, "node id " + std::to_string(*id) + " exceeds the limit " +
+                                                        std::to_string(max_node_id) + "; node ignored"});
+          continue;
+        }
+        dirs.insert(static_cast<std::uint32_t>(*id));
+      }
+    }
+    id_set ids = dirs;
+    if (snap_.online) {
+      ids = snap_.online->intersect(dirs);
+      for (std::uint32_t id : snap_.online->to_vector()) {
+        if (!dirs.contains(id))
+          diag(node_dir + "/online", error{ENOENT, "lists node " + std::to_string(id) + " but node" +
+                                                       std::to_string(id) + "/ does not exist; node ignored"});
+      }
+    }
+    for (std::uint32_t id : ids.to_vector()) snap_.nodes.push_back(read_node(id));
+  }
+
+  node read_node(std::uint32_t id) {
+    node n;
+    n.id = id;
+    const std::string dir = node_dir + "/node" + std::to_string(id);
+    auto cpu_list = [](std::string_view t) { return parse_id_list(t, max_cpu_id); };
+    auto cpu_mask = [](std::string_view t) { return parse_id_mask(t, max_cpu_id); };
+    if (auto cpus = attr(dir + "/cpulist", cpu_list)) {
+      n.cpus = std::move(*cpus);
+      n.cpus_reported = true;
+    } else if (auto mask = attr(dir + "/cpumap", cpu_mask)) {
+      n.cpus = std::move(*mask);
+      n.cpus_reported = true;
+    } else if (auto names = entries(dir)) {  // last resort: the cpuN links
+      for (const auto &name : *names)
+        if (auto cpu = numbered(name, "cpu"); cpu && *cpu <= max_cpu_id) n.cpus.insert(static_cast<std::uint32_t>(*cpu));
+      n.cpus_reported = !n.cpus.empty();
+    }
+    if (auto mi = attr(dir + "/meminfo", [id](std::string_view t) { return parse_node_meminfo(t, id); })) {
+      n.mem_total_kb = mi->total_kb;
+      n.mem_free_kb = mi->free_kb;
+    }
+    if (auto row = attr(dir + "/distance", parse_distance_row)) n.distance_row = std::move(*row);
+    for (int y = 0; y < 2; ++y) read_access(dir + "/access" + std::to_string(y), n.access[static_cast<std::size_t>(y)]);
+    read_memory_side_caches(dir + "/memory_side_cache", n);
+    read_hugepages(dir + "/hugepages", n);
+    return n;
+  }
+
+  void read_access(const std::string &dir, access_class &ac) {
+    if (!root_.is_directory(dir)) return;
+    ac.present = true;
+    for (const char *sub : {"initiators", "targets"}) {
+      const std::string subdir = dir + "/" + sub;
+      auto names = entries(subdir);
+      if (!names) continue;
+      id_set &set = sub[0] == 'i' ? ac.initiators : ac.targets;
+      for (const auto &name : *names) {
+        auto id = numbered(name, "node");
+        if (!id) continue;
+        if (*id > max_node_id) {
+          diag(subdir + "/" + name, error{ERANGE, "node id exceeds the limit " + std::to_string(max_node_id)});
+          continue;
+        }
+        set.insert(static_cast<std::uint32_t>(*id));
+      }
+    }
+    auto &p = ac.performance;
+    auto value = [&](const char *file, std::optional<std::uint64_t> &out) {
+      auto v = attr(dir + "/initiators/" + file, parse_uint64);
+      if (!v) return;
+      if (*v == 0) {
+        p.zero_values_seen = true;  // 0 = not reported
+        return;
+      }
+      out = *v;
+    };
+    value("read_latency", p.read_latency_ns);
+    value("write_latency", p.write_latency_ns);
+    value("read_bandwidth", p.read_bandwidth_mbps);
+    value("write_bandwidth", p.write_bandwidth_mbps);
+  }
+
+  void read_memory_side_caches(const std::string &dir, node &n) {
+    auto names = entries(dir);
+    if (!names) return;
+    for (const auto &name : *names) {
+      auto idx = numbered(name, "index");
+      if (!idx) continue;
+      memory_side_cache c;
+      c.index = static_cast<std::uint32_t>(*idx);
+      const std::string d = dir + "/" + name;
+      c.size_bytes = attr(d + "/size", parse_uint64);
+      c.line_size_bytes = attr(d + "/line_size", parse_uint64);
+      auto small = [&](const char *file) -> std::optional<std::uint32_t> {
+        auto v = attr(d + "/" + file, parse_uint64);
+        if (!v) return std::nullopt;
+        if (*v > 0xffffffffu) {
+          diag(d + "/" + file, error{ERANGE, "value out of range"});
+          return std::nullopt;
+        }
+        return static_cast<std::uint32_t>(*v);
+      };
+      c.indexing = small("indexing");
+      c.write_policy = small("write_policy");
+      c.address_mode = small("address_mode");
+      n.memory_side_caches.push_back(c);
+    }
+    std::sort(n.memory_side_caches.begin(), n.memory_side_caches.end(),
+              [](const auto &a, const auto &b) { return a.index < b.index; });
+  }
+
+  void read_hugepages(const std::string &dir, node &n) {
+    auto names = entries(dir);
+    if (!names) return;
+    for (const auto &name : *names) {
+      // "hugepages-2048kB"
+      if (name.size() < 13 || name.compare(0, 10, "hugepages-") != 0 || name.compare(name.size() - 2, 2, "kB") != 0)
+        continue;
+      auto kb = parse_uint64(std::string_view(name).substr(10, name.size() - 12));
+      if (!kb) {
+        diag(dir + "/" + name, kb.error());
+        continue;
+      }
+      hugepage_pool pool;
+      pool.page_size_kb = *kb;
+      const std::string d = dir + "/" + name;
+      pool.total = attr(d + "/nr_hugepages", parse_uint64);
+      pool.free = attr(d + "/free_hugepages", parse_uint64);
+      pool.surplus = attr(d + "/surplus_hugepages", parse_uint64);
+      n.hugepages.push_back(pool);
+    }
+    std::sort(n.hugepages.begin(), n.hugepages.end(),
+              [](const auto &a, const auto &b) { return a.page_size_kb < b.page_size_kb; });
+  }
+
+  // A kernel without CONFIG_NUMA: one node 0 holding every CPU and all memory.
+  void synthesize_single_node() {
+    node n;
+    n.id = 0;
+    if (auto cpus = attr("sys/devices/system/cpu/online", [](std::string_view t) { return parse_id_list(t, max_cpu_id); })) {
+      n.cpus = std::move(*cpus);
+      n.cpus_reported = true;
+    }
+    if (auto mi = text("proc/meminfo")) {
+      for (auto key : {"MemTotal", "MemFree"}) {
+        if (auto v = find_status_field(*mi, key)) {
+          std::string_view val = *v;
+          if (val.size() > 2 && val.substr(val.size() - 2) == "kB") val = trim(val.substr(0, val.size() - 2));
+          if (auto kb = parse_uint64(val)) (std::string_view(key) == "MemTotal" ? n.mem_total_kb : n.mem_free_kb) = *kb;
+        }
+      }
+    }
+    n.distance_row = {10};
+    snap_.nodes.push_back(std::move(n));
+  }
+
+  void read_memory_tiers() {
+    const std::string dir = "sys/devices/virtual/memory_tiering";
+    auto names = entries(dir);
+    if (!names) return;
+    snap_.memory_tiers_reported = true;
+    for (const auto &name : *names) {
+      auto id = numbered(name, "memory_tier");
+      if (!id) continue;
+      if (auto nodes = attr(dir + "/" + name + "/nodelist", node_list()))
+        snap_.memory_tiers.push_back({static_cast<std::uint32_t>(*id), std::move(*nodes)});
+    }
+    std::sort(snap_.memory_tiers.begin(), snap_.memory_tiers.end(), [](const auto &a, const auto &b) { return a.id < b.id; });
+  }
+
+  static dax_parent classify_dax_path(std::string_view p) {
+    if (has_substr(p, "ACPI0017") || has_substr(p, "/cxl")) {
+      if (has_substr(p, "nvdimm-bridge") || has_substr(p, "/ndbus")) return dax_parent::cxl_pmem;
+      return dax_parent::cxl_ram;
+    }
+    if (has_substr(p, "e820_pmem")) return dax_parent::legacy_pmem;
+    if (has_substr(p, "/ndbus")) return dax_parent::nvdimm;
+    if (has_substr(p, "/hmem.")) return dax_parent::soft_reserved;
+    return dax_parent::unknown;
+  }
+
+  void read_dax() {
+    const std::string dir = "sys/bus/dax/devices";
+    auto names = entries(dir);
+    if (!names) return;
+    std::sort(names->begin(), names->end());
+    for (const auto &name : *names) {
+      if (name.compare(0, 3, "dax") != 0) continue;
+      dax_device d;
+      d.name = name;
+      const std::string p = dir + "/" + name;
+      if (auto link = root_.read_link(p)) {
+        d.device_path = detail::join_lexically("bus/dax/devices", *link);
+        d.parent = classify_dax_path("/" + d.device_path);
+      }
+      if (auto drv = root_.read_link(p + "/driver")) {
+        auto slash = drv->rfind('/');
+        d.driver_name = slash == std::string::npos ? *drv : drv->substr(slash + 1);
+        d.driver = d.driver_name == "kmem"         ? dax_driver::kmem
+                   : d.driver_name == "device_dax" ? dax_driver::device_dax
+                                                   : dax_driver::other;
+      }
+      d.target_node = attr(p + "/target_node", parse_int64);
+      d.numa_node = attr(p + "/numa_node", parse_int64);
+      d.size_bytes = attr(p + "/size", parse_uint64);
+      snap_.dax_devices.push_back(std::move(d));
+    }
+  }
+
+  void read_nvidia() {
+    const std::string dir = "proc/driver/nvidia/gpus";
+    auto names = entries(dir);
+    if (!names) return;
+    std::sort(names->begin(), names->end());
+    for (const auto &name : *names) {
+      if (auto st = attr(dir + "/" + name + "/numa_status", parse_nvidia_numa_status))
+        snap_.nvidia_gpus.push_back({name, std::move(*st)});
+    }
+  }
+
+  void read_kernel_knobs() {
+    snap_.demotion_enabled = attr("sys/kernel/mm/numa/demotion_enabled", parse_bool);
+    if (auto v = attr("proc/sys/kernel/numa_balancing", parse_uint64)) {
+      if (*v > 0xffff) diag("proc/sys/kernel/numa_balancing", error{ERANGE, "value out of range"});
+      else snap_.numa_balancing = static_cast<std::uint32_t>(*v);
+    }
+    const std::string wi = "sys/kernel/mm/mempolicy/weighted_interleave";
+    if (auto names = entries(wi)) {
+      snap_.weighted_interleave.present = true;
+      for (const auto &name : *names) {
+        if (name == "auto") {
+          snap_.weighted_interleave.auto_mode = attr(wi + "/auto", parse_bool);
+          continue;
+        }
+        auto id = numbered(name, "node");
+        if (!id || *id > max_node_id) continue;
+        if (auto w = attr(wi + "/" + name, parse_uint64)) {
+          if (*w > 255) diag(wi + "/" + name, error{ERANGE, "weight " + std::to_string(*w) + " exceeds 255"});
+          else snap_.weighted_interleave.weights.emplace_back(static_cast<std::uint32_t>(*id), static_cast<std::uint32_t>(*w));
+        }
+      }
+      std::sort(snap_.weighted_interleave.weights.begin(), snap_.weighted_interleave.weights.end());
+    }
+    if (auto cmdline = text("proc/cmdline")) snap_.numa_fake = has_substr(*cmdline, "numa=fake=");
+  }
+
+  void read_allowed_mems() {
+    auto cg = attr("proc/self/cgroup", parse_proc_self_cgroup);
+    auto try_file = [&](const std::string &path) {
+      if (!root_.exists(path)) return false;
+      if (auto set = attr(path, node_list())) {
+        snap_.allowed_mems = std::move(*set);
+        snap_.allowed_mems_source = path;
+        return true;
+      }
+      return false;
+    };
+    auto walk_up = [&](std::string base, std::string cg_path, const char *file) {
+      // The nearest ancestor that has the file decides (a cgroup without the cpuset
+      // controller inherits its parent's effective mems).
+      while (true) {
+        std::string rel = base + cg_path;
+        while (!rel.empty() && rel.back() == '/') rel.pop_back();
+        if (try_file(rel + "/" + file)) return true;
+        if (cg_path.empty() || cg_path == "/") return false;
+        auto slash = cg_path.rfind('/');
+        cg_path = slash == std::string::npos || slash == 0 ? "/" : cg_path.substr(0, slash);
+      }
+    };
+    if (cg && cg->unified_path && walk_up("sys/fs/cgroup", *cg->unified_path, "cpuset.mems.effective")) return;
+    if (cg && cg->cpuset_path) {
+      if (walk_up("sys/fs/cgroup/cpuset", *cg->cpuset_path, "cpuset.effective_mems")) return;
+      if (walk_up("sys/fs/cgroup/cpuset", *cg->cpuset_path, "cpuset.mems")) return;
+    }
+    if (auto status = text("proc/self/status")) {
+      if (auto v = find_status_field(*status, "Mems_allowed_list")) {
+        auto set = parse_id_list(*v, max_node_id);
+        if (set) {
+          snap_.allowed_mems = std::move(set).value();
+          snap_.allowed_mems_source = "proc/self/status";
+        } else {
+          diag("proc/self/status", error{EINVAL, "Mems_allowed_list: " + set.error().message});
+        }
+      }
+    }
+  }
+
+  void read_cpu() {
+    // Only the first processor block matters: read a bounded prefix.
+    if (auto t = text("proc/cpuinfo", 64 * 1024, /*truncate=*/true)) {
+      if (auto id = parse_cpuinfo(*t)) snap_.cpu = std::move(id).value();
+      else diag("proc/cpuinfo", id.error());
+    }
+    snap_.knl = attr("var/run/hwloc/knl_memoryside_cache", parse_knl_hwdata);
+  }
+};
+
+}  // namespace
+
+const node *snapshot::find_node(std::uint32_t id) const noexcept {
+  auto it = std::lower_bound(nodes.begin(), nodes.end(), id, [](const node &n, std::uint32_t v) { return n.id < v; });
+  return it != nodes.end() && it->id == id ? &*it : nullptr;
+}
+
+id_set snapshot::node_ids() const {
+  id_set s;
+  for (const auto &n : nodes) s.insert(n.id);
+  return s;
+}
+
+std::optional<std::uint32_t> snapshot::distance(std::uint32_t from, std::uint32_t to) const noexcept {
+  const node *f = find_node(from);
+  if (!f || f->distance_row.empty()) return std::nullopt;
+  const auto &row = f->distance_row;
+  // The row has one value per online node in id order. Old or edited trees may instead
+  // have one per possible node; accept that when the count says so.
+  std::int64_t col = -1;
+  if (online && row.size() == online->count()) col = online->index_of(to);
+  else if (possible && row.size() == possible->count()) col = possible->index_of(to);
+  else if (!online && row.size() == nodes.size()) {
+    for (std::size_t i = 0; i < nodes.size(); ++i)
+      if (nodes[i].id == to) col = static_cast<std::int64_t>(i);
+  }
+  if (col < 0 || static_cast<std::size_t>(col) >= row.size()) return std::nullopt;
+  return row[static_cast<std::size_t>(col)];
+}
+
+std::string default_root() {
+  const char *env = std::getenv("HETMEM_SYSFS_ROOT");
+  return env && *env ? std::string(env) : std::string("/");
+}
+
+result<snapshot> read_snapshot(const read_options &options) noexcept {
+  try {
+    auto root = root_dir::open(options.root);
+    if (!root) return root.error();
+    snapshot snap;
+    snap.root = options.root;
+    reader(*root, snap).run();
+    // A row whose length matches neither the online nor the possible count cannot be mapped.
+    for (const auto &n : snap.nodes) {
+      if (n.distance_row.empty()) continue;
+      std::size_t len = n.distance_row.size();
+      bool ok = (snap.online && len == snap.online->count()) || (snap.possible && len == snap.possible->count()) ||
+                (!snap.online && len == snap.nodes.size());
+      if (!ok)
+        snap.diagnostics.push_back({node_dir + "/node" + std::to_string(n.id) + "/distance",
+                                    "has " + std::to_string(len) + " values but " +
+                                        std::to_string(snap.online ? snap.online->count() : snap.nodes.size()) +
+                                        " nodes are online; distances from this node are not used",
+                                    EINVAL});
+    }
+    return snap;
+  } catch (const std::bad_alloc &) {
+    return error{ENOMEM, "out of memory"};  // short enough not to allocate
+  } catch (...) {
+    return error{EIO, "internal error"};
+  }
+}
+
+}  // namespace hetmem::sysfs

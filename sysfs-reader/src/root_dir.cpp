@@ -1,0 +1,177 @@
+#include "root_dir.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+namespace hetmem::sysfs::detail {
+namespace {
+
+std::atomic<bool> openat2_unavailable{false};
+
+std::string errno_text(int err) {
+  char buf[128];
+  // GNU strerror_r returns the message pointer.
+  const char *msg = strerror_r(err, buf, sizeof buf);
+  return msg ? msg : "unknown error";
+}
+
+error os_error(int err, const std::string &what) { return error{err, what + ": " + errno_text(err)}; }
+
+struct fd_guard {
+  int fd;
+  ~fd_guard() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+// Layout of the kernel's struct linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, name.
+constexpr std::size_t dirent_reclen_offset = 16;
+constexpr std::size_t dirent_name_offset = 19;
+
+}  // namespace
+
+result<root_dir> root_dir::open(const std::string &path) {
+  int fd = ::open(path.empty() ? "/" : path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return os_error(errno, "cannot open sysfs root '" + path + "'");
+  return root_dir(fd);
+}
+
+root_dir::~root_dir() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+int root_dir::open_at(const std::string &rel, int flags) const {
+  const char *p = rel.empty() ? "." : rel.c_str();
+  if (!openat2_unavailable.load(std::memory_order_relaxed)) {
+    open_how how{};
+    how.flags = static_cast<unsigned long long>(flags | O_CLOEXEC);
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    long fd = ::syscall(SYS_openat2, fd_, p, &how, sizeof how);
+    if (fd >= 0) return static_cast<int>(fd);
+    if (errno != ENOSYS && errno != EPERM) return -errno;
+    openat2_unavailable.store(true, std::memory_order_relaxed);
+  }
+  int fd = ::openat(fd_, p, flags | O_CLOEXEC);
+  return fd >= 0 ? fd : -errno;
+}
+
+result<std::string> root_dir::read(const std::string &rel, std::size_t limit, bool truncate) const {
+  int fd = open_at(rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) return os_error(-fd, "cannot open");
+  fd_guard guard{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return os_error(errno, "cannot stat");
+  if (!S_ISREG(st.st_mode)) return error{EINVAL, "not a regular file"};
+  std::string out;
+  // sysfs reports st_size 4096 for every attribute; procfs reports 0: read until EOF.
+  out.resize(limit + 1 < 4096 ? limit + 1 : 4096);
+  std::size_t used = 0;
+  while (true) {
+    if (used == out.size()) {
+      if (out.size() > limit) break;
+      out.resize(out.size() * 2 > limit + 1 ? limit + 1 : out.size() * 2);
+    }
+    ssize_t n = ::read(fd, out.data() + used, out.size() - used);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return os_error(errno, "read failed");
+    }
+    if (n == 0) break;
+    used += static_cast<std::size_t>(n);
+  }
+  if (used > limit) {
+    if (!truncate) return error{EFBIG, "file is larger than " + std::to_string(limit) + " bytes"};
+    used = limit;
+  }
+  out.resize(used);
+  return out;
+}
+
+result<std::vector<std::string>> root_dir::list(const std::string &rel, std::size_t limit) const {
+  int fd = open_at(rel, O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return os_error(-fd, "cannot open directory");
+  fd_guard guard{fd};
+  std::vector<std::string> names;
+  alignas(8) char buf[8192];
+  while (true) {
+    long n = ::syscall(SYS_getdents64, fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return os_error(errno, "cannot list directory");
+    }
+    if (n == 0) break;
+    for (long off = 0; off < n;) {
+      unsigned short reclen = 0;
+      std::memcpy(&reclen, buf + off + dirent_reclen_offset, sizeof reclen);
+      const char *name = buf + off + dirent_name_offset;
+      off += reclen;
+      if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0) continue;
+      if (names.size() >= limit) return error{E2BIG, "directory has more than " + std::to_string(limit) + " entries"};
+      names.emplace_back(name);
+    }
+  }
+  return names;
+}
+
+result<std::string> root_dir::read_link(const std::string &rel) const {
+  auto slash = rel.rfind('/');
+  std::string dir = slash == std::string::npos ? std::string() : rel.substr(0, slash);
+  std::string base = slash == std::string::npos ? rel : rel.substr(slash + 1);
+  int dfd = open_at(dir, O_PATH | O_DIRECTORY);
+  if (dfd < 0) return os_error(-dfd, "cannot open directory");
+  fd_guard guard{dfd};
+  char buf[4096];
+  ssize_t n = ::readlinkat(dfd, base.c_str(), buf, sizeof buf);
+  if (n < 0) return os_error(errno, "cannot read link");
+  if (static_cast<std::size_t>(n) >= sizeof buf) return error{ENAMETOOLONG, "link target is too long"};
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+bool root_dir::exists(const std::string &rel) const {
+  int fd = open_at(rel, O_PATH);
+  if (fd < 0) return false;
+  ::close(fd);
+  return true;
+}
+
+bool root_dir::is_directory(const std::string &rel) const {
+  int fd = open_at(rel, O_PATH | O_DIRECTORY);
+  if (fd < 0) return false;
+  ::close(fd);
+  return true;
+}
+
+std::string join_lexically(std::string_view dir, std::string_view target) {
+  std::vector<std::string_view> parts;
+  auto push = [&parts](std::string_view path) {
+    while (!path.empty()) {
+      auto slash = path.find('/');
+      std::string_view part = path.substr(0, slash);
+      if (part == "..") {
+        if (!parts.empty()) parts.pop_back();
+      } else if (!part.empty() && part != ".") {
+        parts.push_back(part);
+      }
+      if (slash == std::string_view::npos) break;
+      path.remove_prefix(slash + 1);
+    }
+  };
+  if (target.empty() || target.front() != '/') push(dir);
+  push(target);
+  std::string out;
+  for (auto p : parts) {
+    if (!out.empty()) out += '/';
+    out += p;
+  }
+  return out;
+}
+
+}  // namespace hetmem::sysfs::detail

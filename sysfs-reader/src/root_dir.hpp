@@ -1,0 +1,46 @@
+// root_dir.hpp — the reader's only contact with the OS: root-relative file access.
+//
+// Contract: every path is relative to the root directory descriptor and is resolved with
+// openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) where the kernel offers it (Linux >= 5.6),
+// so symlinks — absolute ones included — stay inside the root; ELOOP ends a symlink loop.
+// Without openat2 (ENOSYS, or refused by a seccomp filter) plain openat is used. Only regular
+// files are read (a FIFO or device would block or stream forever). No call throws except
+// std::bad_alloc, which read_snapshot() catches.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hetmem/result.hpp"
+
+namespace hetmem::sysfs::detail {
+
+class root_dir {
+ public:
+  static result<root_dir> open(const std::string &path);
+  root_dir(root_dir &&other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  root_dir &operator=(root_dir &&) = delete;
+  root_dir(const root_dir &) = delete;
+  ~root_dir();
+
+  // The content of a regular file. ENOENT when absent; EFBIG when larger than `limit` unless
+  // `truncate` is set, in which case the first `limit` bytes are returned.
+  [[nodiscard]] result<std::string> read(const std::string &rel, std::size_t limit, bool truncate = false) const;
+  // Entry names of a directory, without "." and "..", unsorted; E2BIG past `limit` entries.
+  [[nodiscard]] result<std::vector<std::string>> list(const std::string &rel, std::size_t limit) const;
+  // The target of a symlink, as stored.
+  [[nodiscard]] result<std::string> read_link(const std::string &rel) const;
+  [[nodiscard]] bool exists(const std::string &rel) const;
+  [[nodiscard]] bool is_directory(const std::string &rel) const;
+
+ private:
+  explicit root_dir(int fd) : fd_(fd) {}
+  [[nodiscard]] int open_at(const std::string &rel, int flags) const;  // fd or -errno
+  int fd_ = -1;
+};
+
+// "sys/bus/dax/devices" + "../../../devices/x" -> "sys/devices/x" (lexical; never climbs above the root).
+std::string join_lexically(std::string_view dir, std::string_view target);
+
+}  // namespace hetmem::sysfs::detail
