@@ -23,8 +23,8 @@ struct error {
 
 namespace detail {
 [[noreturn]] inline void result_misuse(const char *what) noexcept {
-  std::fputs(what, stderr);
-  std::fputc('\n', stderr);
+  (void)std::fputs(what, stderr);
+  (void)std::fputc(0x0a, stderr);
   std::abort();
 }
 }  // namespace detail
@@ -32,7 +32,7 @@ namespace detail {
 template <class T>
 class [[nodiscard]] result {
  public:
-  result(T value) : state_(std::in_place_index<0>, std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  result(T value) : state_(std::in_place_index<0>, std::move(value)) {}          // NOLINT(google-explicit-constructor)
   result(hetmem::error err) : state_(std::in_place_index<1>, std::move(err)) {}  // NOLINT(google-explicit-constructor)
 
   [[nodiscard]] bool ok() const noexcept { return state_.index() == 0; }

@@ -25,7 +25,8 @@
 namespace hetmem {
 
 enum class memory_kind { ddr, hbm, pmem, cxl, device, unknown, none };
-[[nodiscard]] std::string_view to_string(memory_kind kind) noexcept;  // "DDR","HBM","PMEM","CXL","device","unknown","none"
+[[nodiscard]] std::string_view to_string(
+    memory_kind kind) noexcept;  // "DDR","HBM","PMEM","CXL","device","unknown","none"
 [[nodiscard]] std::optional<memory_kind> parse_memory_kind(std::string_view text) noexcept;  // case-insensitive
 
 enum class confidence { high, medium, low };
@@ -73,7 +74,7 @@ struct node_info {
   node_performance performance;
   sysfs::id_set local_initiators;  // initiator nodes for which this memory is local
   std::vector<sysfs::memory_side_cache> memory_side_caches;
-  std::string memory_side_cache_note;       // e.g. "16 GiB MCDRAM cache (hwloc-dump-hwdata)"
+  std::string memory_side_cache_note;        // e.g. "16 GiB MCDRAM cache (hwloc-dump-hwdata)"
   std::optional<std::uint32_t> kernel_tier;  // memory_tierN containing this node
   std::vector<std::string> dax_devices;      // kmem dax devices that make up this node
   std::string gpu;                           // PCI address when it is NVIDIA GPU memory
@@ -124,8 +125,8 @@ struct classify_options {
 [[nodiscard]] result<topology> classify(sysfs::snapshot snap, const classify_options &options = {}) noexcept;
 
 struct load_options {
-  std::string root;                          // empty: sysfs::default_root()
-  std::optional<std::string> overrides;      // empty: $HETMEM_NODE_KINDS
+  std::string root;                      // empty: sysfs::default_root()
+  std::optional<std::string> overrides;  // empty: $HETMEM_NODE_KINDS
 };
 [[nodiscard]] result<topology> load_topology(const load_options &options = {}) noexcept;
 

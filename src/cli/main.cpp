@@ -2,6 +2,7 @@
 // read; 2 bad usage; 3 --strict and some file could not be used.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <exception>
 #include <string>
 
 #include "hetmem/hwloc_check.hpp"
@@ -38,8 +39,8 @@ int run_topo(const topo_args &a) {
   ro.view.initiator_node = a.initiator;
   ro.view.cpu = a.cpu;
   if (a.initiator && !topo->initiator(*a.initiator)) {
-    std::fprintf(stderr, "hetmem topo: --initiator %u: node %u has no CPUs (initiators: nodes with CPUs)\n", *a.initiator,
-                 *a.initiator);
+    std::fprintf(stderr, "hetmem topo: --initiator %u: node %u has no CPUs (initiators: nodes with CPUs)\n",
+                 *a.initiator, *a.initiator);
     return exit_usage;
   }
   if (a.cpu && !topo->initiator_for_cpu(*a.cpu)) {
@@ -50,7 +51,8 @@ int run_topo(const topo_args &a) {
     auto hw = hetmem::hwloc_view(topo->root);
     if (hw) {
       hetmem::crosscheck(*topo, *hw);
-      ro.hwloc_note = "hwloc " + hw->hwloc_version + " cross-check: " + std::to_string(hw->nodes.size()) + " NUMA node(s) seen.";
+      ro.hwloc_note =
+          "hwloc " + hw->hwloc_version + " cross-check: " + std::to_string(hw->nodes.size()) + " NUMA node(s) seen.";
     } else {
       ro.hwloc_note = "hwloc cross-check unavailable: " + hw.error().message + ".";
     }
@@ -68,14 +70,15 @@ int run_topo(const topo_args &a) {
 
 }  // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv) try {
   CLI::App app{"hetmem: see, place and move memory across DDR, HBM, PMEM, CXL and device tiers"};
   app.set_version_flag("--version", std::string("hetmem ") + HETMEM_VERSION);
   app.require_subcommand(1);
   app.footer("Run 'hetmem SUBCOMMAND --help' for the options of each subcommand.");
 
   topo_args ta;
-  auto *topo = app.add_subcommand("topo", "Show the memory nodes, their kind, performance and tier order per initiator");
+  auto *topo =
+      app.add_subcommand("topo", "Show the memory nodes, their kind, performance and tier order per initiator");
   topo->add_option("--root", ta.root,
                    "Read a captured sysfs/procfs tree instead of the live system (default: $HETMEM_SYSFS_ROOT or /)");
   topo->add_flag("--json", ta.json, "Print JSON (schema hetmem.topo/1, see docs/topo-json.md)");
@@ -101,4 +104,7 @@ int main(int argc, char **argv) {
   }
   if (topo->parsed()) return run_topo(ta);
   return exit_usage;
+} catch (const std::exception &e) {
+  std::fprintf(stderr, "hetmem: internal error: %s\n", e.what());
+  return exit_failure;
 }

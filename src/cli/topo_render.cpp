@@ -74,7 +74,8 @@ const initiator_view *pick_view(const topology &t, const view_choice &choice, st
   }
   if (!t.initiators.empty()) {
     const auto &v = t.initiators.front();
-    why = fmt::format("as seen from node {} (CPUs {}), the first initiator", v.node, v.cpus.empty() ? "-" : v.cpus.to_string());
+    why = fmt::format("as seen from node {} (CPUs {}), the first initiator", v.node,
+                      v.cpus.empty() ? "-" : v.cpus.to_string());
     return &v;
   }
   why = "no initiator";
@@ -94,13 +95,15 @@ std::string render_text(const topology &t, const render_options &opt) {
   std::string tiers = "not reported";
   if (s.memory_tiers_reported) {
     tiers.clear();
-    for (const auto &mt : s.memory_tiers) tiers += (tiers.empty() ? "" : "  ") + fmt::format("tier{}: {}", mt.id, mt.nodes.to_string());
+    for (const auto &mt : s.memory_tiers)
+      tiers += (tiers.empty() ? "" : "  ") + fmt::format("tier{}: {}", mt.id, mt.nodes.to_string());
     if (tiers.empty()) tiers = "none";
   }
   std::string hmat = t.hmat_reported ? fmt::format("reported (access{})", t.hmat_access_class) : "not reported";
   out += fmt::format("hetmem topo: {}\n", t.root);
   out += fmt::format("{} node{} ({} with memory, {} with CPUs), {} of memory. HMAT: {}. Kernel memory tiers: {}.\n",
-                     t.nodes.size(), t.nodes.size() == 1 ? "" : "s", mem_nodes, cpu_nodes, format_bytes(total), hmat, tiers);
+                     t.nodes.size(), t.nodes.size() == 1 ? "" : "s", mem_nodes, cpu_nodes, format_bytes(total), hmat,
+                     tiers);
   if (opt.hwloc_note) out += *opt.hwloc_note + "\n";
   std::string why;
   const initiator_view *view = pick_view(t, opt.view, why);
@@ -131,7 +134,8 @@ std::string render_text(const topology &t, const render_options &opt) {
       for (const auto &r : n.reasons) out += fmt::format("    [{}] {}\n", to_string(r.source), r.text);
       for (const auto &d : n.disagreements) out += fmt::format("    DISAGREES: {}\n", d);
     } else {
-      out += fmt::format("  node {:<4} {:<7} {}{}\n", n.id, to_string(n.kind), n.reasons.empty() ? "-" : n.reasons.front().text,
+      out += fmt::format("  node {:<4} {:<7} {}{}\n", n.id, to_string(n.kind),
+                         n.reasons.empty() ? "-" : n.reasons.front().text,
                          n.disagreements.empty() ? "" : fmt::format(" (disagreement: {})", n.disagreements.front()));
     }
   }
@@ -145,7 +149,8 @@ std::string render_text(const topology &t, const render_options &opt) {
 
   if (opt.explain) {
     out += "\nKernel:\n";
-    out += fmt::format("  demotion_enabled: {}\n", s.demotion_enabled ? (*s.demotion_enabled ? "true" : "false") : "not reported");
+    out += fmt::format("  demotion_enabled: {}\n",
+                       s.demotion_enabled ? (*s.demotion_enabled ? "true" : "false") : "not reported");
     if (s.numa_balancing) {
       std::string mode = *s.numa_balancing == 0 ? "disabled" : "";
       if (*s.numa_balancing & 1) mode += "normal";
@@ -157,13 +162,16 @@ std::string render_text(const topology &t, const render_options &opt) {
     if (s.weighted_interleave.present) {
       std::string w;
       for (auto [node, weight] : s.weighted_interleave.weights) w += fmt::format(" {}:{}", node, weight);
-      out += fmt::format("  weighted interleave: auto={}, weights{}\n",
-                         s.weighted_interleave.auto_mode ? (*s.weighted_interleave.auto_mode ? "true" : "false") : "n/a",
-                         w.empty() ? " none" : w);
+      out +=
+          fmt::format("  weighted interleave: auto={}, weights{}\n",
+                      s.weighted_interleave.auto_mode ? (*s.weighted_interleave.auto_mode ? "true" : "false") : "n/a",
+                      w.empty() ? " none" : w);
     } else {
       out += "  weighted interleave: not available (Linux 6.9+)\n";
     }
-    out += fmt::format("  cpuset mems: {}\n", s.allowed_mems ? s.allowed_mems->to_string() + " (" + s.allowed_mems_source + ")" : "not reported");
+    out +=
+        fmt::format("  cpuset mems: {}\n",
+                    s.allowed_mems ? s.allowed_mems->to_string() + " (" + s.allowed_mems_source + ")" : "not reported");
     std::string cpu = s.cpu.model_name.empty() ? s.cpu.vendor : s.cpu.model_name;
     out += fmt::format("  CPU: {}\n", cpu.empty() ? "not reported" : cpu);
   }
@@ -206,7 +214,8 @@ std::string render_json(const topology &t, const render_options &opt) {
     ojson w = ojson::object();
     for (auto [node, weight] : s.weighted_interleave.weights) w[std::to_string(node)] = weight;
     kernel["weighted_interleave"] = {
-        {"auto", s.weighted_interleave.auto_mode ? ojson(*s.weighted_interleave.auto_mode) : ojson(nullptr)}, {"weights", w}};
+        {"auto", s.weighted_interleave.auto_mode ? ojson(*s.weighted_interleave.auto_mode) : ojson(nullptr)},
+        {"weights", w}};
   } else {
     kernel["weighted_interleave"] = nullptr;
   }
@@ -237,11 +246,11 @@ std::string render_json(const topology &t, const render_options &opt) {
     node["capacity_bytes"] = opt_u(n.capacity_bytes);
     node["free_bytes"] = opt_u(n.free_bytes);
     node["performance"] = p.access_class < 0 ? ojson(nullptr)
-                                              : ojson{{"access_class", p.access_class},
-                                                      {"read_latency_ns", opt_u(p.read_latency_ns)},
-                                                      {"write_latency_ns", opt_u(p.write_latency_ns)},
-                                                      {"read_bandwidth_mbps", opt_u(p.read_bandwidth_mbps)},
-                                                      {"write_bandwidth_mbps", opt_u(p.write_bandwidth_mbps)}};
+                                             : ojson{{"access_class", p.access_class},
+                                                     {"read_latency_ns", opt_u(p.read_latency_ns)},
+                                                     {"write_latency_ns", opt_u(p.write_latency_ns)},
+                                                     {"read_bandwidth_mbps", opt_u(p.read_bandwidth_mbps)},
+                                                     {"write_bandwidth_mbps", opt_u(p.write_bandwidth_mbps)}};
     node["local_initiators"] = ids(n.local_initiators);
     ojson caches = ojson::array();
     for (const auto &c : n.memory_side_caches)
@@ -251,7 +260,8 @@ std::string render_json(const topology &t, const render_options &opt) {
                         {"indexing", c.indexing ? ojson(*c.indexing) : ojson(nullptr)},
                         {"write_policy", c.write_policy ? ojson(*c.write_policy) : ojson(nullptr)}});
     node["memory_side_caches"] = caches;
-    node["memory_side_cache_note"] = n.memory_side_cache_note.empty() ? ojson(nullptr) : ojson(n.memory_side_cache_note);
+    node["memory_side_cache_note"] =
+        n.memory_side_cache_note.empty() ? ojson(nullptr) : ojson(n.memory_side_cache_note);
     node["kernel_memory_tier"] = n.kernel_tier ? ojson(*n.kernel_tier) : ojson(nullptr);
     node["dax_devices"] = n.dax_devices;
     node["gpu"] = n.gpu.empty() ? ojson(nullptr) : ojson(n.gpu);

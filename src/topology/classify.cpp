@@ -19,13 +19,20 @@ namespace hetmem {
 
 std::string_view to_string(memory_kind kind) noexcept {
   switch (kind) {
-    case memory_kind::ddr: return "DDR";
-    case memory_kind::hbm: return "HBM";
-    case memory_kind::pmem: return "PMEM";
-    case memory_kind::cxl: return "CXL";
-    case memory_kind::device: return "device";
-    case memory_kind::unknown: return "unknown";
-    case memory_kind::none: return "none";
+    case memory_kind::ddr:
+      return "DDR";
+    case memory_kind::hbm:
+      return "HBM";
+    case memory_kind::pmem:
+      return "PMEM";
+    case memory_kind::cxl:
+      return "CXL";
+    case memory_kind::device:
+      return "device";
+    case memory_kind::unknown:
+      return "unknown";
+    case memory_kind::none:
+      return "none";
   }
   return "unknown";
 }
@@ -44,26 +51,40 @@ std::optional<memory_kind> parse_memory_kind(std::string_view text) noexcept {
 
 std::string_view to_string(confidence c) noexcept {
   switch (c) {
-    case confidence::high: return "high";
-    case confidence::medium: return "medium";
-    case confidence::low: return "low";
+    case confidence::high:
+      return "high";
+    case confidence::medium:
+      return "medium";
+    case confidence::low:
+      return "low";
   }
   return "low";
 }
 
 std::string_view to_string(evidence_source s) noexcept {
   switch (s) {
-    case evidence_source::user_override: return "override";
-    case evidence_source::dax_kmem: return "dax";
-    case evidence_source::nvidia_numa: return "nvidia";
-    case evidence_source::hmat_access1: return "hmat-access1";
-    case evidence_source::hmat_access0: return "hmat-access0";
-    case evidence_source::memory_side_cache: return "memory-side-cache";
-    case evidence_source::memory_tiers: return "memory-tiers";
-    case evidence_source::hwloc: return "hwloc";
-    case evidence_source::slit: return "slit";
-    case evidence_source::topology: return "topology";
-    case evidence_source::cpu_model: return "cpu-model";
+    case evidence_source::user_override:
+      return "override";
+    case evidence_source::dax_kmem:
+      return "dax";
+    case evidence_source::nvidia_numa:
+      return "nvidia";
+    case evidence_source::hmat_access1:
+      return "hmat-access1";
+    case evidence_source::hmat_access0:
+      return "hmat-access0";
+    case evidence_source::memory_side_cache:
+      return "memory-side-cache";
+    case evidence_source::memory_tiers:
+      return "memory-tiers";
+    case evidence_source::hwloc:
+      return "hwloc";
+    case evidence_source::slit:
+      return "slit";
+    case evidence_source::topology:
+      return "topology";
+    case evidence_source::cpu_model:
+      return "cpu-model";
   }
   return "topology";
 }
@@ -105,18 +126,27 @@ using sysfs::id_set;
 // Order of kinds by expected performance for general CPU use (used to rank local tiers).
 int kind_rank(memory_kind k) {
   switch (k) {
-    case memory_kind::hbm: return 0;
-    case memory_kind::ddr: return 1;
-    case memory_kind::unknown: return 2;
-    case memory_kind::cxl: return 3;
-    case memory_kind::pmem: return 4;
-    case memory_kind::device: return 5;
-    case memory_kind::none: return 6;
+    case memory_kind::hbm:
+      return 0;
+    case memory_kind::ddr:
+      return 1;
+    case memory_kind::unknown:
+      return 2;
+    case memory_kind::cxl:
+      return 3;
+    case memory_kind::pmem:
+      return 4;
+    case memory_kind::device:
+      return 5;
+    case memory_kind::none:
+      return 6;
   }
   return 6;
 }
 
-std::optional<std::uint64_t> first_of(std::optional<std::uint64_t> a, std::optional<std::uint64_t> b) { return a ? a : b; }
+std::optional<std::uint64_t> first_of(std::optional<std::uint64_t> a, std::optional<std::uint64_t> b) {
+  return a ? a : b;
+}
 
 std::string describe_perf(const node_performance &p) {
   std::string s;
@@ -138,18 +168,21 @@ struct verdict {
   }
 };
 
-bool is_knl(const sysfs::cpu_identity &cpu) {
-  return cpu.vendor == "GenuineIntel" && cpu.family == 6u && (cpu.model == 87u || cpu.model == 133u);
+bool is_intel_family6(const sysfs::cpu_identity &cpu, std::initializer_list<std::uint32_t> models) {
+  if (cpu.vendor != "GenuineIntel" || cpu.family.value_or(0) != 6 || !cpu.model) return false;
+  return std::find(models.begin(), models.end(), *cpu.model) != models.end();
 }
+bool is_knl(const sysfs::cpu_identity &cpu) { return is_intel_family6(cpu, {87, 133}); }  // Knights Landing/Mill
 bool is_optane_platform(const sysfs::cpu_identity &cpu) {  // Cascade/Cooper Lake, Ice Lake-SP
-  return cpu.vendor == "GenuineIntel" && cpu.family == 6u && (cpu.model == 85u || cpu.model == 106u);
+  return is_intel_family6(cpu, {85, 106});
 }
 bool is_xeon_max_platform(const sysfs::cpu_identity &cpu) {  // Sapphire Rapids (incl. Xeon Max)
-  return cpu.vendor == "GenuineIntel" && cpu.family == 6u && cpu.model == 143u;
+  return is_intel_family6(cpu, {143});
 }
 std::string cpu_label(const sysfs::cpu_identity &cpu) {
   std::string s = cpu.model_name.empty() ? cpu.vendor : cpu.model_name;
-  if (cpu.family && cpu.model) s += " (family " + std::to_string(*cpu.family) + " model " + std::to_string(*cpu.model) + ")";
+  if (cpu.family && cpu.model)
+    s += " (family " + std::to_string(*cpu.family) + " model " + std::to_string(*cpu.model) + ")";
   return s;
 }
 
@@ -234,9 +267,9 @@ class classifier {
         ++used1;
       } else if (a0.present && a0.performance.any()) {
         if (!a0.initiators.empty() && !a0.initiators.intersects(cpu_nodes_)) {
-          n.reasons.push_back({evidence_source::hmat_access0,
-                               "access0 describes access from generic initiator node(s) " + a0.initiators.to_string() +
-                                   " only, not from CPUs: ignored"});
+          n.reasons.push_back(
+              {evidence_source::hmat_access0, "access0 describes access from generic initiator node(s) " +
+                                                  a0.initiators.to_string() + " only, not from CPUs: ignored"});
         } else {
           take(a0, 0);
           ++used0;
@@ -246,9 +279,12 @@ class classifier {
                              "HMAT access files exist but report 0 for latency and bandwidth (= not reported)"});
       }
       // Local initiators: HMAT links first (access1, then access0), else the nearest CPU nodes.
-      if (a1.present && !a1.initiators.empty()) n.local_initiators = a1.initiators;
-      else if (a0.present && !a0.initiators.empty() && a0.initiators.intersects(cpu_nodes_)) n.local_initiators = a0.initiators;
-      else n.local_initiators = nearest_cpu_nodes(n.id);
+      if (a1.present && !a1.initiators.empty())
+        n.local_initiators = a1.initiators;
+      else if (a0.present && !a0.initiators.empty() && a0.initiators.intersects(cpu_nodes_))
+        n.local_initiators = a0.initiators;
+      else
+        n.local_initiators = nearest_cpu_nodes(n.id);
     }
     t_.hmat_reported = used1 + used0 > 0;
     t_.hmat_access_class = used1 > 0 ? 1 : (used0 > 0 ? 0 : -1);
@@ -260,6 +296,8 @@ class classifier {
       out.insert(target);
       return out;
     }
+    // Local by SLIT only when one initiator is strictly nearest: memory equally far from
+    // every socket is nobody's local memory.
     std::optional<std::uint32_t> best;
     for (std::uint32_t c : cpu_nodes_.to_vector()) {
       auto d = snap_.distance(c, target);
@@ -270,6 +308,7 @@ class classifier {
       }
       if (*d == *best) out.insert(c);
     }
+    if (out.count() > 1) return id_set{};
     return out;
   }
 
@@ -277,11 +316,22 @@ class classifier {
 
   // Reference DDR performance: system-RAM nodes (not dax, not GPU, normal zone) with HMAT values.
   void find_reference() {
-    std::vector<double> lat, bw;
+    // Candidates: system RAM with HMAT values. Nodes with CPUs among them are the reference
+    // (CPU-less nodes may be HBM); where no candidate has CPUs (CPU-only initiator nodes, as
+    // on Cascade Lake with a generic initiator), all candidates are.
+    std::vector<const node_info *> cands;
     for (const auto &n : t_.nodes) {
       if (!n.has_memory || is_dax_or_gpu(n) || n.performance.access_class < 0) continue;
       if (snap_.has_normal_memory && !snap_.has_normal_memory->contains(n.id)) continue;
       if (!n.memory_side_caches.empty()) continue;  // 2LM: the far memory is not a DDR reference
+      cands.push_back(&n);
+    }
+    if (std::any_of(cands.begin(), cands.end(), [](const node_info *n) { return !n->cpus.empty(); }))
+      cands.erase(std::remove_if(cands.begin(), cands.end(), [](const node_info *n) { return n->cpus.empty(); }),
+                  cands.end());
+    std::vector<double> lat, bw;
+    for (const node_info *np : cands) {
+      const node_info &n = *np;
       ref_nodes_.insert(n.id);
       if (auto l = first_of(n.performance.read_latency_ns, n.performance.write_latency_ns))
         lat.push_back(static_cast<double>(*l));
@@ -299,8 +349,10 @@ class classifier {
     if (!n.has_memory) {
       n.kind = memory_kind::none;
       n.certainty = confidence::high;
-      std::string what = n.is_generic_initiator ? "generic initiator (accelerator) node" : (n.cpus.empty() ? "empty node" : "CPU-only node");
-      n.reasons.insert(n.reasons.begin(), reason{evidence_source::topology, what + " with no memory (MemTotal 0 kB): not a memory target"});
+      std::string what = n.is_generic_initiator ? "generic initiator (accelerator) node"
+                                                : (n.cpus.empty() ? "empty node" : "CPU-only node");
+      n.reasons.insert(n.reasons.begin(), reason{evidence_source::topology,
+                                                 what + " with no memory (MemTotal 0 kB): not a memory target"});
       return;
     }
     dax_evidence(n, v, rs);
@@ -319,16 +371,19 @@ class classifier {
 
   void dax_evidence(node_info &n, verdict &v, std::vector<reason> &rs) {
     for (const auto &d : snap_.dax_devices) {
-      if (d.driver != sysfs::dax_driver::kmem || !d.target_node || *d.target_node != static_cast<std::int64_t>(n.id)) continue;
+      if (d.driver != sysfs::dax_driver::kmem || !d.target_node || *d.target_node != static_cast<std::int64_t>(n.id))
+        continue;
       std::string src = d.name + " (kmem) on ";
       switch (d.parent) {
         case sysfs::dax_parent::nvdimm:
           if (!v.decided) v.set(memory_kind::pmem, confidence::high);
-          rs.push_back({evidence_source::dax_kmem, src + "an NVDIMM region (ndbus): persistent memory onlined as system RAM"});
+          rs.push_back(
+              {evidence_source::dax_kmem, src + "an NVDIMM region (ndbus): persistent memory onlined as system RAM"});
           break;
         case sysfs::dax_parent::legacy_pmem:
           if (!v.decided) v.set(memory_kind::pmem, confidence::high);
-          rs.push_back({evidence_source::dax_kmem, src + "a legacy e820 pmem region: persistent memory onlined as system RAM"});
+          rs.push_back(
+              {evidence_source::dax_kmem, src + "a legacy e820 pmem region: persistent memory onlined as system RAM"});
           break;
         case sysfs::dax_parent::cxl_ram:
           if (!v.decided) v.set(memory_kind::cxl, confidence::high);
@@ -340,8 +395,9 @@ class classifier {
           break;
         case sysfs::dax_parent::soft_reserved:
           soft_reserved_[index_of(n)] = true;
-          rs.push_back({evidence_source::dax_kmem,
-                        src + "soft-reserved (EFI specific-purpose) memory: HBM or firmware-mapped CXL; performance decides"});
+          rs.push_back(
+              {evidence_source::dax_kmem,
+               src + "soft-reserved (EFI specific-purpose) memory: HBM or firmware-mapped CXL; performance decides"});
           break;
         case sysfs::dax_parent::unknown:
           rs.push_back({evidence_source::dax_kmem, src + "an unrecognised parent '" + d.device_path + "'"});
@@ -357,7 +413,8 @@ class classifier {
                          (g.status.status.empty() ? std::string("unknown") : g.status.status) + ")";
       if (g.status.size_bytes) text += ", " + format_bytes(*g.status.size_bytes);
       if (v.decided && v.kind != memory_kind::device)
-        n.disagreements.push_back("/proc/driver/nvidia says GPU memory, but " + std::string(to_string(v.kind)) + " was decided first");
+        n.disagreements.push_back("/proc/driver/nvidia says GPU memory, but " + std::string(to_string(v.kind)) +
+                                  " was decided first");
       else
         v.set(memory_kind::device, confidence::high);
       rs.push_back({evidence_source::nvidia_numa, text});
@@ -372,7 +429,8 @@ class classifier {
       if (!c.size_bytes) return;
       std::string desc = format_bytes(*c.size_bytes) + " memory-side cache (index" + std::to_string(c.index);
       if (c.indexing) desc += *c.indexing == 0 ? ", direct-mapped" : ", indexed";
-      if (c.write_policy) desc += *c.write_policy == 0 ? ", write-back" : (*c.write_policy == 1 ? ", write-through" : "");
+      if (c.write_policy)
+        desc += *c.write_policy == 0 ? ", write-back" : (*c.write_policy == 1 ? ", write-through" : "");
       if (c.line_size_bytes) desc += ", " + std::to_string(*c.line_size_bytes) + " B lines";
       desc += ")";
       bool smaller = !n.capacity_bytes || *c.size_bytes < *n.capacity_bytes;
@@ -398,10 +456,11 @@ class classifier {
       return;
     }
     // KNL without sysfs caches: hwloc-dump-hwdata tells the MCDRAM cache of each DDR node.
-    if (snap_.knl && is_knl(cpu) && !n.cpus.empty() && snap_.knl->cache_size_bytes && *snap_.knl->cache_size_bytes > 0 &&
-        snap_.knl->memory_mode != "Flat") {
-      n.memory_side_cache_note = format_bytes(*snap_.knl->cache_size_bytes) + " MCDRAM cache (hwloc-dump-hwdata: " +
-                                 snap_.knl->memory_mode + ", " + snap_.knl->cluster_mode + ")";
+    if (snap_.knl && is_knl(cpu) && !n.cpus.empty() && snap_.knl->cache_size_bytes &&
+        *snap_.knl->cache_size_bytes > 0 && snap_.knl->memory_mode != "Flat") {
+      n.memory_side_cache_note = format_bytes(*snap_.knl->cache_size_bytes) +
+                                 " MCDRAM cache (hwloc-dump-hwdata: " + snap_.knl->memory_mode + ", " +
+                                 snap_.knl->cluster_mode + ")";
       rs.push_back({evidence_source::memory_side_cache, "DDR behind a " + n.memory_side_cache_note});
     }
   }
@@ -422,17 +481,19 @@ class classifier {
     if (lat && ref_latency_) lat_ratio = static_cast<double>(*lat) / *ref_latency_;
     std::string cmp;
     if (bw_ratio) cmp += "bandwidth " + format_bandwidth_mbps(*bw) + " = " + format_ratio(*bw_ratio) + " DDR";
-    if (lat_ratio) cmp += (cmp.empty() ? "" : ", ") + std::string("latency ") + std::to_string(*lat) + " ns = " + format_ratio(*lat_ratio) + " DDR";
+    if (lat_ratio)
+      cmp += (cmp.empty() ? "" : ", ") + std::string("latency ") + std::to_string(*lat) +
+             " ns = " + format_ratio(*lat_ratio) + " DDR";
     const bool fast = bw_ratio && *bw_ratio >= 2.0 && (!lat_ratio || *lat_ratio < 2.0);
     const bool slow = (lat_ratio && *lat_ratio >= 1.8) || (bw_ratio && *bw_ratio <= 0.6);
     const bool sp = soft_reserved_[index_of(n)];
     const bool ref = ref_nodes_.contains(n.id);
     if (v.decided) {
       // Cross-check only.
-      bool contradicts = (fast && (v.kind == memory_kind::pmem || v.kind == memory_kind::cxl || v.kind == memory_kind::ddr)) ||
-                         (slow && (v.kind == memory_kind::hbm || (v.kind == memory_kind::ddr && n.memory_side_cache_note.empty())));
-      if (contradicts)
-        n.disagreements.push_back(cls + " (" + cmp + ") does not fit " + std::string(to_string(v.kind)));
+      bool contradicts =
+          (fast && (v.kind == memory_kind::pmem || v.kind == memory_kind::cxl || v.kind == memory_kind::ddr)) ||
+          (slow && (v.kind == memory_kind::hbm || (v.kind == memory_kind::ddr && n.memory_side_cache_note.empty())));
+      if (contradicts) n.disagreements.push_back(cls + " (" + cmp + ") does not fit " + std::string(to_string(v.kind)));
       rs.push_back({src, cls + ": " + cmp});
       return;
     }
@@ -445,8 +506,10 @@ class classifier {
         rs.push_back({src, cls + ": " + cmp + ": slower than DDR; soft-reserved slow memory is firmware-mapped CXL"});
       } else {
         v.set(memory_kind::cxl, confidence::low);
-        rs.push_back({src, cls + ": " + cmp +
-                               ": slower than DDR and not an NVDIMM dax device; firmware-described slow memory is most likely CXL"});
+        rs.push_back(
+            {src,
+             cls + ": " + cmp +
+                 ": slower than DDR and not an NVDIMM dax device; firmware-described slow memory is most likely CXL"});
       }
     } else {
       v.set(memory_kind::ddr, ref ? confidence::high : confidence::medium);
@@ -456,13 +519,16 @@ class classifier {
 
   void knl_evidence(node_info &n, verdict &v, std::vector<reason> &rs) {
     if (v.decided || !is_knl(snap_.cpu)) return;
-    std::string mode = snap_.knl ? " (hwloc-dump-hwdata: " + snap_.knl->memory_mode + ", " + snap_.knl->cluster_mode + ")" : "";
+    std::string mode =
+        snap_.knl ? " (hwloc-dump-hwdata: " + snap_.knl->memory_mode + ", " + snap_.knl->cluster_mode + ")" : "";
     if (n.cpus.empty()) {
       v.set(memory_kind::hbm, snap_.knl ? confidence::high : confidence::medium);
-      rs.push_back({evidence_source::cpu_model, "Xeon Phi " + cpu_label(snap_.cpu) + ": CPU-less nodes are MCDRAM" + mode});
+      rs.push_back(
+          {evidence_source::cpu_model, "Xeon Phi " + cpu_label(snap_.cpu) + ": CPU-less nodes are MCDRAM" + mode});
     } else {
       v.set(memory_kind::ddr, confidence::high);
-      rs.push_back({evidence_source::cpu_model, "Xeon Phi " + cpu_label(snap_.cpu) + ": nodes with CPUs are DDR" + mode});
+      rs.push_back(
+          {evidence_source::cpu_model, "Xeon Phi " + cpu_label(snap_.cpu) + ": nodes with CPUs are DDR" + mode});
     }
   }
 
@@ -470,14 +536,15 @@ class classifier {
     if (v.decided) return;
     const bool movable_only = snap_.has_normal_memory && !snap_.has_normal_memory->contains(n.id);
     if (soft_reserved_[index_of(n)]) {
-      rs.push_back({evidence_source::topology, "soft-reserved memory without HMAT performance: HBM or CXL cannot be told apart"});
+      rs.push_back({evidence_source::topology,
+                    "soft-reserved memory without HMAT performance: HBM or CXL cannot be told apart"});
       v.set(memory_kind::unknown, confidence::low);
       return;
     }
     if (!n.cpus.empty()) {
-      v.set(memory_kind::ddr, t_.hmat_reported ? confidence::medium : confidence::medium);
-      rs.push_back({evidence_source::topology, "memory of a node with CPUs " + n.cpus.to_string() +
-                                                   " and no evidence of another kind: DDR"});
+      v.set(memory_kind::ddr, confidence::medium);
+      rs.push_back({evidence_source::topology,
+                    "memory of a node with CPUs " + n.cpus.to_string() + " and no evidence of another kind: DDR"});
       return;
     }
     // CPU-less, nothing direct: compare its distance with CPU-attached memory.
@@ -488,28 +555,38 @@ class classifier {
         if (auto d = snap_.distance(c, c2); d && (!socket || *d > *socket)) socket = d;
     }
     if (movable_only) {
-      rs.push_back({evidence_source::topology, "CPU-less and only in ZONE_MOVABLE (not in has_normal_memory): hot-plugged or special-purpose memory"});
+      rs.push_back(
+          {evidence_source::topology,
+           "CPU-less and only in ZONE_MOVABLE (not in has_normal_memory): hot-plugged or special-purpose memory"});
     }
     if (near && socket && *near <= *socket && !movable_only) {
       v.set(memory_kind::ddr, confidence::low);
       rs.push_back({evidence_source::slit, "CPU-less, but at distance " + std::to_string(*near) +
-                                               " no farther than CPU-attached memory (up to " + std::to_string(*socket) +
-                                               "): a memory-only DDR node"});
+                                               " no farther than CPU-attached memory (up to " +
+                                               std::to_string(*socket) + "): a memory-only DDR node"});
       return;
     }
     v.set(memory_kind::unknown, confidence::low);
     std::string why = "CPU-less";
-    if (near && socket) why += ", farther (distance " + std::to_string(*near) + ") than any CPU-attached memory (" + std::to_string(*socket) + ")";
+    if (near && socket)
+      why += ", farther (distance " + std::to_string(*near) + ") than any CPU-attached memory (" +
+             std::to_string(*socket) + ")";
     why += "; no HMAT, dax or CXL link says what it is";
     rs.push_back({evidence_source::slit, why});
   }
 
   void slit_note(node_info &n, std::vector<reason> &rs) {
-    if (n.local_initiators.empty()) return;
+    if (n.local_initiators.empty()) {
+      if (!cpu_nodes_.empty())
+        rs.push_back({evidence_source::slit, "no initiator is strictly nearest: local to none, ranked by distance"});
+      return;
+    }
     auto first = n.local_initiators.first();
     auto d = snap_.distance(first, n.id);
-    bool from_hmat = raw(n).access[1].initiators.intersects(n.local_initiators) || raw(n).access[0].initiators.intersects(n.local_initiators);
-    std::string text = "local to initiator node(s) " + n.local_initiators.to_string() + (from_hmat ? " (HMAT)" : " (nearest by SLIT)");
+    bool from_hmat = raw(n).access[1].initiators.intersects(n.local_initiators) ||
+                     raw(n).access[0].initiators.intersects(n.local_initiators);
+    std::string text =
+        "local to initiator node(s) " + n.local_initiators.to_string() + (from_hmat ? " (HMAT)" : " (nearest by SLIT)");
     if (d) text += ", distance " + std::to_string(*d);
     rs.push_back({evidence_source::slit, text});
   }
@@ -523,7 +600,8 @@ class classifier {
         ddr_tier = n.kernel_tier;
     if (!ddr_tier)
       for (const auto &n : t_.nodes)
-        if (n.kind == memory_kind::ddr && n.kernel_tier && (!ddr_tier || *n.kernel_tier < *ddr_tier)) ddr_tier = n.kernel_tier;
+        if (n.kind == memory_kind::ddr && n.kernel_tier && (!ddr_tier || *n.kernel_tier < *ddr_tier))
+          ddr_tier = n.kernel_tier;
     for (auto &n : t_.nodes) {
       if (!n.has_memory || !n.kernel_tier) continue;
       std::string where = "kernel memory_tier" + std::to_string(*n.kernel_tier);
@@ -532,8 +610,9 @@ class classifier {
         continue;
       }
       int rel = *n.kernel_tier < *ddr_tier ? -1 : (*n.kernel_tier > *ddr_tier ? 1 : 0);
-      where += rel == 0 ? " (same as DDR)" : (rel < 0 ? " (faster than DDR's memory_tier" : " (slower than DDR's memory_tier") +
-                                                 (rel == 0 ? std::string() : std::to_string(*ddr_tier) + ")");
+      where += rel == 0 ? " (same as DDR)"
+                        : (rel < 0 ? " (faster than DDR's memory_tier" : " (slower than DDR's memory_tier") +
+                              (rel == 0 ? std::string() : std::to_string(*ddr_tier) + ")");
       n.reasons.push_back({evidence_source::memory_tiers, where});
       bool conflict = (n.kind == memory_kind::hbm && rel >= 0 && t_.hmat_reported) ||
                       ((n.kind == memory_kind::pmem || n.kind == memory_kind::cxl) && rel < 0) ||
@@ -555,7 +634,8 @@ class classifier {
                                     "); overridden by the user");
       it->kind = o.kind;
       it->certainty = confidence::high;
-      it->reasons.insert(it->reasons.begin(), reason{evidence_source::user_override, "set to " + std::string(to_string(o.kind)) + " by the user"});
+      it->reasons.insert(it->reasons.begin(), reason{evidence_source::user_override,
+                                                     "set to " + std::string(to_string(o.kind)) + " by the user"});
     }
   }
 
@@ -588,12 +668,14 @@ class classifier {
       }
       std::stable_sort(es.begin(), es.end(), [](const entry &a, const entry &b) {
         if (a.local != b.local) return a.local;
-        if (a.local) return a.rank != b.rank ? a.rank < b.rank : (a.dist != b.dist ? a.dist < b.dist : a.n->id < b.n->id);
+        if (a.local)
+          return a.rank != b.rank ? a.rank < b.rank : (a.dist != b.dist ? a.dist < b.dist : a.n->id < b.n->id);
         return a.dist != b.dist ? a.dist < b.dist : (a.rank != b.rank ? a.rank < b.rank : a.n->id < b.n->id);
       });
       for (const auto &e : es) {
         auto &tiers = view.tiers;
-        if (!tiers.empty() && tiers.back().local == e.local && tiers.back().kind == e.n->kind && tiers.back().distance == e.d) {
+        if (!tiers.empty() && tiers.back().local == e.local && tiers.back().kind == e.n->kind &&
+            tiers.back().distance == e.d) {
           tiers.back().nodes.push_back(e.n->id);
           continue;
         }
@@ -615,7 +697,8 @@ class classifier {
     for (const auto &n : t_.nodes) mem_nodes += n.has_memory ? 1 : 0;
     if (!snap_.numa_dir_present)
       notes.push_back("no /sys/devices/system/node: a kernel without NUMA support; the machine is one node");
-    if (mem_nodes == 1) notes.push_back("one memory node: there is a single tier and nothing to place or move between tiers");
+    if (mem_nodes == 1)
+      notes.push_back("one memory node: there is a single tier and nothing to place or move between tiers");
     if (!t_.hmat_reported) {
       bool zeros = false;
       for (const auto &sn : snap_.nodes)
@@ -627,7 +710,9 @@ class classifier {
     } else if (t_.hmat_access_class == 0) {
       notes.push_back("HMAT access1 (CPU initiators) not reported; access0 used where it names CPU initiators");
     }
-    if (snap_.numa_fake) notes.push_back("numa=fake on the kernel command line: SLIT distances are synthetic and HMAT does not match them");
+    if (snap_.numa_fake)
+      notes.push_back(
+          "numa=fake on the kernel command line: SLIT distances are synthetic and HMAT does not match them");
     if (!snap_.memory_tiers_reported && snap_.numa_dir_present)
       notes.push_back("kernel memory tiers not reported (memory_tiering needs Linux 6.1+)");
     for (const auto &d : snap_.dax_devices) {
@@ -636,10 +721,11 @@ class classifier {
         notes.push_back(d.name + " is bound to kmem with target node " + std::to_string(*d.target_node) +
                         ", which is not online: ignored");
       if (d.driver == sysfs::dax_driver::device_dax) {
-        std::string what = d.parent == sysfs::dax_parent::nvdimm || d.parent == sysfs::dax_parent::legacy_pmem ? "persistent memory"
-                           : d.parent == sysfs::dax_parent::cxl_ram || d.parent == sysfs::dax_parent::cxl_pmem ? "CXL memory"
-                           : d.parent == sysfs::dax_parent::soft_reserved ? "soft-reserved memory"
-                                                                          : "memory";
+        std::string what =
+            d.parent == sysfs::dax_parent::nvdimm || d.parent == sysfs::dax_parent::legacy_pmem ? "persistent memory"
+            : d.parent == sysfs::dax_parent::cxl_ram || d.parent == sysfs::dax_parent::cxl_pmem ? "CXL memory"
+            : d.parent == sysfs::dax_parent::soft_reserved                                      ? "soft-reserved memory"
+                                                                                                : "memory";
         notes.push_back(d.name + ": " + (d.size_bytes ? format_bytes(*d.size_bytes) + " of " : std::string()) + what +
                         " as a devdax character device (/dev/" + d.name + "), not a NUMA node");
       }
@@ -714,14 +800,16 @@ result<topology> load_topology(const load_options &options) noexcept {
     ro.root = options.root.empty() ? sysfs::default_root() : options.root;
     classify_options co;
     std::string overrides;
+    std::string origin = "node kind overrides";
     if (options.overrides) {
       overrides = *options.overrides;
     } else if (const char *env = secure_getenv("HETMEM_NODE_KINDS")) {
       overrides = env;
+      origin = "HETMEM_NODE_KINDS";
     }
     if (!overrides.empty()) {
       auto parsed = parse_kind_overrides(overrides);
-      if (!parsed) return error{parsed.error().code, "HETMEM_NODE_KINDS: " + parsed.error().message};
+      if (!parsed) return error{parsed.error().code, origin + ": " + parsed.error().message};
       co.overrides = std::move(parsed).value();
     }
     auto snap = sysfs::read_snapshot(ro);

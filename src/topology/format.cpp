@@ -14,8 +14,10 @@ std::string format_bytes(std::uint64_t bytes) {
   }
   if (u == 0) return std::to_string(bytes) + " B";
   char buf[48];
-  if (v >= 100) std::snprintf(buf, sizeof buf, "%.0f %s", v, units[u]);
-  else std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+  if (v >= 100)
+    std::snprintf(buf, sizeof buf, "%.0f %s", v, units[u]);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
   return buf;
 }
 
@@ -23,8 +25,10 @@ std::string format_bandwidth_mbps(std::uint64_t mbps) {
   if (mbps < 1000) return std::to_string(mbps) + " MB/s";
   double g = static_cast<double>(mbps) / 1000.0;
   char buf[48];
-  if (g >= 100) std::snprintf(buf, sizeof buf, "%.0f GB/s", g);
-  else std::snprintf(buf, sizeof buf, "%.1f GB/s", g);
+  if (g >= 100)
+    std::snprintf(buf, sizeof buf, "%.0f GB/s", g);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f GB/s", g);
   return buf;
 }
 

@@ -24,8 +24,10 @@ class env_guard {
     ::setenv(name, value.c_str(), 1);
   }
   ~env_guard() {
-    if (old_) ::setenv(name_, old_->c_str(), 1);
-    else ::unsetenv(name_);
+    if (old_)
+      ::setenv(name_, old_->c_str(), 1);
+    else
+      ::unsetenv(name_);
   }
   env_guard(const env_guard &) = delete;
   env_guard &operator=(const env_guard &) = delete;
@@ -40,7 +42,8 @@ class env_guard {
 result<hwloc_report> hwloc_view(const std::string &root) {
   hwloc_report report;
   unsigned v = hwloc_get_api_version();
-  report.hwloc_version = std::to_string(v >> 16) + "." + std::to_string((v >> 8) & 0xff) + "." + std::to_string(v & 0xff);
+  report.hwloc_version =
+      std::to_string(v >> 16) + "." + std::to_string((v >> 8) & 0xff) + "." + std::to_string(v & 0xff);
   std::optional<env_guard> fsroot;
   if (!root.empty() && root != "/") fsroot.emplace("HWLOC_FSROOT", root);
   env_guard quiet("HWLOC_HIDE_ERRORS", "2");

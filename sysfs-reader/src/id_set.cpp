@@ -11,7 +11,8 @@ void id_set::insert_range(std::uint32_t lo, std::uint32_t hi) {
     return static_cast<std::uint64_t>(r.second) + 1 < v;
   });
   auto merge_end = it;
-  while (merge_end != ranges_.end() && static_cast<std::uint64_t>(merge_end->first) <= static_cast<std::uint64_t>(hi) + 1) {
+  while (merge_end != ranges_.end() &&
+         static_cast<std::uint64_t>(merge_end->first) <= static_cast<std::uint64_t>(hi) + 1) {
     lo = std::min(lo, merge_end->first);
     hi = std::max(hi, merge_end->second);
     ++merge_end;
@@ -21,8 +22,8 @@ void id_set::insert_range(std::uint32_t lo, std::uint32_t hi) {
 }
 
 bool id_set::contains(std::uint32_t id) const noexcept {
-  auto it = std::upper_bound(ranges_.begin(), ranges_.end(), id,
-                             [](std::uint32_t v, const range &r) { return v < r.first; });
+  auto it =
+      std::upper_bound(ranges_.begin(), ranges_.end(), id, [](std::uint32_t v, const range &r) { return v < r.first; });
   if (it == ranges_.begin()) return false;
   --it;
   return id >= it->first && id <= it->second;
@@ -72,7 +73,10 @@ id_set id_set::intersect(const id_set &other) const {
     std::uint32_t lo = std::max(ranges_[i].first, other.ranges_[j].first);
     std::uint32_t hi = std::min(ranges_[i].second, other.ranges_[j].second);
     if (lo <= hi) out.ranges_.push_back({lo, hi});
-    if (ranges_[i].second < other.ranges_[j].second) ++i; else ++j;
+    if (ranges_[i].second < other.ranges_[j].second)
+      ++i;
+    else
+      ++j;
   }
   return out;
 }
@@ -82,7 +86,10 @@ bool id_set::intersects(const id_set &other) const noexcept {
   while (i < ranges_.size() && j < other.ranges_.size()) {
     if (std::max(ranges_[i].first, other.ranges_[j].first) <= std::min(ranges_[i].second, other.ranges_[j].second))
       return true;
-    if (ranges_[i].second < other.ranges_[j].second) ++i; else ++j;
+    if (ranges_[i].second < other.ranges_[j].second)
+      ++i;
+    else
+      ++j;
   }
   return false;
 }

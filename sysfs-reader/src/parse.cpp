@@ -46,7 +46,8 @@ result<T> to_number(std::string_view tok, int base, std::string_view what) {
   if (tok.empty()) return bad("expected " + std::string(what) + ", found nothing");
   T value{};
   auto [ptr, ec] = std::from_chars(tok.data(), tok.data() + tok.size(), value, base);
-  if (ec == std::errc::result_out_of_range) return error{ERANGE, std::string(what) + " " + quote(tok) + " is out of range"};
+  if (ec == std::errc::result_out_of_range)
+    return error{ERANGE, std::string(what) + " " + quote(tok) + " is out of range"};
   if (ec != std::errc() || ptr != tok.data() + tok.size())
     return bad("expected " + std::string(what) + ", found " + quote(tok));
   return value;
@@ -96,7 +97,8 @@ result<id_set> parse_id_list(std::string_view text, std::uint32_t max_id) {
       hi_v = *hi;
       if (hi_v < *lo) return bad("descending range " + quote(item));
     }
-    if (hi_v > max_id) return error{ERANGE, "id " + std::to_string(hi_v) + " exceeds the limit " + std::to_string(max_id)};
+    if (hi_v > max_id)
+      return error{ERANGE, "id " + std::to_string(hi_v) + " exceeds the limit " + std::to_string(max_id)};
     set.insert_range(*lo, hi_v);
     if (comma == std::string_view::npos) break;
     text.remove_prefix(comma + 1);
@@ -129,7 +131,8 @@ result<id_set> parse_id_mask(std::string_view text, std::uint32_t max_id) {
     for (unsigned bit = 0; bit < 32; ++bit) {
       if (*v & (1u << bit)) {
         std::uint64_t id = base + bit;
-        if (id > max_id) return error{ERANGE, "mask bit " + std::to_string(id) + " exceeds the limit " + std::to_string(max_id)};
+        if (id > max_id)
+          return error{ERANGE, "mask bit " + std::to_string(id) + " exceeds the limit " + std::to_string(max_id)};
         set.insert(static_cast<std::uint32_t>(id));
       }
     }
@@ -207,7 +210,8 @@ result<node_meminfo> parse_node_meminfo(std::string_view text, std::uint32_t nod
     if (!kb) return bad(std::string(key) + " value " + quote(val) + " lacks its 'kB' unit");
     auto v = to_number<std::uint64_t>(val, 10, "a size in kB");
     if (!v) return bad(std::string(key) + ": " + v.error().message);
-    if (*v > (std::numeric_limits<std::uint64_t>::max() >> 10)) return error{ERANGE, std::string(key) + " is out of range"};
+    if (*v > (std::numeric_limits<std::uint64_t>::max() >> 10))
+      return error{ERANGE, std::string(key) + " is out of range"};
     (key == "MemTotal" ? out.total_kb : out.free_kb) = *v;
   }
   if (!out.total_kb) return bad("no MemTotal line");

@@ -60,7 +60,8 @@ class reader {
 
   // Reads and parses an attribute: absent -> nullopt; malformed -> nullopt + diagnostic.
   template <class Parse>
-  auto attr(const std::string &path, Parse parse) -> std::optional<std::decay_t<decltype(parse(std::string_view{}).value())>> {
+  auto attr(const std::string &path, Parse parse)
+      -> std::optional<std::decay_t<decltype(parse(std::string_view{}).value())>> {
     auto t = text(path);
     if (!t) return std::nullopt;
     auto v = parse(std::string_view(*t));
@@ -141,7 +142,8 @@ class reader {
       n.cpus_reported = true;
     } else if (auto names = entries(dir)) {  // last resort: the cpuN links
       for (const auto &name : *names)
-        if (auto cpu = numbered(name, "cpu"); cpu && *cpu <= max_cpu_id) n.cpus.insert(static_cast<std::uint32_t>(*cpu));
+        if (auto cpu = numbered(name, "cpu"); cpu && *cpu <= max_cpu_id)
+          n.cpus.insert(static_cast<std::uint32_t>(*cpu));
       n.cpus_reported = !n.cpus.empty();
     }
     if (auto mi = attr(dir + "/meminfo", [id](std::string_view t) { return parse_node_meminfo(t, id); })) {
@@ -246,7 +248,8 @@ class reader {
   void synthesize_single_node() {
     node n;
     n.id = 0;
-    if (auto cpus = attr("sys/devices/system/cpu/online", [](std::string_view t) { return parse_id_list(t, max_cpu_id); })) {
+    if (auto cpus =
+            attr("sys/devices/system/cpu/online", [](std::string_view t) { return parse_id_list(t, max_cpu_id); })) {
       n.cpus = std::move(*cpus);
       n.cpus_reported = true;
     }
@@ -274,7 +277,8 @@ class reader {
       if (auto nodes = attr(dir + "/" + name + "/nodelist", node_list()))
         snap_.memory_tiers.push_back({static_cast<std::uint32_t>(*id), std::move(*nodes)});
     }
-    std::sort(snap_.memory_tiers.begin(), snap_.memory_tiers.end(), [](const auto &a, const auto &b) { return a.id < b.id; });
+    std::sort(snap_.memory_tiers.begin(), snap_.memory_tiers.end(),
+              [](const auto &a, const auto &b) { return a.id < b.id; });
   }
 
   static dax_parent classify_dax_path(std::string_view p) {
@@ -330,8 +334,10 @@ class reader {
   void read_kernel_knobs() {
     snap_.demotion_enabled = attr("sys/kernel/mm/numa/demotion_enabled", parse_bool);
     if (auto v = attr("proc/sys/kernel/numa_balancing", parse_uint64)) {
-      if (*v > 0xffff) diag("proc/sys/kernel/numa_balancing", error{ERANGE, "value out of range"});
-      else snap_.numa_balancing = static_cast<std::uint32_t>(*v);
+      if (*v > 0xffff)
+        diag("proc/sys/kernel/numa_balancing", error{ERANGE, "value out of range"});
+      else
+        snap_.numa_balancing = static_cast<std::uint32_t>(*v);
     }
     const std::string wi = "sys/kernel/mm/mempolicy/weighted_interleave";
     if (auto names = entries(wi)) {
@@ -344,8 +350,11 @@ class reader {
         auto id = numbered(name, "node");
         if (!id || *id > max_node_id) continue;
         if (auto w = attr(wi + "/" + name, parse_uint64)) {
-          if (*w > 255) diag(wi + "/" + name, error{ERANGE, "weight " + std::to_string(*w) + " exceeds 255"});
-          else snap_.weighted_interleave.weights.emplace_back(static_cast<std::uint32_t>(*id), static_cast<std::uint32_t>(*w));
+          if (*w > 255)
+            diag(wi + "/" + name, error{ERANGE, "weight " + std::to_string(*w) + " exceeds 255"});
+          else
+            snap_.weighted_interleave.weights.emplace_back(static_cast<std::uint32_t>(*id),
+                                                           static_cast<std::uint32_t>(*w));
         }
       }
       std::sort(snap_.weighted_interleave.weights.begin(), snap_.weighted_interleave.weights.end());
@@ -364,7 +373,7 @@ class reader {
       }
       return false;
     };
-    auto walk_up = [&](std::string base, std::string cg_path, const char *file) {
+    auto walk_up = [&](const std::string &base, std::string cg_path, const char *file) {
       // The nearest ancestor that has the file decides (a cgroup without the cpuset
       // controller inherits its parent's effective mems).
       while (true) {
@@ -396,9 +405,11 @@ class reader {
 
   void read_cpu() {
     // Only the first processor block matters: read a bounded prefix.
-    if (auto t = text("proc/cpuinfo", 64 * 1024, /*truncate=*/true)) {
-      if (auto id = parse_cpuinfo(*t)) snap_.cpu = std::move(id).value();
-      else diag("proc/cpuinfo", id.error());
+    if (auto t = text("proc/cpuinfo", std::size_t{64} * 1024, /*truncate=*/true)) {
+      if (auto id = parse_cpuinfo(*t))
+        snap_.cpu = std::move(id).value();
+      else
+        diag("proc/cpuinfo", id.error());
     }
     snap_.knl = attr("var/run/hwloc/knl_memoryside_cache", parse_knl_hwdata);
   }
@@ -424,8 +435,10 @@ std::optional<std::uint32_t> snapshot::distance(std::uint32_t from, std::uint32_
   // The row has one value per online node in id order. Old or edited trees may instead
   // have one per possible node; accept that when the count says so.
   std::int64_t col = -1;
-  if (online && row.size() == online->count()) col = online->index_of(to);
-  else if (possible && row.size() == possible->count()) col = possible->index_of(to);
+  if (online && row.size() == online->count())
+    col = online->index_of(to);
+  else if (possible && row.size() == possible->count())
+    col = possible->index_of(to);
   else if (!online && row.size() == nodes.size()) {
     for (std::size_t i = 0; i < nodes.size(); ++i)
       if (nodes[i].id == to) col = static_cast<std::int64_t>(i);

@@ -21,7 +21,7 @@ namespace hetmem::sysfs {
 // Limits that bound memory whatever the input. Linux's MAX_NUMNODES is at most 1 << 10.
 inline constexpr std::uint32_t max_node_id = 4095;
 inline constexpr std::uint32_t max_cpu_id = (1u << 20) - 1;
-inline constexpr std::size_t max_attribute_bytes = 64 * 1024;  // sysfs attributes are <= PAGE_SIZE
+inline constexpr std::size_t max_attribute_bytes = std::size_t{64} * 1024;  // sysfs attributes are <= PAGE_SIZE
 inline constexpr std::size_t max_dir_entries = 65536;
 
 // One problem found while reading: `path` is relative to the root ("sys/devices/system/node/node3/distance").
@@ -104,7 +104,7 @@ struct dax_device {
   std::string device_path;  // the link's target below sys/, e.g. "devices/platform/hmem.1/dax1.0"
   dax_parent parent = dax_parent::unknown;
   dax_driver driver = dax_driver::unbound;
-  std::string driver_name;  // basename of the driver link ("kmem", "device_dax", ...)
+  std::string driver_name;                  // basename of the driver link ("kmem", "device_dax", ...)
   std::optional<std::int64_t> target_node;  // the node it becomes under kmem (-1: none)
   std::optional<std::int64_t> numa_node;    // nearest CPU node
   std::optional<std::uint64_t> size_bytes;
@@ -138,7 +138,7 @@ struct snapshot {
   std::vector<dax_device> dax_devices;
   std::vector<nvidia_gpu_memory> nvidia_gpus;
 
-  std::optional<bool> demotion_enabled;       // /sys/kernel/mm/numa/demotion_enabled
+  std::optional<bool> demotion_enabled;         // /sys/kernel/mm/numa/demotion_enabled
   std::optional<std::uint32_t> numa_balancing;  // /proc/sys/kernel/numa_balancing (bit 1: tiering)
   weighted_interleave_state weighted_interleave;
 

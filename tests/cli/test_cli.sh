@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The CLI's contract: exit codes (0 ok, 1 unreadable input, 2 usage, 3 --strict with
+# diagnostics), messages that name the cause, valid JSON, and on a one-node machine the plain
+# statement the README promises. Usage: test_cli.sh HETMEM FIXTURES_DIR
+set -u
+hetmem=$1 fixtures=$2
+fail=0 passed=0
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+check() {  # check NAME EXPECTED_RC PATTERN -- command...
+  local name=$1 want=$2 pattern=$3; shift 4
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" != "$want" ]; then echo "FAIL $name: exit $rc, expected $want"; echo "$out" | head -20; fail=$((fail+1)); return; fi
+  if [ -n "$pattern" ] && ! grep -qE -- "$pattern" <<<"$out"; then echo "FAIL $name: output lacks /$pattern/"; echo "$out" | head -20; fail=$((fail+1)); return; fi
+  echo "ok   $name"; passed=$((passed+1))
+}
+check "help lists examples"          0 'Examples:'                       -- "$hetmem" topo --help
+check "version"                      0 '^hetmem [0-9]+\.[0-9]+'          -- "$hetmem" --version
+check "no subcommand is usage"       2 'subcommand'                      -- "$hetmem"
+check "unknown option is usage"      2 '--bogus'                         -- "$hetmem" topo --bogus
+check "missing root names the path"  1 "cannot open sysfs root '/nonexistent/x'" -- "$hetmem" topo --root /nonexistent/x
+check "bad --kind names the token"   1 "'warp'"                          -- "$hetmem" topo --kind 0=warp
+check "bad env names the variable"   1 'HETMEM_NODE_KINDS'               -- env HETMEM_NODE_KINDS=0 "$hetmem" topo
+check "--cpu without such CPU"       2 'no node lists CPU 99999'         -- "$hetmem" topo --cpu 99999 --no-hwloc
+check "live topo"                    0 'Tier order per initiator'        -- "$hetmem" topo
+check "live json is valid"           0 '"schema": "hetmem.topo/1"'       -- sh -c "'$hetmem' topo --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d, indent=1))'"
+check "HETMEM_SYSFS_ROOT is honoured" 1 "cannot open sysfs root '/nonexistent/y'" -- env HETMEM_SYSFS_ROOT=/nonexistent/y "$hetmem" topo
+
+# This machine: one node, DDR, no HMAT reported: said plainly.
+if [ "$(cat /sys/devices/system/node/online 2>/dev/null)" = 0 ] && ! ls /sys/devices/system/node/node0/access* >/dev/null 2>&1; then
+  check "one-node machine: DDR"      0 '^0 +DDR '                        -- "$hetmem" topo --no-hwloc
+  check "one-node machine: one node" 0 'one memory node'                 -- "$hetmem" topo --no-hwloc
+  check "one-node machine: no HMAT"  0 'no HMAT reported'                -- "$hetmem" topo --no-hwloc
+fi
+
+# A tree with a malformed file: reported, named, and fatal only under --strict.
+mkdir -p "$tmp/t/sys/devices/system/node/node0"
+printf '0\n' > "$tmp/t/sys/devices/system/node/online"
+printf '0-x\n' > "$tmp/t/sys/devices/system/node/node0/cpulist"
+printf 'Node 0 MemTotal: 1024 kB\n' > "$tmp/t/sys/devices/system/node/node0/meminfo"
+check "malformed file is named"      0 'node0/cpulist: expected an id'   -- "$hetmem" topo --root "$tmp/t" --no-hwloc
+check "--strict fails on it"         3 'strict: 1 file'                  -- "$hetmem" topo --root "$tmp/t" --no-hwloc --strict
+
+if [ -d "$fixtures/power9-v100-gpu-numa" ]; then
+  check "--initiator picks ranks"    0 'Ranks as seen from node 8'       -- "$hetmem" topo --root "$fixtures/power9-v100-gpu-numa" --initiator 8 --no-hwloc
+  check "--initiator must have CPUs" 2 'node 250 has no CPUs'            -- "$hetmem" topo --root "$fixtures/power9-v100-gpu-numa" --initiator 250
+  check "--cpu picks its node"       0 'Ranks as seen from CPU 100'      -- "$hetmem" topo --root "$fixtures/power9-v100-gpu-numa" --cpu 100 --no-hwloc
+fi
+echo "cli: $passed passed, $fail failed"
+[ "$fail" = 0 ]
