@@ -157,14 +157,19 @@ std::string describe_perf(const node_performance &p) {
   return s;
 }
 
+// The verdict being built. Contract: every set() is immediately followed by pushing the
+// reason that justifies it, so `reason_index` names the deciding reason.
 struct verdict {
+  std::vector<reason> *reasons = nullptr;
   memory_kind kind = memory_kind::unknown;
   confidence certainty = confidence::low;
   bool decided = false;
+  std::size_t reason_index = 0;
   void set(memory_kind k, confidence c) {
     kind = k;
     certainty = c;
     decided = true;
+    reason_index = reasons->size();
   }
 };
 
@@ -344,8 +349,9 @@ class classifier {
 
   // -----------------------------------------------------------------------------------------
   void decide(node_info &n) {
-    verdict v;
     std::vector<reason> rs;
+    verdict v;
+    v.reasons = &rs;
     if (!n.has_memory) {
       n.kind = memory_kind::none;
       n.certainty = confidence::high;
@@ -364,6 +370,10 @@ class classifier {
     slit_note(n, rs);
     n.kind = v.kind;
     n.certainty = v.certainty;
+    // The deciding reason first, the others in the order they were gathered.
+    if (v.decided && v.reason_index < rs.size())
+      std::rotate(rs.begin(), rs.begin() + static_cast<std::ptrdiff_t>(v.reason_index),
+                  rs.begin() + static_cast<std::ptrdiff_t>(v.reason_index) + 1);
     // Reasons gathered during choose_performance() (ignored access0, zero HMAT) go last.
     rs.insert(rs.end(), n.reasons.begin(), n.reasons.end());
     n.reasons = std::move(rs);

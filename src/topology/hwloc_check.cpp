@@ -44,8 +44,12 @@ result<hwloc_report> hwloc_view(const std::string &root) {
   unsigned v = hwloc_get_api_version();
   report.hwloc_version =
       std::to_string(v >> 16) + "." + std::to_string((v >> 8) & 0xff) + "." + std::to_string(v & 0xff);
-  std::optional<env_guard> fsroot;
-  if (!root.empty() && root != "/") fsroot.emplace("HWLOC_FSROOT", root);
+  // For a captured tree, hwloc must not mix in the host's CPUID (its x86 backend ignores the root).
+  std::optional<env_guard> fsroot, components;
+  if (!root.empty() && root != "/") {
+    fsroot.emplace("HWLOC_FSROOT", root);
+    components.emplace("HWLOC_COMPONENTS", "-x86");
+  }
   env_guard quiet("HWLOC_HIDE_ERRORS", "2");
   hwloc_topology_t topo = nullptr;
   if (hwloc_topology_init(&topo) != 0) return error{errno ? errno : ENOMEM, "hwloc_topology_init failed"};

@@ -99,6 +99,9 @@ TEST_CASE("slow CPU-less memory on a soft-reserved dax device is CXL", "[classif
   CHECK(topo.find(1)->kind == memory_kind::cxl);
   CHECK(topo.find(1)->certainty == confidence::medium);
   CHECK(topo.find(1)->dax_devices == std::vector<std::string>{"dax0.0"});
+  // The deciding evidence comes first; the dax hint that led to it follows.
+  CHECK(topo.find(1)->reasons.front().source == evidence_source::hmat_access1);
+  CHECK(topo.find(1)->reasons[1].source == evidence_source::dax_kmem);
 }
 
 TEST_CASE("without HMAT a far CPU-less node is unknown, a near one DDR", "[classify]") {

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# check.sh — build and run hetmem's whole test suite, as CI does (.ci/run).
+#
+# Usage: scripts/check.sh [--quick] [--no-lint] [--no-sanitize] [--no-fuzz]
+#   stages, in order:
+#   1. build   build/ci: RelWithDebInfo, warnings as errors; ctest (unit, golden, packaging, bench smoke)
+#   2. lint    clang-format --dry-run --Werror, clang-tidy with warnings as errors
+#   3. asan    build/asan: ASan+UBSan; ctest -L unit
+#   4. fuzz    build/fuzz (clang, libFuzzer): each fuzz target for HETMEM_FUZZ_SECONDS (default 20) s
+#   --quick runs stage 1 only. Needs the packages of scripts/setup.sh.
+# Exit status: 0 when every stage passed; otherwise that of the first failing stage.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+jobs=${HETMEM_JOBS:-2}
+lint=1 sanitize=1 fuzz=1
+for arg in "$@"; do
+  case "$arg" in
+    --quick) lint=0 sanitize=0 fuzz=0 ;;
+    --no-lint) lint=0 ;;
+    --no-sanitize) sanitize=0 ;;
+    --no-fuzz) fuzz=0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "check.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
+  esac
+done
+gen=(-G Ninja); command -v ninja >/dev/null || gen=()
+stage() { printf '\n=== %s ===\n' "$*"; }
+started=$SECONDS
+summary=()
+
+stage "build + test (warnings as errors)"
+cmake -S . -B build/ci "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHETMEM_WERROR=ON >/dev/null
+cmake --build build/ci -j "$jobs"
+(cd build/ci && ctest -j "$jobs" --output-on-failure)
+summary+=("build+test: passed")
+
+if [ "$lint" = 1 ]; then
+  stage "lint: clang-format, clang-tidy"
+  mapfile -t sources < <(git ls-files '*.cpp' '*.hpp' '*.h')
+  clang-format --dry-run --Werror "${sources[@]}"
+  mapfile -t units < <(git ls-files 'sysfs-reader/*.cpp' 'src/*.cpp' 'examples/*.cpp' 'bench/*.cpp')
+  printf '%s\n' "${units[@]}" | xargs -P "$jobs" -n 4 clang-tidy -p build/ci --quiet 2>&1 \
+    | { grep -vE '^[0-9]+ warnings? (and [0-9]+ errors? )?generated|^Suppressed|^Use -header-filter' || true; } > build/ci/clang-tidy.log
+  if grep -qE 'warning:|error:' build/ci/clang-tidy.log; then cat build/ci/clang-tidy.log; echo "clang-tidy found problems"; exit 1; fi
+  summary+=("lint: passed")
+fi
+
+if [ "$sanitize" = 1 ]; then
+  stage "ASan + UBSan build + unit tests"
+  cmake -S . -B build/asan "${gen[@]}" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 -DHETMEM_WERROR=ON \
+        -DHETMEM_SANITIZE=address,undefined -DHETMEM_BUILD_BENCH=OFF >/dev/null
+  cmake --build build/asan -j "$jobs"
+  (cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+     ctest -j "$jobs" -L unit --output-on-failure)
+  summary+=("asan+ubsan: passed")
+fi
+
+if [ "$fuzz" = 1 ]; then
+  stage "fuzz (libFuzzer, ${HETMEM_FUZZ_SECONDS:-20} s per target)"
+  # Everything instrumented for coverage, so the fuzzer sees inside the parsers.
+  cmake -S . -B build/fuzz "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
+        -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined" -DHETMEM_BUILD_FUZZERS=ON \
+        -DHETMEM_BUILD_TESTS=OFF -DHETMEM_BUILD_CLI=OFF -DHETMEM_BUILD_BENCH=OFF -DHETMEM_BUILD_EXAMPLES=OFF >/dev/null
+  cmake --build build/fuzz -j "$jobs" --target fuzz_parsers
+  work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+  # New inputs go to a scratch corpus; the committed corpus is read-only seed material.
+  if ! build/fuzz/tests/fuzz_parsers -max_total_time="${HETMEM_FUZZ_SECONDS:-20}" -timeout=5 -rss_limit_mb=1024 \
+         -print_final_stats=1 -artifact_prefix="$root/build/fuzz/" "$work" tests/fuzz/corpus 2>&1 | tail -15; then
+    echo "fuzzing found a crash: the input is in build/fuzz/crash-*; fix it and add the input to tests/fuzz/corpus/"
+    exit 1
+  fi
+  summary+=("fuzz: passed")
+fi
+
+stage "summary ($((SECONDS - started)) s)"
+printf '%s\n' "${summary[@]}"

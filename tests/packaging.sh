@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# packaging.sh BUILD_DIR SOURCE_DIR MODE — install hetmem from BUILD_DIR into a temporary
+# prefix and build a consumer against it (MODE = package | pkgconfig | subdirectory).
+set -euo pipefail
+build=$1 src=$2 mode=$3
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
+case "$mode" in
+  package)
+    cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+    test -x "$tmp/prefix/bin/hetmem"
+    cmake -S "$src/tests/consumer" -B "$tmp/b" "${gen[@]}" -DMODE=package -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+    cmake --build "$tmp/b" >/dev/null
+    ;;
+  pkgconfig)
+    cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+    export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig:$tmp/prefix/lib64/pkgconfig"
+    mkdir -p "$tmp/b"
+    # shellcheck disable=SC2046
+    c++ -std=c++20 "$src/tests/consumer/main.cpp" -o "$tmp/b/consumer" $(pkg-config --cflags --libs hetmem)
+    ;;
+  subdirectory)
+    cmake -S "$src/tests/consumer" -B "$tmp/b" "${gen[@]}" -DMODE=subdirectory -DHETMEM_SOURCE_DIR="$src" >/dev/null
+    cmake --build "$tmp/b" >/dev/null
+    ;;
+  *) echo "packaging.sh: unknown mode $mode" >&2; exit 2 ;;
+esac
+"$tmp/b/consumer"
+echo "packaging ($mode): consumer built and ran"
