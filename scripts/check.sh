@@ -26,13 +26,29 @@ for arg in "$@"; do
 done
 gen=(-G Ninja); command -v ninja >/dev/null || gen=()
 stage() { printf '\n=== %s ===\n' "$*"; }
+total_passed=0 total_failed=0
+# run_ctest DIR ARGS...: ctest with its output shown, and its counts added to the totals.
+run_ctest() {
+  local dir=$1 log rc=0; shift
+  log=$(mktemp)
+  (cd "$dir" && ctest "$@") 2>&1 | tee "$log" || rc=$?
+  local line; line=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1)
+  rm -f "$log"
+  if [ -n "$line" ]; then
+    local failed total
+    failed=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
+    total=$(sed -E 's/.* failed out of ([0-9]+).*/\1/' <<<"$line")
+    total_passed=$((total_passed + total - failed)); total_failed=$((total_failed + failed))
+  fi
+  if [ "$rc" != 0 ]; then echo "check: $total_passed passed, $total_failed failed"; exit "$rc"; fi
+}
 started=$SECONDS
 summary=()
 
 stage "build + test (warnings as errors)"
 cmake -S . -B build/ci "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHETMEM_WERROR=ON >/dev/null
 cmake --build build/ci -j "$jobs"
-(cd build/ci && ctest -j "$jobs" --output-on-failure)
+run_ctest build/ci -j "$jobs" --output-on-failure
 summary+=("build+test: passed")
 
 if [ "$lint" = 1 ]; then
@@ -51,8 +67,8 @@ if [ "$sanitize" = 1 ]; then
   cmake -S . -B build/asan "${gen[@]}" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 -DHETMEM_WERROR=ON \
         -DHETMEM_SANITIZE=address,undefined -DHETMEM_BUILD_BENCH=OFF >/dev/null
   cmake --build build/asan -j "$jobs"
-  (cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-     ctest -j "$jobs" -L unit --output-on-failure)
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    run_ctest build/asan -j "$jobs" -L unit --output-on-failure
   summary+=("asan+ubsan: passed")
 fi
 
@@ -75,3 +91,4 @@ fi
 
 stage "summary ($((SECONDS - started)) s)"
 printf '%s\n' "${summary[@]}"
+echo "check: $total_passed passed, $total_failed failed"

@@ -9,7 +9,6 @@ int main() {
     std::fprintf(stderr, "consumer: %s\n", topo.error().message.c_str());
     return 1;
   }
-  for (const auto &n : topo->nodes)
-    std::printf("node %u: %s\n", n.id, std::string(hetmem::to_string(n.kind)).c_str());
+  for (const auto &n : topo->nodes) std::printf("node %u: %s\n", n.id, std::string(hetmem::to_string(n.kind)).c_str());
   return topo->nodes.empty() ? 1 : 0;
 }
