@@ -3,7 +3,9 @@
 #
 # Usage: scripts/setup.sh [--vm]
 #   (no flag)  build + unit-test dependencies
-#   --vm       also the VM test harness dependencies (QEMU, busybox, cpio)
+#   --vm       also the VM test harness: QEMU, busybox, cpio, and the guest kernel .deb
+#              (linux-image-6.12 from bookworm-backports, downloaded into $HETMEM_VM_CACHE,
+#              default ~/.cache/hetmem-vm; nothing is installed into /boot)
 #
 # Contract: safe to run any number of times; installs only what is missing; enables
 # bookworm-backports (hwloc 2.12, Catch2 v3, the VM guest kernel) with a deb822 source that
@@ -31,9 +33,11 @@ codename=${VERSION_CODENAME:-bookworm}
 # Packages from the main archive, then those that must come from backports.
 main_pkgs=(build-essential cmake ninja-build pkg-config git bzip2 tar xz-utils
            libnuma-dev libfmt-dev nlohmann-json3-dev libcli11-dev clang libclang-rt-dev
-           clang-format clang-tidy)
+           clang-format clang-tidy python3)
 bpo_pkgs=(libhwloc-dev catch2)
 [ "$want_vm" = 1 ] && main_pkgs+=(qemu-system-x86 busybox-static cpio)
+vm_cache=${HETMEM_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hetmem-vm}
+guest_kernel_meta=linux-image-6.12-amd64  # backports meta-package; resolved to a concrete version
 
 # --- backports source --------------------------------------------------------------------------
 backports_enabled() {
@@ -68,7 +72,24 @@ for p in "${bpo_pkgs[@]}"; do
   fi
 done
 
+# The guest kernel for the VM tests: a .deb in the cache, fetched once.
+fetch_guest_kernel() {
+  [ "$want_vm" = 1 ] || return 0
+  if ls "$vm_cache"/linux-image-6.12*.deb >/dev/null 2>&1; then return 0; fi
+  local pkg
+  pkg=$(apt-cache depends "$guest_kernel_meta" 2>/dev/null | awk '/Depends: linux-image-6\.12/{print $2; exit}')
+  if [ -z "$pkg" ]; then
+    "${SUDO[@]}" apt-get update -q
+    pkg=$(apt-cache depends "$guest_kernel_meta" | awk '/Depends: linux-image-6\.12/{print $2; exit}')
+  fi
+  [ -n "$pkg" ] || { echo "setup.sh: cannot resolve $guest_kernel_meta (is ${codename}-backports reachable?)" >&2; exit 1; }
+  mkdir -p "$vm_cache"
+  echo "setup.sh: downloading guest kernel $pkg into $vm_cache"
+  (cd "$vm_cache" && apt-get download -q "$pkg")
+}
+
 if [ ${#missing_main[@]} -eq 0 ] && [ ${#missing_bpo[@]} -eq 0 ]; then
+  fetch_guest_kernel
   echo "setup.sh: all packages present"
   exit 0
 fi
@@ -87,4 +108,5 @@ if [ ${#missing_bpo[@]} -gt 0 ]; then
   echo "setup.sh: installing from ${codename}-backports: ${missing_bpo[*]}"
   "${SUDO[@]}" apt-get install -y -q --no-install-recommends -t "${codename}-backports" "${missing_bpo[@]}"
 fi
+fetch_guest_kernel
 echo "setup.sh: done"

@@ -70,15 +70,24 @@ result<hwloc_report> hwloc_view(const std::string &root) {
 }
 
 void crosscheck(topology &t, const hwloc_report &report) {
+  // hwloc does not list every memory node (it hides GPU memory nodes, and on a gathered
+  // tree it lacks CPU files it needs): compare the nodes it lists, and say which it does not.
+  std::string missing;
+  for (const auto &n : t.nodes) {
+    if (!n.has_memory) continue;
+    bool found = false;
+    for (const auto &hn : report.nodes) found = found || hn.os_index == n.id;
+    if (!found) missing += (missing.empty() ? "" : ",") + std::to_string(n.id);
+  }
+  if (!missing.empty())
+    t.notes.push_back("hwloc " + report.hwloc_version + " does not list memory node(s) " + missing +
+                      ": no hwloc cross-check for them");
   for (auto &n : t.nodes) {
     if (!n.has_memory) continue;
     const hwloc_node *h = nullptr;
     for (const auto &hn : report.nodes)
       if (hn.os_index == n.id) h = &hn;
-    if (!h) {
-      n.reasons.push_back({evidence_source::hwloc, "hwloc does not list this node"});
-      continue;
-    }
+    if (!h) continue;  // not a memory node for hwloc either (checked above)
     if (h->subtype.empty()) {
       // hwloc leaves plain DRAM (and 2LM far memory) without a subtype: not a verdict.
       n.reasons.push_back({evidence_source::hwloc, "hwloc: no subtype (plain memory)"});

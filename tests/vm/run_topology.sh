@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# run_topology.sh TOPOLOGY BUILD_DIR SOURCE_DIR — one VM test: boot the topology once, run
+# hetmem topo, the placement check (mbind + move_pages, verified by the kernel) and the gather
+# inside it, then check the classification on the host. Fails loudly when the VM cannot run.
+# HETMEM_VM_SAVE_TREES=1 copies the gathered tree to SOURCE_DIR/tests/trees/ (to refresh the
+# committed fixtures).
+set -uo pipefail
+topo=$1 build=$2 src=$3
+work="$build/vm/$topo"
+rm -rf "$work"; mkdir -p "$work"
+"$src/tests/vm/vm.sh" run "$topo" "$work" "$src/tests/vm/guest-run.sh" "$build/src/cli/hetmem" \
+  "$build/tests/hetmem_vm_place_check" "$src/scripts/hetmem-gather.sh" "$topo"
+rc=$?
+for f in topo.txt place.txt; do [ -f "$work/$f" ] && { echo "--- $f"; cat "$work/$f"; }; done
+if [ "$rc" = 125 ]; then echo "VM test $topo: the VM could not run (see above)"; exit 1; fi
+[ "$rc" = 0 ] || { echo "VM test $topo: the guest reported failure (exit $rc)"; exit 1; }
+python3 "$src/tests/vm/check_topology.py" "$topo" "$work/topo.json" || exit 1
+if [ "${HETMEM_VM_SAVE_TREES:-0}" = 1 ]; then
+  cp "$work/vm-$topo.tar.gz" "$src/tests/trees/" && echo "saved tests/trees/vm-$topo.tar.gz"
+fi
+echo "VM test $topo: passed"

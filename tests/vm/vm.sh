@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# vm.sh — boot a real Linux kernel under QEMU with an emulated memory topology and run a
+# command inside it, with the host's root (read-only) as the guest's root.
+#
+#   vm.sh image                         build (or reuse) the guest kernel + initramfs
+#   vm.sh topologies                    list the topologies
+#   vm.sh run TOPOLOGY WORKDIR CMD...   boot TOPOLOGY, run CMD in WORKDIR inside the guest,
+#                                       exit with CMD's status; console in WORKDIR/console.log
+#
+# WORKDIR is shared read-write with the guest at the same path. The guest has its own /tmp:
+# host paths under /tmp named in CMD (and in $HETMEM_VM_KEEP, colon-separated) are bound
+# back into it, so a build tree under /tmp works too. The guest kernel .deb comes from
+# `scripts/setup.sh --vm` ($HETMEM_VM_CACHE, default ~/.cache/hetmem-vm). Exit status 125
+# (with the reason and the console's tail on stderr) when the VM could not start or finish.
+# Recipe: ../shared/docs/vm-recipe.md (TCG; KVM hung nested).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${HETMEM_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hetmem-vm}
+timeout_s=${HETMEM_VM_TIMEOUT:-300}
+die() { echo "vm.sh: $*" >&2; exit 125; }
+
+# --- topologies: QEMU arguments -----------------------------------------------------------------
+# Latencies in ns, bandwidths per initiator-target pair (QEMU wants every pair when hmat=on).
+lb() {  # lb INITIATOR TARGET LATENCY_NS BANDWIDTH
+  echo "-numa hmat-lb,initiator=$1,target=$2,hierarchy=memory,data-type=access-latency,latency=$3" \
+       "-numa hmat-lb,initiator=$1,target=$2,hierarchy=memory,data-type=access-bandwidth,bandwidth=$4"
+}
+mem() {  # mem ID SIZE
+  echo "-object memory-backend-ram,size=$2,id=m$1"
+}
+topology_args() {
+  case "$1" in
+    ddr-hbm-slow)  # one socket: DDR with CPUs, CPU-less HBM (4x bandwidth, a bit slower), CPU-less slow memory
+      echo "-machine pc,hmat=on -m 1536M -smp 2,sockets=1,cores=2"
+      mem 0 512M; mem 1 512M; mem 2 512M
+      echo "-numa node,nodeid=0,memdev=m0,cpus=0-1 -numa node,nodeid=1,memdev=m1,initiator=0 -numa node,nodeid=2,memdev=m2,initiator=0"
+      echo "-numa dist,src=0,dst=1,val=12 -numa dist,src=0,dst=2,val=30 -numa dist,src=1,dst=2,val=32"
+      lb 0 0 100 100G; lb 0 1 120 400G; lb 0 2 300 20G
+      ;;
+    two-socket-hbm)  # two sockets, each with DDR + a CPU-less local HBM node (Xeon Max flat mode)
+      echo "-machine pc,hmat=on -m 2G -smp 4,sockets=2,cores=2"
+      mem 0 640M; mem 1 640M; mem 2 384M; mem 3 384M
+      echo "-numa node,nodeid=0,memdev=m0,cpus=0-1 -numa node,nodeid=1,memdev=m1,cpus=2-3"
+      echo "-numa node,nodeid=2,memdev=m2,initiator=0 -numa node,nodeid=3,memdev=m3,initiator=1"
+      echo "-numa dist,src=0,dst=1,val=21 -numa dist,src=0,dst=2,val=13 -numa dist,src=0,dst=3,val=23"
+      echo "-numa dist,src=1,dst=2,val=23 -numa dist,src=1,dst=3,val=13 -numa dist,src=2,dst=3,val=23"
+      lb 0 0 100 100G; lb 0 1 200 50G; lb 0 2 110 400G; lb 0 3 220 50G
+      lb 1 0 200 50G; lb 1 1 100 100G; lb 1 2 220 50G; lb 1 3 110 400G
+      ;;
+    slit-only)  # no HMAT at all: two sockets and a far CPU-less node, SLIT distances only
+      echo "-machine pc -m 1536M -smp 4,sockets=2,cores=2"
+      mem 0 512M; mem 1 512M; mem 2 512M
+      echo "-numa node,nodeid=0,memdev=m0,cpus=0-1 -numa node,nodeid=1,memdev=m1,cpus=2-3 -numa node,nodeid=2,memdev=m2"
+      echo "-numa dist,src=0,dst=1,val=21 -numa dist,src=0,dst=2,val=40 -numa dist,src=1,dst=2,val=40"
+      ;;
+    memside-cache)  # 2LM-like: a small DDR node with CPUs and a large slow node behind a memory-side cache
+      echo "-machine pc,hmat=on -m 1536M -smp 2,sockets=1,cores=2"
+      mem 0 512M; mem 1 1G
+      echo "-numa node,nodeid=0,memdev=m0,cpus=0-1 -numa node,nodeid=1,memdev=m1,initiator=0"
+      echo "-numa dist,src=0,dst=1,val=17"
+      lb 0 0 100 100G; lb 0 1 250 40G
+      echo "-numa hmat-cache,node-id=1,size=256M,level=1,associativity=direct,policy=write-back,line=64"
+      ;;
+    *) return 1 ;;
+  esac
+}
+topologies="ddr-hbm-slow two-socket-hbm slit-only memside-cache"
+
+# --- guest image --------------------------------------------------------------------------------
+build_image() {
+  local deb
+  deb=$(ls "$cache"/linux-image-6.12*.deb 2>/dev/null | sort -V | tail -1 || true)
+  [ -n "$deb" ] || die "no guest kernel in $cache: run scripts/setup.sh --vm"
+  command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is missing: run scripts/setup.sh --vm"
+  [ -x /bin/busybox ] || die "/bin/busybox is missing: run scripts/setup.sh --vm"
+  local img="$cache/guest" stamp="$cache/guest/.stamp"
+  local want; want="$(basename "$deb") $(sha1sum "$here/vm.sh" | cut -c1-12)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
+  rm -rf "$img" && mkdir -p "$img/deb" "$img/root"/{bin,dev,proc,sys,host,lib/modules}
+  dpkg-deb -x "$deb" "$img/deb"
+  cp "$img"/deb/boot/vmlinuz-* "$img/vmlinuz"
+  local moddir; moddir=$(echo "$img"/deb/lib/modules/*)
+  for m in fs/netfs/netfs net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p; do
+    local ko="$moddir/kernel/$m.ko.xz"
+    if [ -f "$ko" ]; then xz -dc "$ko" > "$img/root/lib/modules/$(basename "$m").ko"; fi
+  done
+  cp /bin/busybox "$img/root/bin/busybox"
+  cat > "$img/root/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc && mount -t sysfs sys /sys && mount -t devtmpfs dev /dev
+for m in netfs 9pnet 9pnet_virtio 9p; do [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko; done
+work=$(sed -n 's/.*hetmem\.work=\([^ ]*\).*/\1/p' /proc/cmdline)
+keep=$(sed -n 's/.*hetmem\.keep=\([^ ]*\).*/\1/p' /proc/cmdline)
+o=trans=virtio,version=9p2000.L,msize=512000
+if mount -t 9p -o $o,ro host /host; then
+  mount -t proc proc /host/proc; mount -t sysfs sys /host/sys; mount -t devtmpfs dev /host/dev
+  # The guest gets its own /tmp; host paths under /tmp that the command needs are bound back.
+  mkdir -p /oldtmp && mount --bind /host/tmp /oldtmp
+  mount -t tmpfs tmp /host/tmp; mount -t tmpfs run /host/run
+  for p in $(echo "$keep" | tr ':' ' '); do mkdir -p "/host$p" && mount --bind "/oldtmp${p#/tmp}" "/host$p"; done
+  mkdir -p "/host$work" 2>/dev/null; mount -t 9p -o $o,rw work "/host$work" || echo "HETMEM-VM-EXIT 125 (work mount failed)"
+  mount -t cgroup2 cgroup2 /host/sys/fs/cgroup 2>/dev/null
+  echo; echo HETMEM-VM-START
+  chroot /host /bin/sh -c "cd '$work' && exec /bin/sh ./run.sh"
+  echo "HETMEM-VM-EXIT $?"
+else
+  echo "HETMEM-VM-EXIT 125 (9p mount failed)"
+fi
+poweroff -f
+INIT
+  chmod +x "$img/root/init"
+  (cd "$img/root" && find . | cpio -o -H newc --quiet | gzip -1 > "$img/initramfs.gz")
+  rm -rf "$img/deb"
+  echo "$want" > "$stamp"
+}
+
+# --- run ----------------------------------------------------------------------------------------
+run() {
+  local topo=$1 work=$2; shift 2
+  local args; args=$(topology_args "$topo") || die "unknown topology '$topo' (known: $topologies)"
+  mkdir -p "$work"; work=$(cd "$work" && pwd)
+  case "$work" in /run/*) die "WORKDIR $work is under /run, which the guest hides";; esac
+  # Host directories under /tmp that the command names (the guest has its own /tmp).
+  local keep="" a
+  for a in "$@"; do
+    case "$a" in /tmp/*) [ -d "$a" ] || a=$(dirname "$a"); keep="${keep:+$keep:}$a" ;; esac
+  done
+  [ -z "${HETMEM_VM_KEEP:-}" ] || keep="${keep:+$keep:}$HETMEM_VM_KEEP"
+  build_image
+  { echo '#!/bin/sh'; echo 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp'
+    printf '%q ' "$@"; echo; } > "$work/run.sh"
+  local log="$work/console.log" rc=0
+  # shellcheck disable=SC2086
+  timeout "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -nographic -no-reboot -nodefaults -serial stdio \
+    -kernel "$cache/guest/vmlinuz" -initrd "$cache/guest/initramfs.gz" \
+    -append "console=ttyS0 quiet panic=-1 hetmem.work=$work${keep:+ hetmem.keep=$keep}" \
+    -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
+    -virtfs "local,path=$work,mount_tag=work,security_model=none,multidevs=remap" \
+    $args > "$log" 2>&1 < /dev/null || rc=$?
+  tr -d '\r' < "$log" > "$log.tmp" && mv "$log.tmp" "$log"
+  local marker; marker=$(grep -a -m1 '^HETMEM-VM-EXIT ' "$log" || true)
+  if [ -z "$marker" ]; then
+    echo "vm.sh: the $topo VM did not finish (qemu exit $rc$([ "$rc" = 124 ] && echo ", timed out after ${timeout_s}s")); console tail:" >&2
+    tail -25 "$log" >&2
+    exit 125
+  fi
+  sed -n '/HETMEM-VM-START$/,/^HETMEM-VM-EXIT /p' "$log" | sed '1d;$d'
+  local grc; grc=$(awk '{print $2}' <<<"$marker")
+  exit "$grc"
+}
+
+case "${1:-}" in
+  image) build_image; echo "guest image: $cache/guest" ;;
+  topologies) echo "$topologies" ;;
+  run) shift; [ $# -ge 3 ] || die "usage: vm.sh run TOPOLOGY WORKDIR CMD..."; run "$@" ;;
+  *) sed -n '2,14p' "$0"; exit 2 ;;
+esac
