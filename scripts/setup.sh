@@ -35,7 +35,7 @@ main_pkgs=(build-essential cmake ninja-build pkg-config git bzip2 tar xz-utils
            libnuma-dev libfmt-dev nlohmann-json3-dev libcli11-dev clang libclang-rt-dev
            clang-format clang-tidy python3)
 bpo_pkgs=(libhwloc-dev catch2)
-[ "$want_vm" = 1 ] && main_pkgs+=(qemu-system-x86 busybox-static cpio)
+[ "$want_vm" = 1 ] && main_pkgs+=(qemu-system-x86 busybox-static cpio ndctl daxctl)
 vm_cache=${HETMEM_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hetmem-vm}
 guest_kernel_meta=linux-image-6.12-amd64  # backports meta-package; resolved to a concrete version
 

@@ -18,6 +18,8 @@ EXPECT = {
                       order={0: [[0], [1], [2]], 1: [[1], [0], [2]]}, tiers_order=None, hmat=False),
     "memside-cache": dict(kinds={0: "DDR", 1: "PMEM"}, order={0: [[0], [1]]},
                           tiers_order=[0, 1], hmat=True, cache_node=1),
+    "pmem-kmem": dict(kinds={0: "DDR", 1: "PMEM"}, order={0: [[0], [1]]}, tiers_order=[0, 1], hmat=False,
+                      dax_node=1),
 }
 
 
@@ -59,6 +61,11 @@ def main():
         caches = nodes[exp["cache_node"]]["memory_side_caches"]
         if not caches or caches[0]["size_bytes"] != 256 << 20:
             errors.append(f"node {exp['cache_node']}: memory-side cache {caches}, expected 256 MiB")
+    if "dax_node" in exp:
+        n = nodes[exp["dax_node"]]
+        if not n["dax_devices"] or n["confidence"] != "high" or n["reasons"][0]["source"] != "dax":
+            errors.append(f"node {exp['dax_node']}: expected a kmem dax device deciding it, got {n['dax_devices']} "
+                          f"{n['confidence']} {n['reasons'][:1]}")
     for e in errors:
         print(f"FAIL {topo}: {e}")
     print(f"check_topology {topo}: {'ok' if not errors else str(len(errors)) + ' problem(s)'}")

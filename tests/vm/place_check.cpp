@@ -34,8 +34,8 @@ std::size_t count_on(void *buf, long page, int node, std::vector<int> &status) {
 }
 
 void check(bool ok, const char *what, int node, std::size_t on, const std::vector<int> &status) {
-  std::printf("%s %s node %d: %zu/%zu pages there (first page status %d)\n", ok ? "ok  " : "FAIL", what, node, on, pages,
-              status.empty() ? -99 : status[0]);
+  std::printf("%s %s node %d: %zu/%zu pages there (first page status %d)\n", ok ? "ok  " : "FAIL", what, node, on,
+              pages, status.empty() ? -99 : status[0]);
   if (!ok) ++failures;
 }
 
@@ -95,7 +95,8 @@ int main() {
   unsigned long bad[64] = {};
   bad[1] = 1;  // node 64
   long rc = mbind(buf, len, MPOL_BIND, bad, 64 * 64, 0);
-  std::printf("%s mbind to absent node 64 refused (%s)\n", rc != 0 ? "ok  " : "FAIL", rc ? std::strerror(errno) : "accepted");
+  std::printf("%s mbind to absent node 64 refused (%s)\n", rc != 0 ? "ok  " : "FAIL",
+              rc ? std::strerror(errno) : "accepted");
   if (rc == 0) ++failures;
   std::printf("place_check: %zu nodes, %d failure(s)\n", nodes.size(), failures);
   return failures == 0 ? 0 : 1;

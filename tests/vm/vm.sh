@@ -61,10 +61,17 @@ topology_args() {
       lb 0 0 100 100G; lb 0 1 250 40G
       echo "-numa hmat-cache,node-id=1,size=256M,level=1,associativity=direct,policy=write-back,line=64"
       ;;
+    pmem-kmem)  # DDR + an emulated NVDIMM, turned into a dax kmem node by guest-run.sh (Optane-like PMEM tier)
+      echo "-machine pc,nvdimm=on -m 1G,slots=2,maxmem=3G -smp 2,sockets=1,cores=2"
+      mem 0 1G
+      echo "-numa node,nodeid=0,memdev=m0,cpus=0-1 -numa node,nodeid=1"
+      echo "-object memory-backend-file,id=nv0,share=on,mem-path=$2/nvdimm0.img,size=1G,pmem=on"
+      echo "-device nvdimm,memdev=nv0,id=nvdimm0,node=1"
+      ;;
     *) return 1 ;;
   esac
 }
-topologies="ddr-hbm-slow two-socket-hbm slit-only memside-cache"
+topologies="ddr-hbm-slow two-socket-hbm slit-only memside-cache pmem-kmem"
 
 # --- guest image --------------------------------------------------------------------------------
 build_image() {
@@ -80,7 +87,8 @@ build_image() {
   dpkg-deb -x "$deb" "$img/deb"
   cp "$img"/deb/boot/vmlinuz-* "$img/vmlinuz"
   local moddir; moddir=$(echo "$img"/deb/lib/modules/*)
-  for m in fs/netfs/netfs net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p; do
+  for m in fs/netfs/netfs net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p drivers/nvdimm/libnvdimm drivers/acpi/nfit/nfit \
+           drivers/nvdimm/nd_btt drivers/nvdimm/nd_pmem drivers/dax/device_dax drivers/dax/dax_pmem drivers/dax/kmem; do
     local ko="$moddir/kernel/$m.ko.xz"
     if [ -f "$ko" ]; then xz -dc "$ko" > "$img/root/lib/modules/$(basename "$m").ko"; fi
   done
@@ -89,7 +97,9 @@ build_image() {
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc && mount -t sysfs sys /sys && mount -t devtmpfs dev /dev
-for m in netfs 9pnet 9pnet_virtio 9p; do [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko; done
+for m in netfs 9pnet 9pnet_virtio 9p libnvdimm nfit nd_btt nd_pmem device_dax dax_pmem kmem; do
+  [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko
+done
 work=$(sed -n 's/.*hetmem\.work=\([^ ]*\).*/\1/p' /proc/cmdline)
 keep=$(sed -n 's/.*hetmem\.keep=\([^ ]*\).*/\1/p' /proc/cmdline)
 o=trans=virtio,version=9p2000.L,msize=512000
@@ -118,8 +128,8 @@ INIT
 # --- run ----------------------------------------------------------------------------------------
 run() {
   local topo=$1 work=$2; shift 2
-  local args; args=$(topology_args "$topo") || die "unknown topology '$topo' (known: $topologies)"
   mkdir -p "$work"; work=$(cd "$work" && pwd)
+  local args; args=$(topology_args "$topo" "$work") || die "unknown topology '$topo' (known: $topologies)"
   case "$work" in /run/*) die "WORKDIR $work is under /run, which the guest hides";; esac
   # Host directories under /tmp that the command names (the guest has its own /tmp).
   local keep="" a
