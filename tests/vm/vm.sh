@@ -6,6 +6,8 @@
 #   vm.sh topologies                    list the topologies
 #   vm.sh run TOPOLOGY WORKDIR CMD...   boot TOPOLOGY, run CMD in WORKDIR inside the guest,
 #                                       exit with CMD's status; console in WORKDIR/console.log
+#   To run a ctest label inside a guest, use the build directory as WORKDIR (it becomes
+#   writable there):  vm.sh run two-socket-hbm "$PWD/build" ctest -L unit
 #
 # WORKDIR is shared read-write with the guest at the same path. The guest has its own /tmp:
 # host paths under /tmp named in CMD (and in $HETMEM_VM_KEEP, colon-separated) are bound
