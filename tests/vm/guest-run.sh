@@ -1,8 +1,9 @@
 #!/bin/sh
 # guest-run.sh — what runs inside each VM (one boot per topology, many checks per boot).
-# Usage: guest-run.sh HETMEM PLACE_CHECK GATHER TOPOLOGY   (cwd = the shared work directory)
-# Writes topo.json, topo.txt, place.txt and vm-TOPOLOGY.tar.gz; exits non-zero if a step failed.
-hetmem=$1 place=$2 gather=$3 topo=$4
+# Usage: guest-run.sh HETMEM PLACE_CHECK POLICY_CHECK GATHER TOPOLOGY   (cwd = the work directory)
+# Writes topo.json, topo.txt, place.txt, policy.txt and vm-TOPOLOGY.tar.gz; exits non-zero if a
+# step failed.
+hetmem=$1 place=$2 policy=$3 gather=$4 topo=$5
 rc=0
 case "$topo" in
   pmem-kmem)  # NVDIMM -> devdax namespace -> system RAM through kmem: a CPU-less PMEM node
@@ -15,4 +16,14 @@ esac
 "$hetmem" topo --explain > topo.txt 2>&1 || { echo "hetmem topo --explain failed"; rc=1; }
 "$place" > place.txt 2>&1 || { echo "place_check failed"; rc=1; }
 "$gather" "vm-$topo" . > /dev/null || { echo "gather failed"; rc=1; }
+"$policy" > policy.txt 2>&1 || { echo "policy_check failed"; rc=1; }
+# A cgroup v2 cpuset that excludes node 1: hetmem must refuse it and the kernel keep pages off it.
+cg=/sys/fs/cgroup
+if [ -r /sys/devices/system/node/node1/meminfo ] && echo +cpuset > $cg/cgroup.subtree_control 2>/dev/null; then
+  mkdir -p $cg/hetmem-cpuset && echo 0 > $cg/hetmem-cpuset/cpuset.mems &&
+    sh -c 'echo $$ > /sys/fs/cgroup/hetmem-cpuset/cgroup.procs && exec "$0" --excluded 1' "$policy" >> policy.txt 2>&1 ||
+    { echo "policy_check in a cpuset excluding node 1 failed"; rc=1; }
+else
+  echo "FAIL cgroup v2 cpuset controller not available in the guest" >> policy.txt; rc=1
+fi
 exit $rc
