@@ -59,9 +59,12 @@ if [ "$lint" = 1 ]; then
   mapfile -t sources < <(git ls-files '*.cpp' '*.hpp' '*.h')
   clang-format --dry-run --Werror "${sources[@]}"
   mapfile -t units < <(git ls-files 'sysfs-reader/*.cpp' 'src/*.cpp' 'examples/*.cpp' 'bench/*.cpp')
-  printf '%s\n' "${units[@]}" | xargs -P "$jobs" -n 4 clang-tidy -p build/ci --quiet 2>&1 \
-    | { grep -vE '^[0-9]+ warnings? (and [0-9]+ errors? )?generated|^Suppressed|^Use -header-filter' || true; } > build/ci/clang-tidy.log
-  if grep -qE 'warning:|error:' build/ci/clang-tidy.log; then cat build/ci/clang-tidy.log; echo "clang-tidy found problems"; exit 1; fi
+  tidy_rc=0
+  printf '%s\n' "${units[@]}" | xargs -P "$jobs" -n 4 clang-tidy -p build/ci --quiet > build/ci/clang-tidy.log 2>&1 || tidy_rc=$?
+  if [ "$tidy_rc" != 0 ] || grep -qE 'warning:|error:' build/ci/clang-tidy.log; then
+    grep -vE '^[0-9]+ warnings? (and [0-9]+ errors? )?generated|^Suppressed|^Use -header-filter' build/ci/clang-tidy.log
+    echo "clang-tidy found problems (exit $tidy_rc)"; exit 1
+  fi
   summary+=("lint: passed")
 fi
 

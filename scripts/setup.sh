@@ -8,8 +8,9 @@
 #              default ~/.cache/hetmem-vm; nothing is installed into /boot)
 #
 # Contract: safe to run any number of times; installs only what is missing; enables
-# bookworm-backports (hwloc 2.12, Catch2 v3, the VM guest kernel) with a deb822 source that
-# reuses the mirror and keyring of the system's own Debian source. Uses sudo when not root.
+# bookworm-backports (hwloc 2.12, Catch2 v3, the VM guest kernel) and deb-src (jemalloc's
+# source, downloaded into $HETMEM_SRC_CACHE, default ~/.cache/hetmem-src) with deb822 sources
+# that reuse the mirror and keyring of the system's own Debian source. Uses sudo when not root.
 set -euo pipefail
 
 want_vm=0
@@ -60,6 +61,34 @@ if ! backports_enabled; then
   added_source=1
 fi
 
+# --- deb-src, for jemalloc's source (built privately namespaced by the project's build) -------------
+src_cache=${HETMEM_SRC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hetmem-src}
+have_deb_src() {
+  grep -rqsE "^(Types:.*deb-src|deb-src )" /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null
+}
+if ! have_deb_src; then
+  uri=http://deb.debian.org/debian keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    u=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+    k=$(awk '/^Signed-By:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+    [ -n "$u" ] && uri=$u
+    [ -n "$k" ] && keyring=$k
+  fi
+  printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n' \
+    "$uri" "$codename" "$keyring" | "${SUDO[@]}" tee /etc/apt/sources.list.d/hetmem-deb-src.sources >/dev/null
+  echo "setup.sh: enabled deb-src for $codename (jemalloc's source)"
+  added_source=1
+fi
+fetch_jemalloc_source() {
+  if ls "$src_cache"/jemalloc_5.3.0*.orig.tar.* >/dev/null 2>&1; then return 0; fi
+  mkdir -p "$src_cache"
+  if ! (cd "$src_cache" && apt-get source --download-only -q jemalloc >/dev/null 2>&1); then
+    "${SUDO[@]}" apt-get update -q
+    (cd "$src_cache" && apt-get source --download-only -q jemalloc >/dev/null)
+  fi
+  echo "setup.sh: jemalloc source in $src_cache"
+}
+
 # --- what is missing ---------------------------------------------------------------------------
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 missing_main=() missing_bpo=()
@@ -88,7 +117,8 @@ fetch_guest_kernel() {
   (cd "$vm_cache" && apt-get download -q "$pkg")
 }
 
-if [ ${#missing_main[@]} -eq 0 ] && [ ${#missing_bpo[@]} -eq 0 ]; then
+if [ ${#missing_main[@]} -eq 0 ] && [ ${#missing_bpo[@]} -eq 0 ] && [ "$added_source" = 0 ]; then
+  fetch_jemalloc_source
   fetch_guest_kernel
   echo "setup.sh: all packages present"
   exit 0
@@ -108,5 +138,6 @@ if [ ${#missing_bpo[@]} -gt 0 ]; then
   echo "setup.sh: installing from ${codename}-backports: ${missing_bpo[*]}"
   "${SUDO[@]}" apt-get install -y -q --no-install-recommends -t "${codename}-backports" "${missing_bpo[@]}"
 fi
+fetch_jemalloc_source
 fetch_guest_kernel
 echo "setup.sh: done"

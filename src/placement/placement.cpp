@@ -67,7 +67,10 @@ constexpr unsigned long mask_maxnode = mask_bits + 1;  // the kernel's off-by-on
 constexpr std::size_t move_batch = 4096;               // pages per move_pages call
 
 std::size_t page_size() noexcept {
-  static const std::size_t p = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  static const std::size_t p = [] {
+    long v = ::sysconf(_SC_PAGESIZE);
+    return v > 0 ? static_cast<std::size_t>(v) : std::size_t{4096};
+  }();
   return p;
 }
 

@@ -4,12 +4,14 @@
 //   policy_check --excluded N  run inside a cpuset that excludes node N: placing there must be
 //                              refused with a message, and a default allocation must avoid N
 #include <unistd.h>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "hetmem/detail/tier_arena.hpp"
 #include "hetmem/placement.hpp"
 #include "hetmem/sysfs/reader.hpp"
 
@@ -102,6 +104,35 @@ int main(int argc, char **argv) {
       auto c = run(p, to_string(mode));
       expect(c.on(n) == pages, std::string(to_string(mode)) + " node " + std::to_string(n) + ":" + census_text(c));
     }
+  }
+  // The allocation engine: one jemalloc arena per node; small and large blocks land there.
+  for (auto n : nodes) {
+    placement p;
+    p.mode = policy_mode::bind;
+    p.nodes.insert(n);
+    auto a = detail::tier_arena::create(p);
+    if (!a) {
+      expect(false, "tier arena on node " + std::to_string(n) + ": " + a.error().message);
+      continue;
+    }
+    std::vector<void *> blocks;
+    std::size_t on = 0, total = 0;
+    for (std::size_t size : {64u, 4096u, 100000u, 4u << 20}) {
+      for (int i = 0; i < 50; ++i) {
+        void *b = (*a)->allocate(size);
+        if (!b) break;
+        std::memset(b, 1, size);
+        blocks.push_back(b);
+        auto pg =
+            reinterpret_cast<void *>(reinterpret_cast<std::uintptr_t>(b) & ~(static_cast<std::uintptr_t>(page) - 1));
+        auto w = where(pg, page);
+        on += w && w->on(n) == 1 ? 1u : 0u;
+        ++total;
+      }
+    }
+    for (void *b : blocks) (*a)->deallocate(b);
+    expect(total == 200 && on == total, "tier arena on node " + std::to_string(n) + ": " + std::to_string(on) + "/" +
+                                            std::to_string(total) + " blocks (64 B to 4 MiB) on the node");
   }
   if (nodes.size() >= 2) {
     placement all;

@@ -1,0 +1,32 @@
+# jemalloc 5.3.0 from Debian's source package (downloaded by scripts/setup.sh), built as a
+# static PIC library with every symbol under a private prefix (hetmem_je_), so that linking
+# hetmem never replaces the application's malloc (as memkind and UMF do). Never committed.
+include(ExternalProject)
+set(HETMEM_SRC_CACHE "$ENV{HOME}/.cache/hetmem-src" CACHE PATH "Where scripts/setup.sh puts jemalloc's source")
+if(DEFINED ENV{HETMEM_SRC_CACHE})
+  set(HETMEM_SRC_CACHE "$ENV{HETMEM_SRC_CACHE}")
+endif()
+file(GLOB _hetmem_je_tarball "${HETMEM_SRC_CACHE}/jemalloc_5.3.0*.orig.tar.*")
+if(NOT _hetmem_je_tarball)
+  message(FATAL_ERROR "jemalloc's source is not in ${HETMEM_SRC_CACHE}: run scripts/setup.sh (it downloads it with apt-get source)")
+endif()
+list(GET _hetmem_je_tarball 0 _hetmem_je_tarball)
+set(_je_prefix "${CMAKE_BINARY_DIR}/jemalloc")
+set(_je_lib "${_je_prefix}/lib/libjemalloc_pic.a")
+find_program(HETMEM_MAKE NAMES make gmake REQUIRED)
+ExternalProject_Add(hetmem_jemalloc_build
+  URL "${_hetmem_je_tarball}"
+  PREFIX "${_je_prefix}/work"
+  INSTALL_DIR "${_je_prefix}"
+  CONFIGURE_COMMAND <SOURCE_DIR>/configure --prefix=<INSTALL_DIR> --with-jemalloc-prefix=hetmem_je_
+                    --with-private-namespace=hetmem_je_int_ --disable-cxx --disable-initial-exec-tls --disable-doc
+                    --disable-libdl CC=${CMAKE_C_COMPILER} "CFLAGS=-O2 -g -fPIC"
+  BUILD_COMMAND ${HETMEM_MAKE} -j2 build_lib_static
+  INSTALL_COMMAND ${HETMEM_MAKE} install_include install_lib_static
+  BUILD_BYPRODUCTS "${_je_lib}"
+  LOG_CONFIGURE ON LOG_BUILD ON LOG_INSTALL ON LOG_OUTPUT_ON_FAILURE ON)
+file(MAKE_DIRECTORY "${_je_prefix}/include")
+add_library(hetmem_jemalloc STATIC IMPORTED GLOBAL)
+set_target_properties(hetmem_jemalloc PROPERTIES IMPORTED_LOCATION "${_je_lib}"
+  INTERFACE_INCLUDE_DIRECTORIES "${_je_prefix}/include" INTERFACE_LINK_LIBRARIES "pthread;dl;m")
+add_dependencies(hetmem_jemalloc hetmem_jemalloc_build)
