@@ -40,44 +40,30 @@ bpo_pkgs=(libhwloc-dev catch2)
 vm_cache=${HETMEM_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hetmem-vm}
 guest_kernel_meta=linux-image-6.12-amd64  # backports meta-package; resolved to a concrete version
 
-# --- backports source --------------------------------------------------------------------------
-backports_enabled() {
-  grep -rqsE "^(Suites:.*[[:space:]]|deb .*[[:space:]])${codename}-backports([[:space:]]|$)" \
-    /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null
+# --- apt sources: backports (hwloc 2.12, Catch2 3, guest kernel) and deb-src (jemalloc) ----------
+# add_source TYPES SUITE FILE: a deb822 source reusing the mirror and keyring of the main
+# Debian source (when it is a deb822 file).
+add_source() {
+  local uri=http://deb.debian.org/debian keyring=/usr/share/keyrings/debian-archive-keyring.gpg u k
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    u=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+    k=$(awk '/^Signed-By:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+    [ -n "$u" ] && uri=$u
+    [ -n "$k" ] && keyring=$k
+  fi
+  printf 'Types: %s\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n' "$1" "$uri" "$2" "$keyring" \
+    | "${SUDO[@]}" tee "/etc/apt/sources.list.d/$3" >/dev/null
+  echo "setup.sh: enabled $1 $2 ($uri)"
+  added_source=1
 }
 added_source=0
-if ! backports_enabled; then
-  uri=http://deb.debian.org/debian keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-  # Reuse the mirror and keyring of the main Debian source when it is a deb822 file.
-  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-    u=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-    k=$(awk '/^Signed-By:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-    [ -n "$u" ] && uri=$u
-    [ -n "$k" ] && keyring=$k
-  fi
-  printf 'Types: deb\nURIs: %s\nSuites: %s-backports\nComponents: main\nSigned-By: %s\n' \
-    "$uri" "$codename" "$keyring" | "${SUDO[@]}" tee /etc/apt/sources.list.d/hetmem-backports.sources >/dev/null
-  echo "setup.sh: enabled ${codename}-backports ($uri)"
-  added_source=1
+if ! grep -rqsE "^(Suites:.*[[:space:]]|deb .*[[:space:]])${codename}-backports([[:space:]]|$)" \
+       /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null; then
+  add_source deb "${codename}-backports" hetmem-backports.sources
 fi
-
-# --- deb-src, for jemalloc's source (built privately namespaced by the project's build) -------------
 src_cache=${HETMEM_SRC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hetmem-src}
-have_deb_src() {
-  grep -rqsE "^(Types:.*deb-src|deb-src )" /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null
-}
-if ! have_deb_src; then
-  uri=http://deb.debian.org/debian keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-    u=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-    k=$(awk '/^Signed-By:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-    [ -n "$u" ] && uri=$u
-    [ -n "$k" ] && keyring=$k
-  fi
-  printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n' \
-    "$uri" "$codename" "$keyring" | "${SUDO[@]}" tee /etc/apt/sources.list.d/hetmem-deb-src.sources >/dev/null
-  echo "setup.sh: enabled deb-src for $codename (jemalloc's source)"
-  added_source=1
+if ! grep -rqsE "^(Types:.*deb-src|deb-src )" /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null; then
+  add_source deb-src "$codename" hetmem-deb-src.sources
 fi
 fetch_jemalloc_source() {
   if ls "$src_cache"/jemalloc_5.3.0*.orig.tar.* >/dev/null 2>&1; then return 0; fi

@@ -77,7 +77,8 @@ result<std::unique_ptr<tier_arena>> tier_arena::create(const placement &where) {
   extent_hooks_t *hp = &a->hooks_->hooks;
   unsigned index = 0;
   std::size_t sz = sizeof index;
-  int rc = hetmem_je_mallctl("arenas.create", &index, &sz, &hp, sizeof hp);
+  // mallctl takes the address of the hooks pointer and its size.
+  int rc = hetmem_je_mallctl("arenas.create", &index, &sz, &hp, sizeof hp);  // NOLINT(bugprone-sizeof-expression)
   if (rc != 0) return error{rc, std::string("jemalloc arenas.create failed: ") + std::strerror(rc)};
   a->index_ = index;
   return a;

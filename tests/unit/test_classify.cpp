@@ -20,14 +20,7 @@ bool has_reason(const node_info &n, evidence_source src) {
     if (r.source == src) return true;
   return false;
 }
-std::string order(const topology &t, std::uint32_t initiator) {
-  std::string s;
-  for (const auto &g : t.initiator(initiator)->tiers) {
-    s += s.empty() ? "" : " > ";
-    for (std::size_t i = 0; i < g.nodes.size(); ++i) s += (i ? "," : "") + std::to_string(g.nodes[i]);
-  }
-  return s;
-}
+std::string order(const topology &t, std::uint32_t initiator) { return test::tier_order(t, initiator); }
 
 // Like QEMU's ddr-hbm-slow: DDR with CPUs, CPU-less HBM (4x bandwidth, a bit slower), CPU-less slow node.
 void ddr_hbm_slow(temp_tree &t) {

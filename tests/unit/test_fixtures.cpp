@@ -47,14 +47,7 @@ topology load_fixture(const std::string &dir, const char *name) {
   return std::move(t).value();
 }
 
-std::string order(const topology &t, std::uint32_t initiator) {
-  std::string s;
-  for (const auto &g : t.initiator(initiator)->tiers) {
-    s += s.empty() ? "" : " > ";
-    for (std::size_t i = 0; i < g.nodes.size(); ++i) s += (i ? "," : "") + std::to_string(g.nodes[i]);
-  }
-  return s;
-}
+std::string order(const topology &t, std::uint32_t initiator) { return test::tier_order(t, initiator); }
 
 bool any_note(const topology &t, const std::string &needle) {
   for (const auto &n : t.notes)

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -95,6 +96,17 @@ class temp_tree {
  private:
   std::filesystem::path root_;
 };
+
+// An initiator's tier order as "2 > 0 > 1,3" (nodes of one rank joined by commas).
+template <class Topology>
+std::string tier_order(const Topology &t, std::uint32_t initiator) {
+  std::string s;
+  for (const auto &g : t.initiator(initiator)->tiers) {
+    s += s.empty() ? "" : " > ";
+    for (std::size_t i = 0; i < g.nodes.size(); ++i) s += (i ? "," : "") + std::to_string(g.nodes[i]);
+  }
+  return s;
+}
 
 // The unpacked real-machine fixtures (../shared/fixtures/hwloc), or nullopt with the reason.
 inline std::optional<std::string> fixtures_dir(std::string &why) {

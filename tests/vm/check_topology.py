@@ -3,6 +3,7 @@
 `hetmem topo --json` run inside it: node kinds, the per-initiator tier order, and the kernel's
 memory tiers (an independent witness: the kernel computes them from the same HMAT)."""
 import json
+import re
 import sys
 
 # kinds: node -> kind; order: initiator -> tier groups best first; tiers_order: nodes whose
@@ -25,6 +26,7 @@ EXPECT = {
 
 def main():
     topo, path = sys.argv[1], sys.argv[2]
+    example = sys.argv[3] if len(sys.argv) > 3 else None
     exp = EXPECT[topo]
     with open(path) as f:
         t = json.load(f)
@@ -66,6 +68,16 @@ def main():
         if not n["dax_devices"] or n["confidence"] != "high" or n["reasons"][0]["source"] != "dax":
             errors.append(f"node {exp['dax_node']}: expected a kmem dax device deciding it, got {n['dax_devices']} "
                           f"{n['confidence']} {n['reasons'][:1]}")
+    if example:
+        # The std::vector example must land wholly on an HBM node where the machine has HBM.
+        with open(example) as f:
+            text = f.read()
+        has_hbm = "HBM" in exp["kinds"].values()
+        m = re.search(r"on HBM \(nodes (\d+)\): node (\d+): \d+ pages$", text, re.M)
+        if has_hbm and not (m and m.group(1) == m.group(2) and exp["kinds"][int(m.group(1))] == "HBM"):
+            errors.append(f"the std::vector example is not wholly on an HBM node: {text.strip()}")
+        if not has_hbm and "no HBM memory on this machine" not in text:
+            errors.append(f"the example should say there is no HBM: {text.strip()}")
     for e in errors:
         print(f"FAIL {topo}: {e}")
     print(f"check_topology {topo}: {'ok' if not errors else str(len(errors)) + ' problem(s)'}")

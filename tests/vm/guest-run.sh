@@ -1,9 +1,9 @@
 #!/bin/sh
 # guest-run.sh — what runs inside each VM (one boot per topology, many checks per boot).
-# Usage: guest-run.sh HETMEM PLACE_CHECK POLICY_CHECK GATHER TOPOLOGY   (cwd = the work directory)
-# Writes topo.json, topo.txt, place.txt, policy.txt and vm-TOPOLOGY.tar.gz; exits non-zero if a
-# step failed.
-hetmem=$1 place=$2 policy=$3 gather=$4 topo=$5
+# Usage: guest-run.sh HETMEM PLACE_CHECK POLICY_CHECK GATHER TOPOLOGY EXAMPLE  (cwd = the work dir)
+# Writes topo.json, topo.txt, place.txt, policy.txt, example.txt and vm-TOPOLOGY.tar.gz; exits
+# non-zero if a step failed.
+hetmem=$1 place=$2 policy=$3 gather=$4 topo=$5 example=$6
 rc=0
 case "$topo" in
   pmem-kmem)  # NVDIMM -> devdax namespace -> system RAM through kmem: a CPU-less PMEM node
@@ -17,6 +17,7 @@ esac
 "$place" > place.txt 2>&1 || { echo "place_check failed"; rc=1; }
 "$gather" "vm-$topo" . > /dev/null || { echo "gather failed"; rc=1; }
 "$policy" > policy.txt 2>&1 || { echo "policy_check failed"; rc=1; }
+"$example" > example.txt 2>&1 || { echo "containers_on_tiers example failed"; rc=1; }
 # A cgroup v2 cpuset that excludes node 1: hetmem must refuse it and the kernel keep pages off it.
 cg=/sys/fs/cgroup
 if [ -r /sys/devices/system/node/node1/meminfo ] && echo +cpuset > $cg/cgroup.subtree_control 2>/dev/null; then

@@ -9,13 +9,14 @@ topo=$1 build=$2 src=$3
 work="$build/vm/$topo"
 rm -rf "$work"; mkdir -p "$work"
 "$src/tests/vm/vm.sh" run "$topo" "$work" "$src/tests/vm/guest-run.sh" "$build/src/cli/hetmem" \
-  "$build/tests/hetmem_vm_place_check" "$build/tests/hetmem_vm_policy_check" "$src/scripts/hetmem-gather.sh" "$topo"
+  "$build/tests/hetmem_vm_place_check" "$build/tests/hetmem_vm_policy_check" "$src/scripts/hetmem-gather.sh" "$topo" \
+  "$build/examples/hetmem_example_containers_on_tiers"
 rc=$?
 rm -f "$work"/*.img  # emulated NVDIMM backing files
-for f in topo.txt place.txt policy.txt; do [ -f "$work/$f" ] && { echo "--- $f"; cat "$work/$f"; }; done
+for f in topo.txt place.txt policy.txt example.txt; do [ -f "$work/$f" ] && { echo "--- $f"; cat "$work/$f"; }; done
 if [ "$rc" = 125 ]; then echo "VM test $topo: the VM could not run (see above)"; exit 1; fi
 [ "$rc" = 0 ] || { echo "VM test $topo: the guest reported failure (exit $rc)"; exit 1; }
-python3 "$src/tests/vm/check_topology.py" "$topo" "$work/topo.json" || exit 1
+python3 "$src/tests/vm/check_topology.py" "$topo" "$work/topo.json" "$work/example.txt" || exit 1
 if [ "${HETMEM_VM_SAVE_TREES:-0}" = 1 ]; then
   cp "$work/vm-$topo.tar.gz" "$src/tests/trees/" && echo "saved tests/trees/vm-$topo.tar.gz"
 fi
