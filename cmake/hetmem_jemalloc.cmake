@@ -2,7 +2,16 @@
 # static PIC library with every symbol under a private prefix (hetmem_je_), so that linking
 # hetmem never replaces the application's malloc (as memkind and UMF do). Never committed.
 include(ExternalProject)
-set(HETMEM_SRC_CACHE "$ENV{HOME}/.cache/hetmem-src" CACHE PATH "Where scripts/setup.sh puts jemalloc's source")
+set(_hetmem_home "$ENV{HOME}")
+if(NOT _hetmem_home)  # as scripts/setup.sh does: the password database
+  execute_process(COMMAND sh -c "getent passwd \"$(id -u)\" | cut -d: -f6" OUTPUT_VARIABLE _hetmem_home
+                  OUTPUT_STRIP_TRAILING_WHITESPACE)
+endif()
+set(_hetmem_cache "${_hetmem_home}/.cache")
+if(DEFINED ENV{XDG_CACHE_HOME} AND NOT "$ENV{XDG_CACHE_HOME}" STREQUAL "")
+  set(_hetmem_cache "$ENV{XDG_CACHE_HOME}")
+endif()
+set(HETMEM_SRC_CACHE "${_hetmem_cache}/hetmem-src" CACHE PATH "Where scripts/setup.sh puts jemalloc's source")
 if(DEFINED ENV{HETMEM_SRC_CACHE})
   set(HETMEM_SRC_CACHE "$ENV{HETMEM_SRC_CACHE}")
 endif()

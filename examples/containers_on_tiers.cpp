@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <cstdint>
 #include <cstdio>
+#include <exception>
 #include <memory_resource>
 #include <string>
 #include <vector>
@@ -24,7 +25,7 @@ std::string pages_of(const void *p, std::size_t bytes) {
 }
 }  // namespace
 
-int main() {
+int main() try {
   auto topo = hetmem::load_topology();
   if (!topo) {
     std::fprintf(stderr, "containers_on_tiers: %s\n", topo.error().message.c_str());
@@ -55,6 +56,9 @@ int main() {
   for (int i = 0; i < 10000; ++i)
     names.emplace_back("a string long enough to leave the small-string buffer " + std::to_string(i));
   std::printf("std::pmr::vector<std::pmr::string> on %s:%s\n", (*big)->get_tier().name.c_str(),
-              pages_of(names.data(), names.size() * sizeof(names[0])).c_str());
+              pages_of(names.data(), names.size() * sizeof(std::pmr::string)).c_str());
   return 0;
+} catch (const std::exception &e) {  // std::bad_alloc from the containers when a tier is full
+  std::fprintf(stderr, "containers_on_tiers: %s\n", e.what());
+  return 1;
 }

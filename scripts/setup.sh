@@ -12,6 +12,9 @@
 # source, downloaded into $HETMEM_SRC_CACHE, default ~/.cache/hetmem-src) with deb822 sources
 # that reuse the mirror and keyring of the system's own Debian source. Uses sudo when not root.
 set -euo pipefail
+# Caches live under $HOME; find it from the password database when the environment lacks it.
+: "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
+export HOME
 
 want_vm=0
 for arg in "$@"; do

@@ -16,6 +16,9 @@
 # (with the reason and the console's tail on stderr) when the VM could not start or finish.
 # Recipe: ../shared/docs/vm-recipe.md (TCG; KVM hung nested).
 set -euo pipefail
+# Caches live under $HOME; find it from the password database when the environment lacks it.
+: "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
+export HOME
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${HETMEM_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hetmem-vm}
 timeout_s=${HETMEM_VM_TIMEOUT:-300}
