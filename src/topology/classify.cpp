@@ -671,7 +671,6 @@ class classifier {
       for (const auto &n : t_.nodes) {
         if (!n.has_memory || n.kind == memory_kind::none) continue;
         auto d = i == n.id ? std::optional<std::uint32_t>(10) : snap_.distance(i, n.id);
-        if (i == n.id && !d) d = 10;
         // Device memory (GPU HBM over NVLink and the like) is never a CPU's local tier.
         bool local = n.local_initiators.contains(i) && n.kind != memory_kind::device;
         es.push_back({local, kind_rank(n.kind), d.value_or(1000), d, &n});
@@ -745,14 +744,13 @@ class classifier {
         notes.push_back("NVIDIA GPU " + g.pci_address + " reports node " + std::to_string(*g.status.node) + " (" +
                         g.status.status + "), which is not online");
     if (snap_.allowed_mems) {
-      id_set all = snap_.node_ids();
       id_set mem;
       for (const auto &n : t_.nodes)
         if (n.has_memory) mem.insert(n.id);
-      if (!mem.intersect(*snap_.allowed_mems).ranges().empty() && mem.intersect(*snap_.allowed_mems) != mem)
+      const id_set usable = mem.intersect(*snap_.allowed_mems);
+      if (!usable.empty() && usable != mem)
         notes.push_back("the cpuset allows memory nodes " + snap_.allowed_mems->to_string() + " only (" +
                         snap_.allowed_mems_source + ")");
-      (void)all;
     }
     for (const auto &n : t_.nodes)
       if (!n.disagreements.empty()) {
