@@ -403,7 +403,8 @@ result<move_report> move_to(void *addr, std::size_t bytes, std::uint32_t node) {
       targets.assign(n, static_cast<int>(node));
       status.assign(n, -ENOENT);
       for (std::size_t i = 0; i < n; ++i) batch[i] = static_cast<char *>(addr) + (done + i) * ps;
-      if (detail::os().move_pages(0, n, batch.data(), targets.data(), status.data(), 2 /* MPOL_MF_MOVE */) < 0) {
+      if (detail::os().move_pages(0, n, batch.data(), targets.data(), status.data(), static_cast<int>(mpol_mf_move)) <
+          0) {
         int err = errno;
         return error{
             err, "move_pages to node " + std::to_string(node) + " at " + hex(batch[0]) + " failed: " + errno_text(err)};
@@ -432,7 +433,8 @@ result<move_report> move_to(void *addr, std::size_t bytes, std::uint32_t node) {
           }
           if (!retry.empty()) {
             std::vector<int> t(retry.size(), static_cast<int>(node)), st(retry.size(), -ENOENT);
-            if (detail::os().move_pages(0, retry.size(), retry.data(), t.data(), st.data(), 2) >= 0)
+            if (detail::os().move_pages(0, retry.size(), retry.data(), t.data(), st.data(),
+                                        static_cast<int>(mpol_mf_move)) >= 0)
               for (std::size_t j = 0; j < retry.size(); ++j) status[retry_idx[j]] = st[j];
           }
         }
