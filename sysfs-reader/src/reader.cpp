@@ -428,23 +428,28 @@ id_set snapshot::node_ids() const {
   return s;
 }
 
+namespace {
+// Which node each column of a distance row of `len` values stands for. The row has one value
+// per online node in id order; old or edited trees may instead have one per possible node,
+// accepted when the count says so. -1: the row cannot be mapped.
+std::int64_t distance_column(const snapshot &s, std::size_t len, std::uint32_t to) noexcept {
+  if (s.online && len == s.online->count()) return s.online->index_of(to);
+  if (s.possible && len == s.possible->count()) return s.possible->index_of(to);
+  if (!s.online && len == s.nodes.size()) {
+    for (std::size_t i = 0; i < s.nodes.size(); ++i)
+      if (s.nodes[i].id == to) return static_cast<std::int64_t>(i);
+    return -1;
+  }
+  return -2;  // no basis fits this length
+}
+}  // namespace
+
 std::optional<std::uint32_t> snapshot::distance(std::uint32_t from, std::uint32_t to) const noexcept {
   const node *f = find_node(from);
   if (!f || f->distance_row.empty()) return std::nullopt;
-  const auto &row = f->distance_row;
-  // The row has one value per online node in id order. Old or edited trees may instead
-  // have one per possible node; accept that when the count says so.
-  std::int64_t col = -1;
-  if (online && row.size() == online->count())
-    col = online->index_of(to);
-  else if (possible && row.size() == possible->count())
-    col = possible->index_of(to);
-  else if (!online && row.size() == nodes.size()) {
-    for (std::size_t i = 0; i < nodes.size(); ++i)
-      if (nodes[i].id == to) col = static_cast<std::int64_t>(i);
-  }
-  if (col < 0 || static_cast<std::size_t>(col) >= row.size()) return std::nullopt;
-  return row[static_cast<std::size_t>(col)];
+  const std::int64_t col = distance_column(*this, f->distance_row.size(), to);
+  if (col < 0 || static_cast<std::size_t>(col) >= f->distance_row.size()) return std::nullopt;
+  return f->distance_row[static_cast<std::size_t>(col)];
 }
 
 std::string default_root() {
@@ -463,9 +468,7 @@ result<snapshot> read_snapshot(const read_options &options) noexcept {
     for (const auto &n : snap.nodes) {
       if (n.distance_row.empty()) continue;
       std::size_t len = n.distance_row.size();
-      bool ok = (snap.online && len == snap.online->count()) || (snap.possible && len == snap.possible->count()) ||
-                (!snap.online && len == snap.nodes.size());
-      if (!ok)
+      if (distance_column(snap, len, n.id) == -2)
         snap.diagnostics.push_back({node_dir + "/node" + std::to_string(n.id) + "/distance",
                                     "has " + std::to_string(len) + " values but " +
                                         std::to_string(snap.online ? snap.online->count() : snap.nodes.size()) +
