@@ -74,11 +74,12 @@ struct node_info {
   node_performance performance;
   sysfs::id_set local_initiators;  // initiator nodes for which this memory is local
   std::vector<sysfs::memory_side_cache> memory_side_caches;
-  std::string memory_side_cache_note;        // e.g. "16 GiB MCDRAM cache (hwloc-dump-hwdata)"
-  std::optional<std::uint32_t> kernel_tier;  // memory_tierN containing this node
-  std::vector<std::string> dax_devices;      // kmem dax devices that make up this node
-  std::string gpu;                           // PCI address when it is NVIDIA GPU memory
-  bool allowed = true;                       // in the caller's cpuset.mems.effective
+  std::string memory_side_cache_note;                    // e.g. "16 GiB MCDRAM cache (hwloc-dump-hwdata)"
+  std::optional<std::uint64_t> memory_side_cache_bytes;  // size of the cache in front of this node
+  std::optional<std::uint32_t> kernel_tier;              // memory_tierN containing this node
+  std::vector<std::string> dax_devices;                  // kmem dax devices that make up this node
+  std::string gpu;                                       // PCI address when it is NVIDIA GPU memory
+  bool allowed = true;                                   // in the caller's cpuset.mems.effective
 };
 
 struct tier_group {

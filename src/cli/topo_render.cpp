@@ -51,10 +51,7 @@ std::optional<std::uint32_t> rank_of(const initiator_view *view, std::uint32_t n
 }
 
 std::string cache_column(const node_info &n) {
-  if (n.memory_side_caches.empty() && n.memory_side_cache_note.empty()) return "-";
-  if (!n.memory_side_caches.empty() && n.memory_side_caches.back().size_bytes)
-    return format_bytes(*n.memory_side_caches.back().size_bytes);
-  return n.memory_side_cache_note.substr(0, n.memory_side_cache_note.find(' ', n.memory_side_cache_note.find(' ') + 1));
+  return n.memory_side_cache_bytes ? format_bytes(*n.memory_side_cache_bytes) : "-";
 }
 
 }  // namespace

@@ -443,6 +443,7 @@ class classifier {
         desc += *c.write_policy == 0 ? ", write-back" : (*c.write_policy == 1 ? ", write-through" : "");
       if (c.line_size_bytes) desc += ", " + std::to_string(*c.line_size_bytes) + " B lines";
       desc += ")";
+      n.memory_side_cache_bytes = c.size_bytes;
       bool smaller = !n.capacity_bytes || *c.size_bytes < *n.capacity_bytes;
       if (!smaller) {
         rs.push_back({evidence_source::memory_side_cache, desc + " not smaller than the node: ignored"});
@@ -468,6 +469,7 @@ class classifier {
     // KNL without sysfs caches: hwloc-dump-hwdata tells the MCDRAM cache of each DDR node.
     if (snap_.knl && is_knl(cpu) && !n.cpus.empty() && snap_.knl->cache_size_bytes &&
         *snap_.knl->cache_size_bytes > 0 && snap_.knl->memory_mode != "Flat") {
+      n.memory_side_cache_bytes = snap_.knl->cache_size_bytes;
       n.memory_side_cache_note = format_bytes(*snap_.knl->cache_size_bytes) +
                                  " MCDRAM cache (hwloc-dump-hwdata: " + snap_.knl->memory_mode + ", " +
                                  snap_.knl->cluster_mode + ")";
