@@ -1,69 +1,124 @@
-// hetmem/heap.hpp — allocate on a chosen tier: pick a tier from the topology, make a heap on
-// it, and use it directly, as a std::pmr::memory_resource, or through hetmem::allocator<T>.
+// hetmem/heap.hpp — allocate on a chosen tier: make a heap on a tier (hetmem/tier.hpp), and use
+// it directly, as a std::pmr::memory_resource, through hetmem::allocator<T>, or through an
+// owning hetmem::buffer (hetmem/buffer.hpp).
 //
 // Contract:
-// - A tier is a set of nodes and a placement (bind by default: strict). Choosing one never
-//   guesses: when no node matches, the error says what was asked and what the machine has.
-// - heap::allocate() is noexcept and returns nullptr (errno ENOMEM) on failure; try_allocate()
-//   returns a result whose error names the tier and the cause. memory_resource and allocator<T>
-//   throw std::bad_alloc, as the standard requires.
-// - A heap must outlive its allocations. Heaps are thread-safe.
+// - Every heap says what happens when its tier is full (heap_options): on_full::fail returns
+//   nullptr / an ENOMEM error naming the exhausted tier; on_full::next_tier moves on to the
+//   next tier in the initiator's order (tier::next). A fill limit (watermark) makes a tier
+//   count as full once its nodes are that many percent in use; it applies to every tier of the
+//   chain but the last.
+// - With on_full::next_tier a bind tier is placed "preferred" (preferred-many for several
+//   nodes): the kernel may put a page elsewhere rather than invoke the OOM killer when the
+//   node fills between hetmem's check and the page fault. where() tells the truth per page.
+// - heap::allocate() is noexcept and returns nullptr (errno ENOMEM, or EINVAL for a bad
+//   alignment); hetmem::last_error() then names the tier(s) and the cause. try_allocate()
+//   returns a result carrying the same message. memory_resource and allocator<T> throw
+//   std::bad_alloc, as the standard requires.
+// - Memory comes from process-wide tier arenas that outlive heaps: hetmem::deallocate(p) frees
+//   any hetmem pointer, from any thread, with or without its heap. Heaps are thread-safe.
+// - tier_of(p) is O(1) and allocation-free.
 //
 //   auto topo = hetmem::load_topology();
 //   auto hbm  = hetmem::tier_by_kind(*topo, hetmem::memory_kind::hbm);   // local HBM of this thread
-//   auto heap = hetmem::heap::create(*hbm);
+//   auto heap = hetmem::heap::create(*hbm, {.when_full = hetmem::on_full::next_tier});
 //   std::vector<double, hetmem::allocator<double>> v(hetmem::allocator<double>(**heap));
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <memory_resource>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "hetmem/placement.hpp"
 #include "hetmem/result.hpp"
+#include "hetmem/tier.hpp"
 #include "hetmem/topology.hpp"
 
 namespace hetmem {
-
-struct tier {
-  std::string name;  // "HBM (nodes 2)", "rank 1 for node 0 (nodes 0)", ...
-  memory_kind kind = memory_kind::unknown;
-  placement where;  // mode bind over the tier's nodes unless changed
-};
-
-// The nodes of `kind` best placed for `from` (default: the calling thread's initiator, else the
-// first): the first tier group of that kind in `from`'s order (local before remote).
-[[nodiscard]] result<tier> tier_by_kind(const topology &t, memory_kind kind, const initiator_view *from = nullptr);
-// Rank `rank` (0 = best) in `from`'s tier order.
-[[nodiscard]] result<tier> tier_by_rank(const topology &t, std::uint32_t rank, const initiator_view *from = nullptr);
-// The kind with the most capacity (all its nodes).
-[[nodiscard]] result<tier> largest_tier(const topology &t);
-// Exactly these nodes (must be memory nodes of `t`).
-[[nodiscard]] result<tier> tier_of_nodes(const topology &t, const node_set &nodes);
 
 namespace detail {
 class tier_arena;
 }
 
+enum class on_full {
+  fail,       // strict: ENOMEM, and the error names the exhausted tier
+  next_tier,  // preferred: the next tier by rank for the initiator the tier was chosen for
+};
+
+struct heap_options {
+  on_full when_full = on_full::fail;
+  unsigned fill_limit_percent = 100;  // watermark (1-100): a tier this full takes no new memory
+};
+
+// What a tier holds and has left. Counts are per tier arena: heaps on the same tier with the
+// same placement and fill limit share one.
+struct tier_stats {
+  std::string tier;
+  unsigned fill_limit_percent = 100;
+  std::uint64_t allocated_bytes = 0;  // handed out and not yet freed (usable sizes)
+  std::uint64_t cached_bytes = 0;     // freed, held in thread caches for reuse
+  std::uint64_t mapped_bytes = 0;     // placed address space obtained from the kernel
+  std::uint64_t resident_bytes = 0;   // jemalloc's count of resident pages (data + metadata)
+  std::uint64_t refused_extents = 0;  // growth refused (fill limit, failed mbind)
+  // The tier's nodes as the kernel reports them now (node meminfo); 0 when unreadable.
+  std::uint64_t capacity_bytes = 0;
+  std::uint64_t free_bytes = 0;
+  std::uint64_t available_bytes = 0;  // free + inactive file + reclaimable slab
+};
+
 class heap {
  public:
-  [[nodiscard]] static result<std::unique_ptr<heap>> create(const tier &t);
+  [[nodiscard]] static result<std::unique_ptr<heap>> create(const tier &t, heap_options options = {});
   ~heap();
   heap(const heap &) = delete;
   heap &operator=(const heap &) = delete;
 
   [[nodiscard]] void *allocate(std::size_t bytes, std::size_t alignment = 0) noexcept;
   [[nodiscard]] result<void *> try_allocate(std::size_t bytes, std::size_t alignment = 0);
+  // Zeroed memory for n * size bytes (overflow-checked).
+  [[nodiscard]] void *allocate_zeroed(std::size_t n, std::size_t size) noexcept;
+  // Resizes within the tier the pointer is on; nullptr (p untouched) on failure.
+  [[nodiscard]] void *reallocate(void *p, std::size_t bytes) noexcept;
   void deallocate(void *p) noexcept;
+  void deallocate(void *p, std::size_t bytes, std::size_t alignment) noexcept;
+
   [[nodiscard]] const tier &get_tier() const noexcept { return tier_; }
+  [[nodiscard]] const heap_options &options() const noexcept { return options_; }
+  // The tiers this heap may use, in order (the first is get_tier()).
+  [[nodiscard]] std::vector<std::string> chain() const;
+  // Statistics of each tier in chain(), in order.
+  [[nodiscard]] std::vector<tier_stats> stats() const;
+  // Allocations that went to a later tier because an earlier one was full.
+  [[nodiscard]] std::uint64_t fallbacks() const noexcept { return fallbacks_.load(std::memory_order_relaxed); }
 
  private:
-  heap(tier t, std::unique_ptr<detail::tier_arena> arena);
+  heap() = default;
+  void *allocate_fallback(std::size_t bytes, std::size_t alignment) noexcept;
+  static constexpr unsigned max_chain = 8;
   tier tier_;
-  std::unique_ptr<detail::tier_arena> arena_;
+  heap_options options_;
+  detail::tier_arena *chain_[max_chain] = {};
+  unsigned chain_len_ = 0;
+  std::atomic<std::uint64_t> fallbacks_{0};
 };
+
+// Frees memory from any hetmem heap or reservation; nullptr is ignored. A pointer hetmem did
+// not allocate is ignored too (and reported once on stderr): never a crash, never corruption.
+void deallocate(void *p) noexcept;
+// The tier `p` was allocated on (by hetmem's bookkeeping; where() asks the kernel), or nullptr
+// when hetmem did not allocate it. O(1).
+[[nodiscard]] const tier *tier_of(const void *p) noexcept;
+// Usable bytes at `p` (0 if hetmem did not allocate it).
+[[nodiscard]] std::size_t usable_size(const void *p) noexcept;
+// The calling thread's message about its last failed allocation ("" if none).
+[[nodiscard]] const char *last_error() noexcept;
+// Statistics of one tier (its arena with the given fill limit, if it has one yet).
+[[nodiscard]] tier_stats stats_of(const tier &t, unsigned fill_limit_percent = 100);
 
 // A std::pmr::memory_resource on a heap (which must outlive it).
 class memory_resource final : public std::pmr::memory_resource {
@@ -93,7 +148,7 @@ class allocator {
     if (!p) throw std::bad_alloc();
     return static_cast<T *>(p);
   }
-  void deallocate(T *p, std::size_t) noexcept { heap_->deallocate(p); }
+  void deallocate(T *p, std::size_t n) noexcept { heap_->deallocate(p, n * sizeof(T), alignof(T)); }
   [[nodiscard]] heap &get_heap() const noexcept { return *heap_; }
 
   template <class U>

@@ -67,8 +67,9 @@ struct kernel_policy_support {
 // is emulated by binding consecutive chunks to nodes in proportion to the weights.
 [[nodiscard]] result<void> place(void *addr, std::size_t bytes, const placement &p);
 
-// Pages per node as the kernel reports them (move_pages query). Pages not yet faulted in are
-// counted in `not_present`.
+// Pages per node as the kernel reports them (move_pages query) for every page that
+// [addr, addr+bytes) touches (any address: the range is widened to whole pages). Pages not yet
+// faulted in are counted in `not_present`.
 struct page_census {
   std::size_t pages = 0;
   std::size_t not_present = 0;
@@ -90,5 +91,32 @@ struct move_report {
   int first_error = 0;           // errno of the first per-page failure, 0 if none
 };
 [[nodiscard]] result<move_report> move_to(void *addr, std::size_t bytes, std::uint32_t node);
+
+namespace detail {
+
+// A placement validated once (nodes allowed, mode supported, weights sane) and turned into the
+// arguments of one mbind, so that hot paths (the allocator's extent hooks) can place memory
+// without allocating. Per-range weighted interleave on a kernel without
+// MPOL_WEIGHTED_INTERLEAVE needs the chunked emulation: `emulated` is then set and
+// apply_placement() falls back to place(), which allocates.
+struct compiled_placement {
+  placement source;
+  int mode = 0;                 // MPOL_* value
+  unsigned long mask[16] = {};  // 1024 node bits
+  unsigned long maxnode = 0;    // 0 for MPOL_DEFAULT
+  unsigned flags = 0;           // MPOL_MF_*
+  int thp_advice = -1;          // MADV_(NO)HUGEPAGE or -1
+  bool emulated = false;
+};
+[[nodiscard]] result<compiled_placement> compile_placement(const placement &p);
+// Places [addr, addr+bytes) (page aligned) as compiled. Returns 0 or an errno value, and on
+// failure writes a message naming the call into why[0..why_len). Allocation-free unless
+// `c.emulated`.
+// strerror's text for `err`, without allocating and safe from any thread.
+[[nodiscard]] const char *error_text(int err) noexcept;
+int apply_placement(const compiled_placement &c, void *addr, std::size_t bytes, char *why,
+                    std::size_t why_len) noexcept;
+
+}  // namespace detail
 
 }  // namespace hetmem

@@ -1,122 +1,184 @@
-// heap.cpp — tier selection from the topology, and heaps on tiers.
+// heap.cpp — heaps: a chain of tier arenas with explicit fallback semantics.
 #include "hetmem/heap.hpp"
 
-#include <algorithm>
 #include <cerrno>
-#include <map>
+#include <cstring>
 
 #include "hetmem/detail/tier_arena.hpp"
-#include "hetmem/format.hpp"
+#include "node_memory.hpp"
+#include "owners.hpp"
+#include "va_window.hpp"
 
 namespace hetmem {
 namespace {
 
-const initiator_view *view_for(const topology &t, const initiator_view *from) {
-  if (from) return from;
-  if (const auto *v = t.initiator_for_calling_thread()) return v;
-  return t.initiators.empty() ? nullptr : &t.initiators.front();
-}
-
-tier make_tier(std::string name, memory_kind kind, const std::vector<std::uint32_t> &nodes) {
-  tier out;
-  out.name = std::move(name);
-  out.kind = kind;
-  out.where.mode = policy_mode::bind;
-  for (auto n : nodes) out.where.nodes.insert(n);
-  return out;
-}
-
-std::string kinds_present(const topology &t) {
-  std::string s;
-  for (const auto &n : t.nodes)
-    if (n.has_memory) s += (s.empty() ? "" : ", ") + std::to_string(n.id) + "=" + std::string(to_string(n.kind));
-  return s.empty() ? "no memory nodes" : "nodes " + s;
+// With on_full::next_tier the kernel gets the same say: a bind tier becomes preferred
+// (preferred-many for several nodes, where the kernel has it).
+tier soften(tier t) {
+  if (t.where.mode != policy_mode::bind) return t;
+  if (t.where.nodes.count() == 1) {
+    t.where.mode = policy_mode::preferred;
+  } else {
+    auto k = probe_kernel_policy_support();
+    if (k && k->preferred_many) t.where.mode = policy_mode::preferred_many;
+  }
+  return t;
 }
 
 }  // namespace
 
-result<tier> tier_by_kind(const topology &t, memory_kind kind, const initiator_view *from) {
-  const initiator_view *v = view_for(t, from);
-  if (!v) return error{ENOENT, "no initiator (no node lists CPUs) to rank tiers for"};
-  for (const auto &g : v->tiers)
-    if (g.kind == kind) {
-      node_set ns;
-      for (auto n : g.nodes) ns.insert(n);
-      return make_tier(std::string(to_string(kind)) + " (nodes " + ns.to_string() + ")", kind, g.nodes);
-    }
-  return error{ENOENT, "no " + std::string(to_string(kind)) + " memory on this machine (" + kinds_present(t) + ")"};
-}
-
-result<tier> tier_by_rank(const topology &t, std::uint32_t rank, const initiator_view *from) {
-  const initiator_view *v = view_for(t, from);
-  if (!v) return error{ENOENT, "no initiator (no node lists CPUs) to rank tiers for"};
-  if (rank >= v->tiers.size())
-    return error{ERANGE, "rank " + std::to_string(rank) + " does not exist: node " + std::to_string(v->node) + " has " +
-                             std::to_string(v->tiers.size()) + " tier(s)"};
-  const auto &g = v->tiers[rank];
-  node_set ns;
-  for (auto n : g.nodes) ns.insert(n);
-  return make_tier("rank " + std::to_string(rank) + " for node " + std::to_string(v->node) + " (" +
-                       std::string(to_string(g.kind)) + ", nodes " + ns.to_string() + ")",
-                   g.kind, g.nodes);
-}
-
-result<tier> largest_tier(const topology &t) {
-  std::map<memory_kind, std::pair<std::uint64_t, std::vector<std::uint32_t>>> by_kind;
-  for (const auto &n : t.nodes) {
-    if (!n.has_memory || n.kind == memory_kind::device || !n.allowed) continue;
-    auto &e = by_kind[n.kind];
-    e.first += n.capacity_bytes.value_or(0);
-    e.second.push_back(n.id);
-  }
-  if (by_kind.empty()) return error{ENOENT, "no allocatable memory node (" + kinds_present(t) + ")"};
-  auto best = std::max_element(by_kind.begin(), by_kind.end(),
-                               [](const auto &a, const auto &b) { return a.second.first < b.second.first; });
-  return make_tier("largest: " + std::string(to_string(best->first)) + ", " + format_bytes(best->second.first),
-                   best->first, best->second.second);
-}
-
-result<tier> tier_of_nodes(const topology &t, const node_set &nodes) {
-  if (nodes.empty()) return error{EINVAL, "tier_of_nodes: no nodes given"};
-  memory_kind kind = memory_kind::unknown;
-  bool first = true;
-  for (auto id : nodes.to_vector()) {
-    const node_info *n = t.find(id);
-    if (!n || !n->has_memory)
-      return error{EINVAL,
-                   "node " + std::to_string(id) + " is not a memory node of this machine (" + kinds_present(t) + ")"};
-    if (first)
-      kind = n->kind;
-    else if (kind != n->kind)
-      kind = memory_kind::unknown;  // mixed kinds
-    first = false;
-  }
-  return make_tier("nodes " + nodes.to_string(), kind, nodes.to_vector());
-}
-
-heap::heap(tier t, std::unique_ptr<detail::tier_arena> arena) : tier_(std::move(t)), arena_(std::move(arena)) {}
 heap::~heap() = default;
 
-result<std::unique_ptr<heap>> heap::create(const tier &t) {
-  auto arena = detail::tier_arena::create(t.where);
-  if (!arena) return error{arena.error().code, "heap on " + t.name + ": " + arena.error().message};
-  std::unique_ptr<heap> h(new (std::nothrow) heap(t, std::move(arena).value()));
+result<std::unique_ptr<heap>> heap::create(const tier &t, heap_options options) {
+  if (options.fill_limit_percent == 0 || options.fill_limit_percent > 100)
+    return error{EINVAL, "heap on " + t.name + ": fill limit " + std::to_string(options.fill_limit_percent) +
+                             "% is outside 1-100"};
+  std::unique_ptr<heap> h(new (std::nothrow) heap());
   if (!h) return error{ENOMEM, "out of memory"};
+  h->tier_ = t;
+  h->options_ = options;
+  std::vector<tier> chain{t};
+  if (options.when_full == on_full::next_tier) {
+    for (const auto &n : t.next) chain.push_back(n);
+    for (auto &c : chain) c = soften(c);
+  }
+  if (chain.size() > max_chain) chain.resize(max_chain);
+  for (std::size_t i = 0; i < chain.size(); ++i) {
+    const bool last = i + 1 == chain.size();
+    // The last tier of a chain is the last resort: no watermark keeps memory out of it.
+    const unsigned limit = last && chain.size() > 1 ? 100 : options.fill_limit_percent;
+    auto a = detail::tier_arena::get(chain[i], limit);
+    if (!a) {
+      if (i == 0) return error{a.error().code, "heap on " + t.name + ": " + a.error().message};
+      break;  // a fallback that cannot be used (not allowed by the cpuset, say) ends the chain
+    }
+    h->chain_[h->chain_len_++] = *a;
+  }
   return h;
 }
 
-void *heap::allocate(std::size_t bytes, std::size_t alignment) noexcept { return arena_->allocate(bytes, alignment); }
-
-result<void *> heap::try_allocate(std::size_t bytes, std::size_t alignment) {
-  void *p = arena_->allocate(bytes, alignment);
-  if (p) return p;
-  int err = errno;
-  std::string why = arena_->last_error();
-  return error{err ? err : ENOMEM, "cannot allocate " + std::to_string(bytes) + " bytes on " + tier_.name +
-                                       (why.empty() ? std::string(": out of memory") : ": " + why)};
+void *heap::allocate(std::size_t bytes, std::size_t alignment) noexcept {
+  void *p = chain_[0]->allocate(bytes, alignment);
+  if (p || chain_len_ == 1 || errno == EINVAL) [[likely]]
+    return p;
+  return allocate_fallback(bytes, alignment);
 }
 
-void heap::deallocate(void *p) noexcept { arena_->deallocate(p); }
+void *heap::allocate_fallback(std::size_t bytes, std::size_t alignment) noexcept {
+  char first[256];
+  std::snprintf(first, sizeof first, "%s", detail::thread_error());
+  for (unsigned i = 1; i < chain_len_; ++i) {
+    if (void *p = chain_[i]->allocate(bytes, alignment)) {
+      fallbacks_.fetch_add(1, std::memory_order_relaxed);
+      return p;
+    }
+  }
+  char last[256];
+  std::snprintf(last, sizeof last, "%s", detail::thread_error());
+  detail::set_thread_error("no tier could take %zu bytes: %s; last of %u tiers, %s", bytes, first, chain_len_, last);
+  errno = ENOMEM;
+  return nullptr;
+}
+
+result<void *> heap::try_allocate(std::size_t bytes, std::size_t alignment) {
+  if (void *p = allocate(bytes, alignment)) return p;
+  const int err = errno ? errno : ENOMEM;
+  return error{err, "cannot allocate " + std::to_string(bytes) + " bytes: " + detail::thread_error()};
+}
+
+void *heap::allocate_zeroed(std::size_t n, std::size_t size) noexcept {
+  std::size_t bytes = 0;
+  if (__builtin_mul_overflow(n, size, &bytes)) {
+    detail::set_thread_error("%zu x %zu bytes overflows", n, size);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void *p = allocate(bytes);
+  if (p) std::memset(p, 0, bytes);
+  return p;
+}
+
+void *heap::reallocate(void *p, std::size_t bytes) noexcept {
+  if (!p) return allocate(bytes);
+  detail::va_owner *o = detail::va_window::owner_of(p);
+  if (o && o->type == detail::va_owner::kind::arena) {
+    if (void *q = detail::tier_arena::reallocate(p, bytes)) return q;
+  }
+  // A reservation's block, or its tier is full: move it to wherever this heap allocates now.
+  const std::size_t old = usable_size(p);
+  if (o == nullptr) {
+    detail::set_thread_error("reallocate of %p, which hetmem did not allocate", p);
+    errno = EINVAL;
+    return nullptr;
+  }
+  void *q = allocate(bytes);
+  if (!q) return nullptr;
+  std::memcpy(q, p, old < bytes ? old : bytes);
+  deallocate(p);
+  return q;
+}
+
+void heap::deallocate(void *p) noexcept { detail::tier_arena::deallocate(p); }
+void heap::deallocate(void *p, std::size_t bytes, std::size_t alignment) noexcept {
+  detail::tier_arena::deallocate(p, bytes, alignment);
+}
+
+std::vector<std::string> heap::chain() const {
+  std::vector<std::string> out;
+  for (unsigned i = 0; i < chain_len_; ++i) out.push_back(chain_[i]->description().name);
+  return out;
+}
+
+namespace {
+tier_stats stats_for(const detail::tier_arena *a, const tier &t, unsigned limit) {
+  tier_stats s;
+  s.tier = t.name;
+  s.fill_limit_percent = limit;
+  if (a) {
+    auto c = a->counters();
+    s.allocated_bytes = c.allocated_bytes;
+    s.cached_bytes = c.cached_bytes;
+    s.mapped_bytes = c.mapped_bytes;
+    s.resident_bytes = c.resident_bytes;
+    s.refused_extents = c.refused_extents;
+  }
+  char root[256];
+  detail::copy_sysfs_root(root, sizeof root);
+  if (t.where.mode != policy_mode::default_policy)
+    for (auto n : t.where.nodes.to_vector()) {
+      detail::node_memory m;
+      if (!detail::read_node_memory(root, n, &m)) continue;
+      s.capacity_bytes += m.total;
+      s.free_bytes += m.free;
+      s.available_bytes += m.available;
+    }
+  return s;
+}
+}  // namespace
+
+std::vector<tier_stats> heap::stats() const {
+  std::vector<tier_stats> out;
+  for (unsigned i = 0; i < chain_len_; ++i)
+    out.push_back(stats_for(chain_[i], chain_[i]->description(), chain_[i]->fill_limit_percent()));
+  return out;
+}
+
+tier_stats stats_of(const tier &t, unsigned fill_limit_percent) {
+  return stats_for(detail::tier_arena::find(t, fill_limit_percent), t, fill_limit_percent);
+}
+
+void deallocate(void *p) noexcept { detail::tier_arena::deallocate(p); }
+
+const tier *tier_of(const void *p) noexcept {
+  detail::va_owner *o = detail::va_window::owner_of(p);
+  if (!o) return nullptr;
+  if (o->type == detail::va_owner::kind::reservation) return detail::reservation_tier(o);
+  return &detail::tier_arena::of(p)->description();
+}
+
+std::size_t usable_size(const void *p) noexcept { return detail::tier_arena::usable_size(p); }
+
+const char *last_error() noexcept { return detail::thread_error(); }
 
 void *memory_resource::do_allocate(std::size_t bytes, std::size_t alignment) {
   void *p = heap_->allocate(bytes, alignment);
@@ -124,7 +186,9 @@ void *memory_resource::do_allocate(std::size_t bytes, std::size_t alignment) {
   return p;
 }
 
-void memory_resource::do_deallocate(void *p, std::size_t, std::size_t) { heap_->deallocate(p); }
+void memory_resource::do_deallocate(void *p, std::size_t bytes, std::size_t alignment) {
+  heap_->deallocate(p, bytes, alignment);
+}
 
 bool memory_resource::do_is_equal(const std::pmr::memory_resource &other) const noexcept {
   const auto *o = dynamic_cast<const memory_resource *>(&other);

@@ -1,117 +1,563 @@
+// tier_arena.cpp — jemalloc arenas on placed memory, the address window that maps pointers to
+// them, and the per-thread, per-arena caches that keep tiers apart at jemalloc-like speed.
 #include "hetmem/detail/tier_arena.hpp"
 
 #include <jemalloc/jemalloc.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <mutex>
+#include <memory>
+#include <new>
+
+#include "hetmem/detail/os.hpp"
+#include "node_memory.hpp"
+#include "owners.hpp"
+#include "va_window.hpp"
 
 namespace hetmem::detail {
 
-struct tier_arena::hooks_block {
-  extent_hooks_t hooks;  // first member: jemalloc passes &hooks, we recover the block
-  tier_arena *owner;
+// ---------------------------------------------------------------------------------------------
+// Arena state and the extent hooks.
+
+struct hooks_block {
+  extent_hooks_t hooks;  // first member: jemalloc hands back &hooks
+  tier_arena::state *owner;
 };
 
-struct tier_arena_hooks {
-  static tier_arena *owner(extent_hooks_t *h) { return reinterpret_cast<tier_arena::hooks_block *>(h)->owner; }
+struct tier_arena::state : va_owner {
+  state() : va_owner{kind::arena} {}
+  tier_arena *arena = nullptr;
+  hooks_block hooks{};
+  compiled_placement compiled;
+  unsigned nodes[64] = {};
+  unsigned node_count = 0;
+  char root[256] = {};
+  char name[96] = {};
+  std::mutex grow_mutex;
+  std::uintptr_t cur = 0, end = 0;  // the unused part of the current slot run
+  std::atomic<std::uint64_t> mapped{0};
+  std::atomic<std::uint64_t> refused{0};
+  std::atomic<std::int64_t> retired_allocated{0};  // from exited threads and uncached paths
+};
 
-  static void note(tier_arena *a, const std::string &msg) {
-    std::snprintf(a->last_error_, sizeof a->last_error_, "%s", msg.c_str());
+namespace {
+
+constexpr int map_flags = MAP_PRIVATE | MAP_ANONYMOUS;
+constinit std::mutex arenas_mutex;  // creation
+constinit std::atomic<tier_arena *> arenas[max_tier_arenas + 1] = {};
+constinit unsigned arena_count = 0;
+
+thread_local bool hook_reported = false;  // an extent hook left a message for this thread
+
+std::size_t page_bytes() noexcept {
+  static const std::size_t p = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  return p;
+}
+
+void report(tier_arena::state *s, const char *fmt_what, const char *detail_text) noexcept {
+  set_thread_error("%s: %s%s", s->name, fmt_what, detail_text);
+  hook_reported = true;
+}
+
+// True when the tier's nodes can take `size` more bytes within the fill limit. A node whose
+// meminfo cannot be read does not count (no evidence, no refusal).
+bool capacity_allows(tier_arena::state *s, std::size_t size, unsigned fill_limit) noexcept {
+  if (s->node_count == 0) return true;
+  std::uint64_t total = 0, available = 0;
+  bool any = false;
+  for (unsigned i = 0; i < s->node_count; ++i) {
+    node_memory m;
+    if (!read_node_memory(s->root, s->nodes[i], &m)) continue;
+    total += m.total;
+    available += m.available;
+    any = true;
   }
+  if (!any || total == 0) return true;
+  const std::uint64_t used_after = total - available + size;
+  // used_after * 100 > fill_limit * total, without overflow for any realistic size.
+  const bool over = size > available || static_cast<long double>(used_after) * 100.0L >
+                                            static_cast<long double>(fill_limit) * static_cast<long double>(total);
+  if (!over) return true;
+  char a[32], t[32], n[32];
+  char why[200];
+  std::snprintf(why, sizeof why, "%s available of %s; %s more would pass the fill limit of %u%%",
+                format_size(a, sizeof a, available), format_size(t, sizeof t, total), format_size(n, sizeof n, size),
+                fill_limit);
+  report(s, "tier is full: ", why);
+  s->refused.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
+}  // namespace
+
+struct arena_hooks {
+  static tier_arena::state *owner(extent_hooks_t *h) { return reinterpret_cast<hooks_block *>(h)->owner; }
 
   static void *alloc(extent_hooks_t *h, void *new_addr, std::size_t size, std::size_t alignment, bool *zero,
                      bool *commit, unsigned) {
-    tier_arena *a = owner(h);
-    if (new_addr != nullptr) return nullptr;  // cannot grow in place: jemalloc asks elsewhere
-    auto m = map_anonymous(size, alignment);
-    if (!m) {
-      note(a, m.error().message);
+    tier_arena::state *s = owner(h);
+    if (new_addr != nullptr) return nullptr;  // no growing in place: jemalloc asks elsewhere
+    if (!capacity_allows(s, size, s->arena->fill_limit_)) return nullptr;
+    const std::size_t align = std::max(alignment, page_bytes());
+    std::lock_guard<std::mutex> lock(s->grow_mutex);
+    std::uintptr_t start = (s->cur + align - 1) & ~(align - 1);
+    if (s->cur == 0 || start < s->cur || start + size > s->end || start + size < start) {
+      va_window *w = va_window::get();
+      std::size_t run = 0;
+      void *r = w && size <= SIZE_MAX - align ? w->claim(s, size + align, &run) : nullptr;
+      if (!r) {
+        report(s, "hetmem's address window is exhausted", " (too many tiers or too much memory in use)");
+        return nullptr;
+      }
+      s->cur = reinterpret_cast<std::uintptr_t>(r);
+      s->end = s->cur + run;
+      start = (s->cur + align - 1) & ~(align - 1);
+    }
+    void *p = os().mmap(reinterpret_cast<void *>(start), size, PROT_READ | PROT_WRITE, map_flags | MAP_FIXED, -1, 0);
+    if (p == MAP_FAILED) {
+      report(s, "mmap failed: ", error_text(errno));
+      os().mmap(reinterpret_cast<void *>(start), size, PROT_NONE, map_flags | MAP_NORESERVE | MAP_FIXED, -1, 0);
       return nullptr;
     }
-    auto p = place(*m, size, a->where_);
-    if (!p) {
-      note(a, p.error().message);
-      (void)unmap(*m, size);
+    char why[200];
+    if (int err = apply_placement(s->compiled, p, size, why, sizeof why); err != 0) {
+      report(s, "", why);
+      s->refused.fetch_add(1, std::memory_order_relaxed);
+      os().mmap(p, size, PROT_NONE, map_flags | MAP_NORESERVE | MAP_FIXED, -1, 0);
       return nullptr;
     }
+    s->cur = start + size;
+    s->mapped.fetch_add(size, std::memory_order_relaxed);
     *zero = true;  // fresh anonymous memory
     *commit = true;
-    return *m;
+    return p;
   }
-  static bool dalloc(extent_hooks_t *, void *addr, std::size_t size, bool, unsigned) {
-    return ::munmap(addr, size) != 0;  // false = done
+  // Keep the address range (jemalloc retains it, purged): it stays in this tier's slots.
+  static bool dalloc(extent_hooks_t *, void *, std::size_t, bool, unsigned) { return true; }
+  static void destroy(extent_hooks_t *h, void *addr, std::size_t size, bool, unsigned) {
+    os().mmap(addr, size, PROT_NONE, map_flags | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    owner(h)->mapped.fetch_sub(size, std::memory_order_relaxed);
   }
-  static void destroy(extent_hooks_t *, void *addr, std::size_t size, bool, unsigned) { ::munmap(addr, size); }
   static bool commit(extent_hooks_t *, void *, std::size_t, std::size_t, std::size_t, unsigned) {
     return false;  // anonymous memory is always committed
   }
   static bool purge_forced(extent_hooks_t *, void *addr, std::size_t, std::size_t offset, std::size_t length,
                            unsigned) {
     // MADV_DONTNEED keeps the range's mempolicy: refaulted pages are placed the same way.
-    return ::madvise(static_cast<char *>(addr) + offset, length, MADV_DONTNEED) != 0;
+    return os().madvise(static_cast<char *>(addr) + offset, length, MADV_DONTNEED) != 0;
   }
   static bool split(extent_hooks_t *, void *, std::size_t, std::size_t, std::size_t, bool, unsigned) { return false; }
   static bool merge(extent_hooks_t *, void *, std::size_t, void *, std::size_t, bool, unsigned) { return false; }
 };
 
-tier_arena::tier_arena(const placement &where) : where_(where), hooks_(std::make_unique<hooks_block>()) {
-  hooks_->hooks = extent_hooks_t{tier_arena_hooks::alloc,        tier_arena_hooks::dalloc, tier_arena_hooks::destroy,
-                                 tier_arena_hooks::commit,       nullptr /* decommit */,   nullptr /* purge_lazy */,
-                                 tier_arena_hooks::purge_forced, tier_arena_hooks::split,  tier_arena_hooks::merge};
-  hooks_->owner = this;
+// ---------------------------------------------------------------------------------------------
+// Thread caches: per thread, per arena, one LIFO bin per size class, in front of an explicit
+// jemalloc tcache owned by that thread for that arena.
+
+namespace {
+
+struct bin {
+  void *head = nullptr;
+  std::uint32_t count = 0;
+};
+
+struct arena_cache {
+  bin bins[cached_classes];
+  int tcache_flag = MALLOCX_TCACHE_NONE;
+  unsigned tcache = 0;
+  bool has_tcache = false;
+};
+
+struct thread_cache {
+  arena_cache *arenas[max_tier_arenas + 1] = {};
+  // Written only by the owning thread (relaxed load + store), summed by counters().
+  std::atomic<std::int64_t> allocated[max_tier_arenas + 1] = {};
+  std::atomic<std::int64_t> cached[max_tier_arenas + 1] = {};
+  thread_cache *prev = nullptr, *next = nullptr;
+};
+
+constexpr std::uint32_t bin_cap(unsigned c) noexcept {
+  const std::size_t n = 65536 / class_bytes(c);
+  return static_cast<std::uint32_t>(std::clamp<std::size_t>(n, 4, 64));
 }
 
-result<std::unique_ptr<tier_arena>> tier_arena::create(const placement &where) {
-  // Validate the placement once up front, on a scratch page, so that a bad one fails here
-  // with its message instead of as a later ENOMEM.
-  auto scratch = map_anonymous(4096);
-  if (!scratch) return scratch.error();
-  auto ok = place(*scratch, 4096, where);
-  (void)unmap(*scratch, 4096);
-  if (!ok) return ok.error();
-  std::unique_ptr<tier_arena> a(new (std::nothrow) tier_arena(where));
-  if (!a) return error{ENOMEM, "out of memory"};
-  extent_hooks_t *hp = &a->hooks_->hooks;
-  unsigned index = 0;
-  std::size_t sz = sizeof index;
-  // mallctl takes the address of the hooks pointer and its size.
-  int rc = hetmem_je_mallctl("arenas.create", &index, &sz, &hp, sizeof hp);  // NOLINT(bugprone-sizeof-expression)
-  if (rc != 0) return error{rc, std::string("jemalloc arenas.create failed: ") + std::strerror(rc)};
-  a->index_ = index;
-  return a;
+enum : std::uint8_t { tc_fresh = 0, tc_live = 1, tc_dead = 2 };
+thread_local thread_cache *tl_cache = nullptr;
+thread_local std::uint8_t tl_state = tc_fresh;
+
+constinit std::mutex registry_mutex;
+constinit thread_cache *registry = nullptr;
+pthread_key_t exit_key;
+constinit std::once_flag key_once;
+
+inline void bump(std::atomic<std::int64_t> &c, std::int64_t d) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
 }
 
-tier_arena::~tier_arena() {
-  // Every allocation must have been returned: destroy gives the arena's memory back.
-  char cmd[64];
-  std::snprintf(cmd, sizeof cmd, "arena.%u.destroy", index_);
-  hetmem_je_mallctl(cmd, nullptr, nullptr, nullptr, 0);
+void *internal_alloc(std::size_t bytes) noexcept {
+  return hetmem_je_mallocx(bytes, MALLOCX_TCACHE_NONE | MALLOCX_ZERO);
 }
-
-void *tier_arena::allocate(std::size_t bytes, std::size_t alignment) noexcept {
-  if (bytes == 0) bytes = 1;
-  int flags = MALLOCX_ARENA(index_) | MALLOCX_TCACHE_NONE;
-  if (alignment > 1) {
-    if ((alignment & (alignment - 1)) != 0) {
-      errno = EINVAL;
-      return nullptr;
-    }
-    flags |= MALLOCX_ALIGN(alignment);
-  }
-  void *p = hetmem_je_mallocx(bytes, flags);
-  if (!p) errno = ENOMEM;
-  return p;
-}
-
-void tier_arena::deallocate(void *p) noexcept {
+void internal_free(void *p) noexcept {
   if (p) hetmem_je_dallocx(p, MALLOCX_TCACHE_NONE);
 }
 
-std::size_t tier_arena::usable_size(const void *p) const noexcept { return p ? hetmem_je_sallocx(p, 0) : 0; }
+void flush_bin(bin &b, const arena_cache &ac, std::uint32_t keep) noexcept {
+  while (b.count > keep) {
+    void *p = b.head;
+    b.head = *static_cast<void **>(p);
+    --b.count;
+    hetmem_je_dallocx(p, ac.tcache_flag);
+  }
+}
 
-std::string tier_arena::last_error() const { return last_error_; }
+void flush_all(thread_cache *tc, bool destroy_tcaches) noexcept {
+  for (unsigned id = 1; id <= max_tier_arenas; ++id) {
+    arena_cache *ac = tc->arenas[id];
+    if (!ac) continue;
+    for (auto &b : ac->bins) flush_bin(b, *ac, 0);
+    bump(tc->cached[id], -tc->cached[id].load(std::memory_order_relaxed));
+    if (ac->has_tcache) {
+      if (destroy_tcaches) {
+        hetmem_je_mallctl("tcache.destroy", nullptr, nullptr, &ac->tcache, sizeof ac->tcache);
+        ac->has_tcache = false;
+        ac->tcache_flag = MALLOCX_TCACHE_NONE;
+      } else {
+        hetmem_je_mallctl("tcache.flush", nullptr, nullptr, &ac->tcache, sizeof ac->tcache);
+      }
+    }
+  }
+}
+
+void thread_exit(void *arg) {
+  auto *tc = static_cast<thread_cache *>(arg);
+  tl_cache = nullptr;
+  tl_state = tc_dead;  // later allocations on this thread go uncached
+  flush_all(tc, true);
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    if (tc->prev) tc->prev->next = tc->next;
+    if (tc->next) tc->next->prev = tc->prev;
+    if (registry == tc) registry = tc->next;
+    for (unsigned id = 1; id <= max_tier_arenas; ++id)
+      if (tier_arena *a = arenas[id].load(std::memory_order_acquire))
+        a->retire_allocated(tc->allocated[id].load(std::memory_order_relaxed));
+  }
+  for (auto *ac : tc->arenas) internal_free(ac);
+  internal_free(tc);
+}
+
+thread_cache *thread_cache_init() noexcept {
+  if (tl_state != tc_fresh) return nullptr;
+  std::call_once(key_once, [] {
+    if (pthread_key_create(&exit_key, thread_exit) != 0) exit_key = static_cast<pthread_key_t>(-1);
+  });
+  if (exit_key == static_cast<pthread_key_t>(-1)) {
+    tl_state = tc_dead;
+    return nullptr;
+  }
+  auto *tc = static_cast<thread_cache *>(internal_alloc(sizeof(thread_cache)));
+  if (!tc) return nullptr;
+  new (tc) thread_cache();
+  if (pthread_setspecific(exit_key, tc) != 0) {
+    internal_free(tc);
+    tl_state = tc_dead;
+    return nullptr;
+  }
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    tc->next = registry;
+    if (registry) registry->prev = tc;
+    registry = tc;
+  }
+  tl_cache = tc;
+  tl_state = tc_live;
+  return tc;
+}
+
+arena_cache *arena_cache_init(thread_cache *tc, unsigned id) noexcept {
+  auto *ac = static_cast<arena_cache *>(internal_alloc(sizeof(arena_cache)));
+  if (!ac) return nullptr;
+  new (ac) arena_cache();
+  std::size_t sz = sizeof ac->tcache;
+  if (hetmem_je_mallctl("tcache.create", &ac->tcache, &sz, nullptr, 0) == 0) {
+    ac->has_tcache = true;
+    ac->tcache_flag = static_cast<int>(MALLOCX_TCACHE(ac->tcache));
+  }  // else (too many explicit tcaches): bins still work, misses go straight to the arena
+  tc->arenas[id] = ac;
+  return ac;
+}
+
+void foreign_pointer(const void *p) noexcept {
+  set_thread_error("free of %p, which hetmem did not allocate: ignored", p);
+  static std::atomic<bool> said{false};
+  if (!said.exchange(true)) {
+    char msg[160];
+    int n = std::snprintf(msg, sizeof msg, "hetmem: %s (reported once)\n", thread_error());
+    if (n > 0) (void)!::write(2, msg, std::min(static_cast<std::size_t>(n), sizeof msg - 1));
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// tier_arena
+
+namespace {
+bool same_tier(const tier &x, const tier &y) {
+  const placement &a = x.where, &b = y.where;
+  return x.name == y.name && x.kind == y.kind && a.mode == b.mode && a.nodes == b.nodes && a.weights == b.weights &&
+         a.move_existing == b.move_existing && a.strict == b.strict && a.thp == b.thp;
+}
+}  // namespace
+
+result<tier_arena *> tier_arena::get(const tier &t, unsigned fill_limit_percent) {
+  if (fill_limit_percent == 0 || fill_limit_percent > 100)
+    return error{EINVAL, "fill limit " + std::to_string(fill_limit_percent) + "% is outside 1-100"};
+  std::lock_guard<std::mutex> lock(arenas_mutex);
+  for (unsigned id = 1; id <= arena_count; ++id) {
+    tier_arena *a = arenas[id].load(std::memory_order_relaxed);
+    if (a && a->fill_limit_ == fill_limit_percent && same_tier(a->tier_, t)) return a;
+  }
+  if (arena_count == max_tier_arenas)
+    return error{ENOSPC, "too many distinct tiers: hetmem keeps at most " + std::to_string(max_tier_arenas) +
+                             " (tier, fill limit) arenas per process"};
+  auto compiled = compile_placement(t.where);
+  if (!compiled) return error{compiled.error().code, t.name + ": " + compiled.error().message};
+  if (!va_window::get())
+    return error{ENOMEM, "cannot reserve address space for hetmem's window (RLIMIT_AS or a crowded address space)"};
+
+  std::unique_ptr<tier_arena> a(new (std::nothrow) tier_arena());
+  std::unique_ptr<state> s(new (std::nothrow) state());
+  if (!a || !s) return error{ENOMEM, "out of memory"};
+  a->tier_ = t;
+  a->tier_.next.clear();
+  a->fill_limit_ = fill_limit_percent;
+  a->id_ = arena_count + 1;
+  s->arena = a.get();
+  s->compiled = std::move(compiled).value();
+  if (t.where.mode != policy_mode::default_policy)
+    for (auto n : t.where.nodes.to_vector())
+      if (s->node_count < std::size(s->nodes)) s->nodes[s->node_count++] = n;
+  copy_sysfs_root(s->root, sizeof s->root);
+  std::snprintf(s->name, sizeof s->name, "%s", t.name.c_str());
+  s->hooks.hooks = extent_hooks_t{arena_hooks::alloc,        arena_hooks::dalloc,    arena_hooks::destroy,
+                                  arena_hooks::commit,       nullptr /* decommit */, nullptr /* purge_lazy */,
+                                  arena_hooks::purge_forced, arena_hooks::split,     arena_hooks::merge};
+  s->hooks.owner = s.get();
+  a->state_ = s.get();
+
+  extent_hooks_t *hp = &s->hooks.hooks;
+  unsigned index = 0;
+  std::size_t sz = sizeof index;
+  hook_reported = false;
+  // mallctl takes the address of the hooks pointer and its size.
+  int rc = hetmem_je_mallctl("arenas.create", &index, &sz, &hp, sizeof hp);  // NOLINT(bugprone-sizeof-expression)
+  if (rc != 0)
+    return error{rc, t.name + ": jemalloc arenas.create failed: " +
+                         (hook_reported ? std::string(thread_error()) : std::string(error_text(rc)))};
+  a->je_index_ = index;
+  (void)s.release();  // lives as long as the process, like the arena
+  tier_arena *raw = a.release();
+  arenas[raw->id_].store(raw, std::memory_order_release);
+  ++arena_count;
+  return raw;
+}
+
+tier_arena *tier_arena::find(const tier &t, unsigned fill_limit_percent) noexcept {
+  std::lock_guard<std::mutex> lock(arenas_mutex);
+  for (unsigned id = 1; id <= arena_count; ++id) {
+    tier_arena *a = arenas[id].load(std::memory_order_relaxed);
+    if (a && a->fill_limit_ == fill_limit_percent && same_tier(a->tier_, t)) return a;
+  }
+  return nullptr;
+}
+
+tier_arena *tier_arena::of(const void *p) noexcept {
+  va_owner *o = va_window::owner_of(p);
+  return o && o->type == va_owner::kind::arena ? static_cast<state *>(o)->arena : nullptr;
+}
+
+void *tier_arena::allocate(std::size_t bytes, std::size_t alignment) noexcept {
+  if (bytes - 1 < max_cached_bytes && alignment <= 16 && (alignment & (alignment - 1)) == 0) [[likely]] {
+    if (thread_cache *tc = tl_cache) [[likely]] {
+      if (arena_cache *ac = tc->arenas[id_]) [[likely]] {
+        const unsigned c = class_of(bytes);
+        bin &b = ac->bins[c];
+        const auto size = static_cast<std::int64_t>(class_bytes(c));
+        if (void *p = b.head) [[likely]] {
+          b.head = *static_cast<void **>(p);
+          --b.count;
+          bump(tc->cached[id_], -size);
+          bump(tc->allocated[id_], size);
+          return p;
+        }
+        hook_reported = false;
+        void *p = hetmem_je_mallocx(class_bytes(c), static_cast<int>(MALLOCX_ARENA(je_index_)) | ac->tcache_flag);
+        if (p) [[likely]] {
+          bump(tc->allocated[id_], size);
+          return p;
+        }
+        if (!hook_reported) set_thread_error("%s: jemalloc could not allocate %zu bytes", state_->name, bytes);
+        errno = ENOMEM;
+        return nullptr;
+      }
+    }
+  }
+  return allocate_slow(bytes, alignment);
+}
+
+void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexcept {
+  if (bytes == 0) bytes = 1;
+  if (alignment > 1 && (alignment & (alignment - 1)) != 0) {
+    set_thread_error("%s: alignment %zu is not a power of two", state_->name, alignment);
+    errno = EINVAL;
+    return nullptr;
+  }
+  if (bytes <= max_cached_bytes && alignment <= 16 && tl_state != tc_dead) {
+    thread_cache *tc = tl_cache ? tl_cache : thread_cache_init();
+    if (tc && (tc->arenas[id_] || arena_cache_init(tc, id_))) return allocate(bytes, alignment);
+  }
+  int flags = static_cast<int>(MALLOCX_ARENA(je_index_)) | MALLOCX_TCACHE_NONE;
+  if (alignment > 1) flags |= MALLOCX_ALIGN(alignment);
+  hook_reported = false;
+  void *p = hetmem_je_mallocx(bytes, flags);
+  if (!p) {
+    if (!hook_reported) set_thread_error("%s: jemalloc could not allocate %zu bytes", state_->name, bytes);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  const auto usable = static_cast<std::int64_t>(hetmem_je_sallocx(p, 0));
+  if (thread_cache *tc = tl_cache)
+    bump(tc->allocated[id_], usable);
+  else
+    state_->retired_allocated.fetch_add(usable, std::memory_order_relaxed);
+  return p;
+}
+
+namespace {
+// Returns `p` (of `usable` bytes, in arena `s`) to the calling thread's bin or to jemalloc.
+inline void release(tier_arena::state *s, void *p, std::size_t usable) noexcept {
+  const unsigned id = s->arena->id();
+  thread_cache *tc = tl_cache;
+  const auto size = static_cast<std::int64_t>(usable);
+  if (tc && usable <= max_cached_bytes) [[likely]] {
+    if (arena_cache *ac = tc->arenas[id]) [[likely]] {
+      const unsigned c = class_of(usable);
+      bin &b = ac->bins[c];
+      *static_cast<void **>(p) = b.head;
+      b.head = p;
+      bump(tc->allocated[id], -size);
+      if (++b.count > bin_cap(c)) [[unlikely]] {
+        const std::uint32_t before = b.count;
+        flush_bin(b, *ac, bin_cap(c) / 2);
+        bump(tc->cached[id],
+             size - static_cast<std::int64_t>(before - b.count) * static_cast<std::int64_t>(class_bytes(c)));
+      } else {
+        bump(tc->cached[id], size);
+      }
+      return;
+    }
+  }
+  hetmem_je_dallocx(p, MALLOCX_TCACHE_NONE);
+  if (tc)
+    bump(tc->allocated[id], -size);
+  else
+    s->retired_allocated.fetch_sub(size, std::memory_order_relaxed);
+}
+}  // namespace
+
+void tier_arena::deallocate(void *p) noexcept {
+  if (!p) return;
+  va_owner *o = va_window::owner_of(p);
+  if (!o) [[unlikely]] {
+    foreign_pointer(p);
+    return;
+  }
+  if (o->type == va_owner::kind::reservation) [[unlikely]] {
+    reservation_deallocate(o, p);
+    return;
+  }
+  release(static_cast<state *>(o), p, hetmem_je_sallocx(p, 0));
+}
+
+void tier_arena::deallocate(void *p, std::size_t bytes, std::size_t alignment) noexcept {
+  if (!p) return;
+  va_owner *o = va_window::owner_of(p);
+  if (!o || o->type != va_owner::kind::arena || alignment > 16 || bytes == 0 || bytes > max_cached_bytes) {
+    deallocate(p);
+    return;
+  }
+  release(static_cast<state *>(o), p, class_bytes(class_of(bytes)));
+}
+
+void *tier_arena::reallocate(void *p, std::size_t bytes) noexcept {
+  va_owner *o = va_window::owner_of(p);
+  if (!o || o->type != va_owner::kind::arena) {
+    errno = EINVAL;
+    set_thread_error("reallocate of %p, which is not in a hetmem tier arena", p);
+    return nullptr;
+  }
+  auto *s = static_cast<state *>(o);
+  if (bytes == 0) bytes = 1;
+  const auto before = static_cast<std::int64_t>(hetmem_je_sallocx(p, 0));
+  hook_reported = false;
+  void *q = hetmem_je_rallocx(p, bytes, static_cast<int>(MALLOCX_ARENA(s->arena->je_index_)) | MALLOCX_TCACHE_NONE);
+  if (!q) {
+    if (!hook_reported) set_thread_error("%s: jemalloc could not reallocate to %zu bytes", s->name, bytes);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  const auto delta = static_cast<std::int64_t>(hetmem_je_sallocx(q, 0)) - before;
+  if (thread_cache *tc = tl_cache)
+    bump(tc->allocated[s->arena->id_], delta);
+  else
+    s->retired_allocated.fetch_add(delta, std::memory_order_relaxed);
+  return q;
+}
+
+std::size_t tier_arena::usable_size(const void *p) noexcept {
+  va_owner *o = va_window::owner_of(p);
+  if (!o) return 0;
+  if (o->type == va_owner::kind::reservation) return reservation_usable_size(o, p);
+  return hetmem_je_sallocx(p, 0);
+}
+
+arena_counters tier_arena::counters() const noexcept {
+  arena_counters c;
+  std::int64_t allocated = state_->retired_allocated.load(std::memory_order_relaxed), cached = 0;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    for (thread_cache *tc = registry; tc; tc = tc->next) {
+      allocated += tc->allocated[id_].load(std::memory_order_relaxed);
+      cached += tc->cached[id_].load(std::memory_order_relaxed);
+    }
+  }
+  c.allocated_bytes = allocated > 0 ? static_cast<std::uint64_t>(allocated) : 0;
+  c.cached_bytes = cached > 0 ? static_cast<std::uint64_t>(cached) : 0;
+  c.mapped_bytes = state_->mapped.load(std::memory_order_relaxed);
+  c.refused_extents = state_->refused.load(std::memory_order_relaxed);
+  std::uint64_t epoch = 1;
+  std::size_t sz = sizeof epoch;
+  hetmem_je_mallctl("epoch", &epoch, &sz, &epoch, sz);
+  char name[64];
+  std::snprintf(name, sizeof name, "stats.arenas.%u.resident", je_index_);
+  std::size_t resident = 0;
+  sz = sizeof resident;
+  if (hetmem_je_mallctl(name, &resident, &sz, nullptr, 0) == 0) c.resident_bytes = resident;
+  return c;
+}
+
+void tier_arena::retire_allocated(std::int64_t bytes) noexcept {
+  state_->retired_allocated.fetch_add(bytes, std::memory_order_relaxed);
+}
+
+void tier_arena::flush_thread_cache() noexcept {
+  if (thread_cache *tc = tl_cache) flush_all(tc, false);
+}
 
 }  // namespace hetmem::detail

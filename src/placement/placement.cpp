@@ -345,8 +345,16 @@ result<void> place(void *addr, std::size_t bytes, const placement &p) {
   }
 }
 
-result<page_census> where(const void *addr, std::size_t bytes) {
+result<page_census> where(const void *addr_in, std::size_t bytes) {
   try {
+    // Any range: widened to the pages it touches (an object need not start on a page).
+    const std::size_t ps0 = page_size();
+    const auto a = reinterpret_cast<std::uintptr_t>(addr_in);
+    if (addr_in == nullptr) return error{EINVAL, "where: null address"};
+    if (bytes > UINTPTR_MAX - a - ps0) return error{EINVAL, "where: range wraps around"};
+    const std::uintptr_t first = a & ~(ps0 - 1);
+    const void *addr = reinterpret_cast<const void *>(first);
+    if (bytes != 0) bytes = ((a + bytes + ps0 - 1) & ~(ps0 - 1)) - first;
     auto pages = checked_range(addr, bytes, "where");
     if (!pages) return pages.error();
     const std::size_t ps = page_size();
@@ -462,5 +470,83 @@ result<move_report> move_to(void *addr, std::size_t bytes, std::uint32_t node) {
     return error{ENOMEM, "out of memory"};
   }
 }
+
+namespace detail {
+
+const char *error_text(int err) noexcept {
+  const char *d = strerrordesc_np(err);  // thread-safe and allocation-free, unlike strerror
+  return d ? d : "unknown error";
+}
+
+result<compiled_placement> compile_placement(const placement &p) {
+  try {
+    // Validate with the real thing on a scratch page: same checks, same messages.
+    auto scratch = map_anonymous(page_size());
+    if (!scratch) return scratch.error();
+    auto ok = place(*scratch, page_size(), p);
+    (void)unmap(*scratch, page_size());
+    if (!ok) return ok.error();
+    compiled_placement c;
+    c.source = p;
+    c.flags = (p.move_existing ? mpol_mf_move : 0u) | (p.strict ? mpol_mf_strict : 0u);
+    if (p.thp != huge_pages::system_default)
+      c.thp_advice = p.thp == huge_pages::never ? MADV_NOHUGEPAGE : MADV_HUGEPAGE;
+    if (p.mode == policy_mode::weighted_interleave) {
+      auto k = probe_kernel_policy_support();
+      if (!k) return k.error();
+      c.emulated = !(k->weighted_interleave && p.weights.empty());
+      c.mode = mpol_weighted_interleave;
+    } else {
+      c.mode = kernel_mode(p.mode);
+    }
+    if (p.mode != policy_mode::default_policy) {
+      node_mask m = to_mask(p.nodes);
+      static_assert(sizeof m == sizeof c.mask);
+      std::memcpy(c.mask, m.data(), sizeof c.mask);
+      c.maxnode = mask_maxnode;
+    }
+    return c;
+  } catch (const std::bad_alloc &) {
+    return error{ENOMEM, "out of memory"};
+  }
+}
+
+int apply_placement(const compiled_placement &c, void *addr, std::size_t bytes, char *why,
+                    std::size_t why_len) noexcept {
+  if (c.emulated) {
+    try {
+      auto r = place(addr, bytes, c.source);
+      if (r) return 0;
+      std::snprintf(why, why_len, "%s", r.error().message.c_str());
+      return r.error().code;
+    } catch (...) {
+      std::snprintf(why, why_len, "weighted interleave emulation: out of memory");
+      return ENOMEM;
+    }
+  }
+  if (c.thp_advice >= 0 && os().madvise(addr, bytes, c.thp_advice) != 0) {
+    int err = errno;
+    std::snprintf(why, why_len, "madvise(%s) of %zu bytes at %p: %s",
+                  c.thp_advice == MADV_HUGEPAGE ? "MADV_HUGEPAGE" : "MADV_NOHUGEPAGE", bytes, addr, error_text(err));
+    return err;
+  }
+  if (c.mode == mpol_default) return 0;
+  if (os().mbind(addr, bytes, c.mode, c.mask, c.maxnode, c.flags) != 0) {
+    int err = errno;
+    char nodes[64] = "";
+    std::size_t used = 0;
+    for (std::size_t n = 0; n < mask_bits && used + 8 < sizeof nodes; ++n)
+      if ((c.mask[n / word_bits] >> (n % word_bits)) & 1ul) {
+        int w = std::snprintf(nodes + used, sizeof nodes - used, used ? ",%zu" : "%zu", n);
+        if (w > 0) used += static_cast<std::size_t>(w);
+      }
+    std::snprintf(why, why_len, "mbind(%s to nodes %s) on %zu bytes at %p: %s", to_string(c.source.mode), nodes, bytes,
+                  addr, error_text(err));
+    return err;
+  }
+  return 0;
+}
+
+}  // namespace detail
 
 }  // namespace hetmem

@@ -1,15 +1,24 @@
-// The engine's unit: a jemalloc arena on placed memory. Placement is checked with the kernel.
+// The engine's unit: tier arenas on placed memory, the address window, the thread caches.
+// Placement is checked with the kernel (move_pages), not with our bookkeeping.
 #include <catch2/catch_test_macros.hpp>
 
 #include <sys/mman.h>
 #include <unistd.h>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <string>
+#include <thread>
 #include <vector>
 
+#include "../../src/engine/owners.hpp"
 #include "hetmem/detail/os.hpp"
 #include "hetmem/detail/tier_arena.hpp"
+#include "hetmem/heap.hpp"
+#include "tree.hpp"
+
+extern "C" std::size_t hetmem_je_nallocx(std::size_t size, int flags);
 
 using namespace hetmem;
 
@@ -18,23 +27,51 @@ const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
 void *page_of(void *p) {
   return reinterpret_cast<void *>(reinterpret_cast<std::uintptr_t>(p) & ~(static_cast<std::uintptr_t>(page) - 1));
 }
-placement bind_to(std::uint32_t node) {
-  placement p;
-  p.mode = policy_mode::bind;
-  p.nodes.insert(node);
-  return p;
+tier node0(const std::string &name, policy_mode mode = policy_mode::bind, huge_pages thp = huge_pages::system_default) {
+  tier t;
+  t.name = name;
+  t.kind = memory_kind::ddr;
+  t.where.mode = mode;
+  t.where.nodes.insert(0);
+  t.where.thp = thp;
+  return t;
 }
+// A sysfs root whose node 0 reports `total_mb` MiB with `free_mb` free (set as
+// HETMEM_SYSFS_ROOT while alive).
+struct fake_meminfo {
+  test::temp_tree tree;
+  fake_meminfo(unsigned total_mb, unsigned free_mb) {
+    set(total_mb, free_mb);
+    ::setenv("HETMEM_SYSFS_ROOT", tree.root().c_str(), 1);
+  }
+  void set(unsigned total_mb, unsigned free_mb) {
+    tree.file("sys/devices/system/node/node0/meminfo",
+              "Node 0 MemTotal:       " + std::to_string(total_mb * 1024) + " kB\nNode 0 MemFree:        " +
+                  std::to_string(free_mb * 1024) + " kB\nNode 0 Inactive(file):  0 kB\nNode 0 SReclaimable:    0 kB\n");
+  }
+  ~fake_meminfo() { ::unsetenv("HETMEM_SYSFS_ROOT"); }
+};
 }  // namespace
 
-TEST_CASE("tier arena: every size lands on the bound node, data intact", "[engine][live]") {
-  auto a = detail::tier_arena::create(bind_to(0));
+TEST_CASE("size classes of the thread caches are jemalloc's", "[engine]") {
+  for (std::size_t s = 1; s <= detail::max_cached_bytes; ++s) {
+    const std::size_t ours = detail::class_bytes(detail::class_of(s));
+    if (ours != hetmem_je_nallocx(s, 0))
+      FAIL("size " << s << ": ours " << ours << ", jemalloc " << hetmem_je_nallocx(s, 0));
+  }
+}
+
+TEST_CASE("tier arena: every size lands on the bound node, data intact, tier_of knows it", "[engine][live]") {
+  auto a = detail::tier_arena::get(node0("DDR (nodes 0)"));
   REQUIRE(a);
   std::vector<std::pair<unsigned char *, std::size_t>> blocks;
-  for (std::size_t size : {1u, 8u, 64u, 100u, 4096u, 10000u, 65536u, 1u << 20, 5u << 20}) {
+  for (std::size_t size : {1u, 8u, 64u, 100u, 4096u, 10000u, 32768u, 65536u, 1u << 20, 5u << 20}) {
     for (int i = 0; i < 20; ++i) {
       auto *p = static_cast<unsigned char *>((*a)->allocate(size));
       REQUIRE(p != nullptr);
-      CHECK((*a)->usable_size(p) >= size);
+      CHECK(detail::tier_arena::usable_size(p) >= size);
+      CHECK(detail::tier_arena::of(p) == *a);
+      CHECK(tier_of(p) == &(*a)->description());
       std::memset(p, static_cast<int>(size + static_cast<std::size_t>(i)) & 0xff, size);
       blocks.emplace_back(p, size);
     }
@@ -47,37 +84,139 @@ TEST_CASE("tier arena: every size lands on the bound node, data intact", "[engin
   auto *aligned = (*a)->allocate(100, 1 << 16);
   REQUIRE(aligned != nullptr);
   CHECK(reinterpret_cast<std::uintptr_t>(aligned) % (1 << 16) == 0);
-  (*a)->deallocate(aligned);
+  detail::tier_arena::deallocate(aligned);
   int i = 0;
   for (auto [p, size] : blocks) {
     bool intact = true;
     for (std::size_t k = 0; k < size; ++k)
       intact = intact && p[k] == ((size + static_cast<std::size_t>(i % 20)) & 0xff);
     CHECK(intact);
-    (*a)->deallocate(p);
+    detail::tier_arena::deallocate(p);
     ++i;
   }
   CHECK((*a)->allocate(8, 3) == nullptr);  // alignment not a power of two
   CHECK(errno == EINVAL);
+  CHECK(std::string(last_error()).find("alignment 3 is not a power of two") != std::string::npos);
+}
+
+TEST_CASE("tier arena: one per (tier, fill limit), for the life of the process", "[engine]") {
+  auto a = detail::tier_arena::get(node0("same"));
+  auto b = detail::tier_arena::get(node0("same"));
+  auto c = detail::tier_arena::get(node0("same"), 90);
+  auto d = detail::tier_arena::get(node0("same", policy_mode::preferred));
+  auto e = detail::tier_arena::get(node0("other name"));
+  REQUIRE((a && b && c && d && e));
+  CHECK(*a == *b);
+  CHECK(*a != *c);
+  CHECK(*a != *d);
+  CHECK(*a != *e);  // tier_of(p) names the tier the memory was asked for
+  CHECK(detail::tier_arena::find(node0("same"), 90) == *c);
+  CHECK(detail::tier_arena::find(node0("same"), 89) == nullptr);
+  CHECK_FALSE(detail::tier_arena::get(node0("x"), 0));
+  CHECK(detail::tier_arena::get(node0("x"), 101).error().message.find("outside 1-100") != std::string::npos);
 }
 
 TEST_CASE("tier arena: a placement that cannot work fails at creation, with its reason", "[engine]") {
-  auto a = detail::tier_arena::create(bind_to(1000));
+  tier t = node0("nowhere");
+  t.where.nodes = node_set{1000};
+  auto a = detail::tier_arena::get(t);
   REQUIRE_FALSE(a);
+  CHECK(a.error().message.find("nowhere: ") == 0);
   CHECK(a.error().message.find("not allowed to this process") != std::string::npos);
 }
 
+TEST_CASE("thread caches never hand one tier's memory to another", "[engine][live]") {
+  auto a = detail::tier_arena::get(node0("tier A"));
+  auto b = detail::tier_arena::get(node0("tier B", policy_mode::preferred));
+  REQUIRE((a && b));
+  for (std::size_t size : {16u, 64u, 4096u, 32768u}) {
+    std::vector<void *> from_a;
+    for (int i = 0; i < 100; ++i) from_a.push_back((*a)->allocate(size));
+    for (void *p : from_a) detail::tier_arena::deallocate(p);  // now cached for A
+    for (int i = 0; i < 100; ++i) {
+      void *p = (*b)->allocate(size);
+      REQUIRE(p != nullptr);
+      CHECK(detail::tier_arena::of(p) == *b);
+      detail::tier_arena::deallocate(p, size, 0);
+    }
+    void *again = (*a)->allocate(size);
+    CHECK(detail::tier_arena::of(again) == *a);
+    detail::tier_arena::deallocate(again);
+  }
+}
+
+TEST_CASE("statistics count what the program holds, across threads and thread exit", "[engine][live]") {
+  auto a = detail::tier_arena::get(node0("stats tier", policy_mode::bind, huge_pages::never));
+  REQUIRE(a);
+  const auto before = (*a)->counters();
+  std::vector<void *> blocks(1000);
+  std::thread producer([&] {
+    for (auto &p : blocks) p = (*a)->allocate(100);  // class 112
+  });
+  producer.join();  // its cache flushes at exit; the blocks stay allocated
+  auto mid = (*a)->counters();
+  CHECK(mid.allocated_bytes - before.allocated_bytes == 1000 * 112);
+  CHECK(mid.mapped_bytes >= 1000 * 112);
+  CHECK(mid.resident_bytes > 0);
+  std::thread consumer([&] {
+    for (void *p : blocks) detail::tier_arena::deallocate(p);
+  });
+  consumer.join();
+  auto after = (*a)->counters();
+  CHECK(after.allocated_bytes == before.allocated_bytes);
+  CHECK(after.cached_bytes == before.cached_bytes);  // both threads' caches went back at exit
+}
+
 TEST_CASE("tier arena: when placement starts failing, allocation fails cleanly and says why", "[engine][fault]") {
-  auto a = detail::tier_arena::create(bind_to(0));
+  // A fresh arena (its own key) so that the next allocation needs a fresh extent.
+  auto a = detail::tier_arena::get(node0("fault tier", policy_mode::bind, huge_pages::never), 97);
   REQUIRE(a);
   detail::os_calls failing = detail::system_os_calls();
   failing.mbind = [](void *, unsigned long, int, const unsigned long *, unsigned long, unsigned) -> long {
     errno = ENOMEM;
     return -1;
   };
-  detail::scoped_os_calls use(&failing);
-  void *p = (*a)->allocate(8u << 20);  // needs a fresh extent
+  {
+    detail::scoped_os_calls use(&failing);
+    void *p = (*a)->allocate(64u << 20);
+    CHECK(p == nullptr);
+    CHECK(errno == ENOMEM);
+    CHECK(std::string(last_error()).find("fault tier: mbind(bind to nodes 0) on") != std::string::npos);
+    CHECK((*a)->counters().refused_extents >= 1);
+  }
+  void *p = (*a)->allocate(64u << 20);  // the kernel works again: so does the arena
+  REQUIRE(p != nullptr);
+  detail::tier_arena::deallocate(p);
+}
+
+TEST_CASE("tier arena: a tier past its fill limit takes no new memory", "[engine][fault]") {
+  fake_meminfo node(1024, 900);  // 12% in use
+  auto a = detail::tier_arena::get(node0("watermarked", policy_mode::bind, huge_pages::never), 50);
+  REQUIRE(a);
+  void *small = (*a)->allocate(64u << 20);
+  REQUIRE(small != nullptr);
+  node.set(1024, 300);  // 70% in use: past the limit
+  void *p = (*a)->allocate(128u << 20);
   CHECK(p == nullptr);
   CHECK(errno == ENOMEM);
-  CHECK((*a)->last_error().find("mbind(bind to nodes 0)") != std::string::npos);
+  CHECK(std::string(last_error()).find("watermarked: tier is full: 300.0 MiB available of 1.0 GiB; 128.") !=
+        std::string::npos);
+  CHECK(std::string(last_error()).find("fill limit of 50%") != std::string::npos);
+  detail::tier_arena::deallocate(small);
+}
+
+TEST_CASE("tier arena: creating one on a tier that is already full says so", "[engine][fault]") {
+  fake_meminfo node(1024, 10);
+  auto a = detail::tier_arena::get(node0("already full", policy_mode::bind, huge_pages::never), 40);
+  REQUIRE_FALSE(a);
+  CHECK(a.error().message.find("already full: jemalloc arenas.create failed: already full: tier is full") == 0);
+}
+
+TEST_CASE("freeing memory hetmem did not allocate is ignored and reported", "[engine]") {
+  int on_stack = 0;
+  detail::tier_arena::deallocate(&on_stack);
+  CHECK(std::string(last_error()).find("which hetmem did not allocate: ignored") != std::string::npos);
+  CHECK(tier_of(&on_stack) == nullptr);
+  CHECK(usable_size(&on_stack) == 0);
+  deallocate(nullptr);
 }

@@ -107,10 +107,11 @@ int main(int argc, char **argv) {
   }
   // The allocation engine: one jemalloc arena per node; small and large blocks land there.
   for (auto n : nodes) {
-    placement p;
-    p.mode = policy_mode::bind;
-    p.nodes.insert(n);
-    auto a = detail::tier_arena::create(p);
+    tier t;
+    t.name = "node " + std::to_string(n);
+    t.where.mode = policy_mode::bind;
+    t.where.nodes.insert(n);
+    auto a = detail::tier_arena::get(t);
     if (!a) {
       expect(false, "tier arena on node " + std::to_string(n) + ": " + a.error().message);
       continue;
@@ -130,7 +131,7 @@ int main(int argc, char **argv) {
         ++total;
       }
     }
-    for (void *b : blocks) (*a)->deallocate(b);
+    for (void *b : blocks) detail::tier_arena::deallocate(b);
     expect(total == 200 && on == total, "tier arena on node " + std::to_string(n) + ": " + std::to_string(on) + "/" +
                                             std::to_string(total) + " blocks (64 B to 4 MiB) on the node");
   }

@@ -1,51 +1,96 @@
 // hetmem/detail/tier_arena.hpp — the allocation engine's unit: one jemalloc arena (privately
-// namespaced) whose memory comes from hetmem::map_anonymous + hetmem::place, so every extent
-// it hands out is placed by the kernel as `placement` says.
+// namespaced) per distinct (tier, fill limit), whose memory comes from the tier's slots of
+// the address window and is placed by mbind before jemalloc sees it.
 //
 // Contract:
-// - allocate() returns nullptr (errno = ENOMEM) when jemalloc cannot get memory under the
-//   placement; last_error() then names the cause (the mbind that failed, the node not allowed).
-// - deallocate() takes pointers from this arena only.
-// - Not yet: per-tier thread caches (allocations bypass jemalloc's tcache, so tiers never mix
-//   but small allocations are slower), O(1) pointer-to-tier, statistics. See the issue notes.
-// - Extent hooks run under jemalloc's locks and allocate nothing from jemalloc; they do use
-//   the system allocator on their error path (to be removed before the preload uses them).
+// - Arenas live as long as the process (like memkind's kinds): get() returns the same arena for
+//   the same tier (name, kind, placement) and fill limit, so heaps are cheap and any hetmem pointer can be freed
+//   without its heap. At most max_tier_arenas distinct ones.
+// - of(p) is O(1): the address window says which arena (or reservation) owns p.
+// - Thread caches never mix tiers: each thread keeps, per arena, small bins of freed objects
+//   (size classes up to 32 KiB, jemalloc's classes) in front of an explicit jemalloc tcache
+//   of its own. Bins are flushed when full and when the thread exits.
+// - allocate() returns nullptr with errno ENOMEM (EINVAL for a bad alignment) and leaves a
+//   message in detail::thread_error() naming the tier and the cause: the tier above its fill
+//   limit, the mbind that failed, the address window exhausted.
+// - A new extent is refused when the tier's nodes would pass the fill limit (percent of their
+//   MemTotal in use, counting free + inactive file + reclaimable slab as available); at 100 the
+//   check only refuses extents larger than what is available. This is what makes "strict" fail
+//   with ENOMEM instead of waking the OOM killer.
+// - The hot paths (allocate, deallocate, the extent hooks) do not allocate from the system
+//   allocator and throw nothing. (Exception: weighted interleave emulated by chunked mbind.)
 #pragma once
 
+#include <atomic>
 #include <cstddef>
-#include <memory>
-#include <string>
+#include <cstdint>
+#include <mutex>
 
-#include "hetmem/placement.hpp"
 #include "hetmem/result.hpp"
+#include "hetmem/tier.hpp"
 
 namespace hetmem::detail {
 
+constexpr unsigned max_tier_arenas = 64;
+
+struct arena_counters {
+  std::uint64_t allocated_bytes = 0;  // handed out and not returned (usable sizes)
+  std::uint64_t cached_bytes = 0;     // freed objects held in threads' bins
+  std::uint64_t mapped_bytes = 0;     // address space mapped and placed for this arena
+  std::uint64_t resident_bytes = 0;   // jemalloc's count of resident pages (data and metadata)
+  std::uint64_t refused_extents = 0;  // extents refused by the fill limit or a failed mbind
+};
+
+class tier_arena;
+struct arena_hooks;
+
 class tier_arena {
  public:
-  static result<std::unique_ptr<tier_arena>> create(const placement &where);
-  ~tier_arena();
+  // The arena for tier `t` (same name, kind and placement) with `fill_limit_percent` (1-100),
+  // created on first request.
+  [[nodiscard]] static result<tier_arena *> get(const tier &t, unsigned fill_limit_percent = 100);
+  // The existing arena for (tier, fill limit), or nullptr; never creates one.
+  [[nodiscard]] static tier_arena *find(const tier &t, unsigned fill_limit_percent) noexcept;
+  // The arena owning `p`, or nullptr (not hetmem memory, or a reservation's).
+  [[nodiscard]] static tier_arena *of(const void *p) noexcept;
+
+  [[nodiscard]] void *allocate(std::size_t bytes, std::size_t alignment = 0) noexcept;
+  // Frees `p`, which must come from some tier_arena (any thread may free).
+  static void deallocate(void *p) noexcept;
+  // Same, with the size (and alignment) it was allocated with: skips a lookup.
+  static void deallocate(void *p, std::size_t bytes, std::size_t alignment) noexcept;
+  // Grows or shrinks in place when jemalloc can, else moves within the same arena.
+  [[nodiscard]] static void *reallocate(void *p, std::size_t bytes) noexcept;
+  [[nodiscard]] static std::size_t usable_size(const void *p) noexcept;
+
+  [[nodiscard]] const tier &description() const noexcept { return tier_; }
+  [[nodiscard]] unsigned fill_limit_percent() const noexcept { return fill_limit_; }
+  [[nodiscard]] unsigned id() const noexcept { return id_; }
+  [[nodiscard]] unsigned jemalloc_index() const noexcept { return je_index_; }
+  // Counters: summed over threads; resident asks jemalloc to refresh its statistics (µs).
+  [[nodiscard]] arena_counters counters() const noexcept;
+
+  // Flushes the calling thread's bins and explicit tcaches (all arenas). For tests and for
+  // threads about to sleep for long.
+  static void flush_thread_cache() noexcept;
+  // Counts bytes still allocated by a thread that exits (its counters leave with it).
+  void retire_allocated(std::int64_t bytes) noexcept;
+
   tier_arena(const tier_arena &) = delete;
   tier_arena &operator=(const tier_arena &) = delete;
 
-  [[nodiscard]] void *allocate(std::size_t bytes, std::size_t alignment = 0) noexcept;
-  void deallocate(void *p) noexcept;
-  [[nodiscard]] std::size_t usable_size(const void *p) const noexcept;
-  [[nodiscard]] unsigned arena_index() const noexcept { return index_; }
-  [[nodiscard]] const placement &where() const noexcept { return where_; }
-  // Why the last extent allocation failed ("" if none has).
-  [[nodiscard]] std::string last_error() const;
-
-  struct hooks_block;  // jemalloc's extent_hooks_t followed by a back pointer
+  struct state;  // defined in tier_arena.cpp
 
  private:
-  explicit tier_arena(const placement &where);
-  placement where_;
-  unsigned index_ = 0;
-  std::unique_ptr<hooks_block> hooks_;
-  char last_error_[256] = {};
+  tier_arena() = default;
+  void *allocate_slow(std::size_t bytes, std::size_t alignment) noexcept;
 
-  friend struct tier_arena_hooks;
+  tier tier_;
+  unsigned fill_limit_ = 100;
+  unsigned id_ = 0;
+  unsigned je_index_ = 0;
+  state *state_ = nullptr;
+  friend struct arena_hooks;
 };
 
 }  // namespace hetmem::detail

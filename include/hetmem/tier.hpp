@@ -1,0 +1,40 @@
+// hetmem/tier.hpp — a tier: a named set of memory nodes with a placement, chosen from the
+// topology by kind, by rank for an initiator, as the largest, or by explicit nodes.
+//
+// Contract:
+// - Choosing a tier never guesses: when nothing matches, the error says what was asked for and
+//   what the machine has.
+// - `next` lists the other tiers in the chosen initiator's rank order (best first, device
+//   memory excluded): the fallback chain a heap with on_full::next_tier walks.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hetmem/placement.hpp"
+#include "hetmem/result.hpp"
+#include "hetmem/topology.hpp"
+
+namespace hetmem {
+
+struct tier {
+  std::string name;  // "HBM (nodes 2)", "rank 1 for node 0 (DDR, nodes 0)", ...
+  memory_kind kind = memory_kind::unknown;
+  placement where;         // mode bind over the tier's nodes unless changed
+  std::vector<tier> next;  // the other tiers for the same initiator, best first
+};
+
+// The nodes of `kind` best placed for `from` (default: the calling thread's initiator, else the
+// first): the first tier group of that kind in `from`'s order (local before remote).
+[[nodiscard]] result<tier> tier_by_kind(const topology &t, memory_kind kind, const initiator_view *from = nullptr);
+// Rank `rank` (0 = best, the fastest for `from`) in `from`'s tier order.
+[[nodiscard]] result<tier> tier_by_rank(const topology &t, std::uint32_t rank, const initiator_view *from = nullptr);
+// The fastest tier for the calling thread: rank 0 of its initiator.
+[[nodiscard]] result<tier> fastest_tier(const topology &t);
+// The kind with the most capacity (all its allowed nodes).
+[[nodiscard]] result<tier> largest_tier(const topology &t);
+// Exactly these nodes (must be memory nodes of `t`).
+[[nodiscard]] result<tier> tier_of_nodes(const topology &t, const node_set &nodes);
+
+}  // namespace hetmem

@@ -1,0 +1,92 @@
+#include "node_memory.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace hetmem::detail {
+namespace {
+
+std::uint64_t field_kb(const char *text, const char *name) noexcept {
+  const char *p = std::strstr(text, name);
+  if (!p) return 0;
+  p += std::strlen(name);
+  while (*p == ' ' || *p == '\t') ++p;
+  std::uint64_t v = 0;
+  while (*p >= '0' && *p <= '9') {
+    if (v > (UINT64_MAX - 9) / 10) return UINT64_MAX / 1024;
+    v = v * 10 + static_cast<std::uint64_t>(*p++ - '0');
+  }
+  return v > UINT64_MAX / 1024 ? UINT64_MAX : v * 1024;
+}
+
+thread_local char error_buffer[256];
+
+}  // namespace
+
+bool read_node_memory(const char *root, unsigned node, node_memory *out) noexcept {
+  char path[512];
+  int n = std::snprintf(path, sizeof path, "%s/sys/devices/system/node/node%u/meminfo", root, node);
+  if (n < 0 || static_cast<std::size_t>(n) >= sizeof path) {
+    errno = ENAMETOOLONG;
+    return false;
+  }
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char text[8192];
+  std::size_t used = 0;
+  while (used + 1 < sizeof text) {
+    ssize_t r = ::read(fd, text + used, sizeof text - 1 - used);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    used += static_cast<std::size_t>(r);
+  }
+  ::close(fd);
+  text[used] = '\0';
+  if (!std::strstr(text, "MemTotal:")) {
+    errno = EINVAL;
+    return false;
+  }
+  out->total = field_kb(text, "MemTotal:");
+  out->free = field_kb(text, "MemFree:");
+  out->available = out->free + field_kb(text, "Inactive(file):") + field_kb(text, "SReclaimable:");
+  if (out->available > out->total) out->available = out->total;
+  return true;
+}
+
+void copy_sysfs_root(char *buf, std::size_t len) noexcept {
+  buf[0] = '\0';
+  const char *r = secure_getenv("HETMEM_SYSFS_ROOT");  // NOLINT(concurrency-mt-unsafe): control plane
+  if (r && std::strlen(r) < len && std::strcmp(r, "/") != 0) std::snprintf(buf, len, "%s", r);
+}
+
+const char *thread_error() noexcept { return error_buffer; }
+
+void set_thread_error(const char *fmt, ...) noexcept {
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(error_buffer, sizeof error_buffer, fmt, ap);
+  va_end(ap);
+}
+
+const char *format_size(char *buf, std::size_t len, std::uint64_t bytes) noexcept {
+  static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = static_cast<double>(bytes);
+  unsigned u = 0;
+  while (v >= 1024.0 && u + 1 < sizeof units / sizeof *units) {
+    v /= 1024.0;
+    ++u;
+  }
+  if (u == 0)
+    std::snprintf(buf, len, "%llu B", static_cast<unsigned long long>(bytes));
+  else
+    std::snprintf(buf, len, "%.1f %s", v, units[u]);
+  return buf;
+}
+
+}  // namespace hetmem::detail

@@ -1,0 +1,32 @@
+// node_memory.hpp — how full a node is, read from sysfs without allocating (the allocator's
+// extent hooks call this under jemalloc's locks), and the thread's last-error message.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace hetmem::detail {
+
+struct node_memory {
+  std::uint64_t total = 0;      // MemTotal
+  std::uint64_t free = 0;       // MemFree
+  std::uint64_t available = 0;  // MemFree + Inactive(file) + SReclaimable: what can be had without swapping
+};
+
+// Reads <root>/sys/devices/system/node/node<N>/meminfo; root "" is "/". False (errno set) when
+// the file is missing or unreadable.
+bool read_node_memory(const char *root, unsigned node, node_memory *out) noexcept;
+
+// The sysfs root now: $HETMEM_SYSFS_ROOT (secure_getenv), or "" for "/"; "" too when it does
+// not fit in `len`.
+void copy_sysfs_root(char *buf, std::size_t len) noexcept;
+
+// The calling thread's message about its last failed allocation ("" if none).
+const char *thread_error() noexcept;
+// printf-style; truncates to the buffer (256 bytes).
+void set_thread_error(const char *fmt, ...) noexcept __attribute__((format(printf, 1, 2)));
+
+// "12.0 MiB" into buf.
+const char *format_size(char *buf, std::size_t len, std::uint64_t bytes) noexcept;
+
+}  // namespace hetmem::detail

@@ -1,0 +1,86 @@
+#include "va_window.hpp"
+
+#include <sys/mman.h>
+
+#include <bit>
+#include <cerrno>
+#include <mutex>
+
+#include "hetmem/detail/os.hpp"
+
+namespace hetmem::detail {
+
+constinit va_window va_window::instance_;
+constinit std::atomic<bool> va_window::ready_{false};
+
+namespace {
+constinit std::mutex window_mutex;  // guards reservation and slot ownership changes
+constexpr int reserve_flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+}  // namespace
+
+bool va_window::reserve() noexcept {
+  // Largest first; each attempt is a PROT_NONE mapping, which costs neither memory nor commit.
+  for (unsigned lg = 45; lg >= 34; --lg) {
+    const std::size_t total = std::size_t{1} << lg;
+    const std::size_t slot = total / slots;
+    void *p = os().mmap(nullptr, total + slot, PROT_NONE, reserve_flags, -1, 0);
+    if (p == MAP_FAILED) continue;
+    // Align the window to a slot so every slot starts on a huge-page (and larger) boundary.
+    const auto raw = reinterpret_cast<std::uintptr_t>(p);
+    const std::uintptr_t aligned = (raw + slot - 1) & ~(slot - 1);
+    if (aligned > raw) os().munmap(p, aligned - raw);
+    const std::uintptr_t end = raw + total + slot;
+    if (end > aligned + total) os().munmap(reinterpret_cast<void *>(aligned + total), end - (aligned + total));
+    base_ = aligned;
+    total_ = total;
+    shift_ = static_cast<unsigned>(std::countr_zero(slot));
+    return true;
+  }
+  errno = ENOMEM;
+  return false;
+}
+
+va_window *va_window::get() noexcept {
+  if (ready_.load(std::memory_order_acquire)) return &instance_;
+  std::lock_guard<std::mutex> lock(window_mutex);
+  if (ready_.load(std::memory_order_relaxed)) return &instance_;
+  if (!instance_.reserve()) return nullptr;
+  ready_.store(true, std::memory_order_release);
+  return &instance_;
+}
+
+void *va_window::claim(va_owner *owner, std::size_t bytes, std::size_t *run_bytes) noexcept {
+  const std::size_t slot = slot_bytes();
+  if (bytes == 0) bytes = 1;
+  if (bytes > total_) return nullptr;
+  const std::size_t want = (bytes + slot - 1) / slot;
+  std::lock_guard<std::mutex> lock(window_mutex);
+  for (std::size_t first = 0; first + want <= slots;) {
+    std::size_t n = 0;
+    while (n < want && owners_[first + n].load(std::memory_order_relaxed) == nullptr) ++n;
+    if (n == want) {
+      for (std::size_t i = 0; i < want; ++i) owners_[first + i].store(owner, std::memory_order_release);
+      *run_bytes = want * slot;
+      return reinterpret_cast<void *>(base_ + first * slot);
+    }
+    first += n + 1;
+  }
+  return nullptr;
+}
+
+void va_window::release(void *start, std::size_t run_bytes) noexcept {
+  // Drop the memory but keep the range reserved, so nobody else's mmap lands in the window.
+  os().mmap(start, run_bytes, PROT_NONE, reserve_flags | MAP_FIXED, -1, 0);
+  const std::size_t first = (reinterpret_cast<std::uintptr_t>(start) - base_) >> shift_;
+  const std::size_t n = run_bytes >> shift_;
+  std::lock_guard<std::mutex> lock(window_mutex);
+  for (std::size_t i = 0; i < n && first + i < slots; ++i) owners_[first + i].store(nullptr, std::memory_order_release);
+}
+
+unsigned va_window::free_slots() const noexcept {
+  unsigned n = 0;
+  for (const auto &o : owners_) n += o.load(std::memory_order_relaxed) == nullptr ? 1u : 0u;
+  return n;
+}
+
+}  // namespace hetmem::detail

@@ -1,0 +1,67 @@
+// va_window.hpp — one reserved range of address space, cut into equal slots, each slot owned by
+// one tier arena or reservation. Pointer -> owner is a subtraction, a shift and a load: this is
+// what makes tier_of(ptr) O(1) and lets the allocator tell its own pointers from anyone else's.
+//
+// Contract:
+// - The window is reserved (PROT_NONE, MAP_NORESERVE: no memory, no commit charge) on first
+//   use, as large as the process allows: 32 TiB, halving down to 16 GiB (sanitizers and
+//   RLIMIT_AS leave less room).
+// - Owners take runs of consecutive slots and map memory inside them with MAP_FIXED; slots are
+//   never shared between owners. Giving a run back re-reserves it as PROT_NONE.
+// - Lookups are lock-free and allocation-free; claiming and releasing take a mutex.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace hetmem::detail {
+
+struct va_owner {
+  enum class kind : std::uint8_t { arena, reservation };
+  kind type;
+};
+
+class va_window {
+ public:
+  static constexpr unsigned slots = 256;
+
+  // The window, reserving it on first call; nullptr (errno set) when no range could be reserved.
+  static va_window *get() noexcept;
+  // The window if it exists, without reserving it.
+  static va_window *peek() noexcept { return ready_.load(std::memory_order_acquire) ? &instance_ : nullptr; }
+
+  // The owner of the slot holding `p`, or nullptr when `p` is outside the window or unowned.
+  [[nodiscard]] static va_owner *owner_of(const void *p) noexcept {
+    va_window *w = peek();
+    if (!w) return nullptr;
+    const std::uintptr_t d = reinterpret_cast<std::uintptr_t>(p) - w->base_;
+    if (d >= w->total_) return nullptr;
+    return w->owners_[d >> w->shift_].load(std::memory_order_acquire);
+  }
+
+  // Claims the fewest consecutive free slots covering `bytes` for `owner`; returns the start of
+  // the run (slot aligned) and its length in `run_bytes`, or nullptr when no run is free.
+  void *claim(va_owner *owner, std::size_t bytes, std::size_t *run_bytes) noexcept;
+  // Gives back a run from claim(): its memory is dropped and the slots become free.
+  void release(void *start, std::size_t run_bytes) noexcept;
+
+  [[nodiscard]] std::size_t slot_bytes() const noexcept { return std::size_t{1} << shift_; }
+  [[nodiscard]] std::uintptr_t base() const noexcept { return base_; }
+  [[nodiscard]] std::size_t total_bytes() const noexcept { return total_; }
+  [[nodiscard]] unsigned free_slots() const noexcept;
+
+ private:
+  constexpr va_window() = default;
+  bool reserve() noexcept;
+
+  std::uintptr_t base_ = 0;
+  std::size_t total_ = 0;
+  unsigned shift_ = 0;
+  std::atomic<va_owner *> owners_[slots] = {};
+
+  static va_window instance_;
+  static std::atomic<bool> ready_;
+};
+
+}  // namespace hetmem::detail
