@@ -43,7 +43,8 @@ namespace hetmem {
 
 namespace detail {
 class tier_arena;
-}
+[[nodiscard]] void *arena_allocate(tier_arena *a, std::size_t bytes, std::size_t alignment) noexcept;
+}  // namespace detail
 
 enum class on_full {
   fail,       // strict: ENOMEM, and the error names the exhausted tier
@@ -78,7 +79,12 @@ class heap {
   heap(const heap &) = delete;
   heap &operator=(const heap &) = delete;
 
-  [[nodiscard]] void *allocate(std::size_t bytes, std::size_t alignment = 0) noexcept;
+  [[nodiscard]] void *allocate(std::size_t bytes, std::size_t alignment = 0) noexcept {
+    void *p = detail::arena_allocate(chain_[0], bytes, alignment);
+    if (p || chain_len_ == 1) [[likely]]
+      return p;
+    return allocate_fallback(bytes, alignment);
+  }
   [[nodiscard]] result<void *> try_allocate(std::size_t bytes, std::size_t alignment = 0);
   // Zeroed memory for n * size bytes (overflow-checked).
   [[nodiscard]] void *allocate_zeroed(std::size_t n, std::size_t size) noexcept;

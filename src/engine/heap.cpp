@@ -57,14 +57,8 @@ result<std::unique_ptr<heap>> heap::create(const tier &t, heap_options options) 
   return h;
 }
 
-void *heap::allocate(std::size_t bytes, std::size_t alignment) noexcept {
-  void *p = chain_[0]->allocate(bytes, alignment);
-  if (p || chain_len_ == 1 || errno == EINVAL) [[likely]]
-    return p;
-  return allocate_fallback(bytes, alignment);
-}
-
 void *heap::allocate_fallback(std::size_t bytes, std::size_t alignment) noexcept {
+  if (errno == EINVAL) return nullptr;  // a bad request, not a full tier
   char first[256];
   std::snprintf(first, sizeof first, "%s", detail::thread_error());
   for (unsigned i = 1; i < chain_len_; ++i) {
@@ -166,8 +160,6 @@ std::vector<tier_stats> heap::stats() const {
 tier_stats stats_of(const tier &t, unsigned fill_limit_percent) {
   return stats_for(detail::tier_arena::find(t, fill_limit_percent), t, fill_limit_percent);
 }
-
-void deallocate(void *p) noexcept { detail::tier_arena::deallocate(p); }
 
 const tier *tier_of(const void *p) noexcept {
   detail::va_owner *o = detail::va_window::owner_of(p);

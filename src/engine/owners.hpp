@@ -35,6 +35,21 @@ constexpr std::size_t class_bytes(unsigned c) noexcept {
   return (std::size_t{1} << k) + std::size_t{(c - 9u) % 4u + 1u} * (std::size_t{1} << (k - 2u));
 }
 
+// Table-driven versions for the hot paths.
+struct class_tables {
+  std::uint8_t small[129] = {};  // class of sizes 1..1024, indexed by (size + 7) >> 3
+  std::uint32_t bytes[cached_classes] = {};
+  constexpr class_tables() {
+    for (std::size_t i = 1; i <= 128; ++i) small[i] = static_cast<std::uint8_t>(class_of(i * 8));
+    small[0] = 0;
+    for (unsigned c = 0; c < cached_classes; ++c) bytes[c] = static_cast<std::uint32_t>(class_bytes(c));
+  }
+};
+inline constexpr class_tables classes{};
+inline unsigned fast_class_of(std::size_t s) noexcept {  // 1 <= s <= max_cached_bytes
+  return s <= 1024 ? classes.small[(s + 7) >> 3] : class_of(s);
+}
+
 static_assert(class_bytes(class_of(1)) == 8 && class_bytes(class_of(17)) == 32 && class_bytes(class_of(129)) == 160 &&
               class_bytes(class_of(4096)) == 4096 && class_bytes(class_of(4097)) == 5120 &&
               class_of(max_cached_bytes) == cached_classes - 1);

@@ -31,6 +31,7 @@ struct hooks_block {
 
 struct tier_arena::state : va_owner {
   state() : va_owner{kind::arena} {}
+  unsigned id = 0;  // the arena's id, first: the free path reads it
   tier_arena *arena = nullptr;
   hooks_block hooks{};
   compiled_placement compiled;
@@ -161,29 +162,35 @@ struct arena_hooks {
 
 namespace {
 
+// A LIFO stack of pointers (like jemalloc's cache bins): pushing and popping never touch the
+// objects themselves, so a free followed by a malloc carries no store-to-load dependency.
 struct bin {
-  void *head = nullptr;
-  std::uint32_t count = 0;
+  void **stack = nullptr;
+  std::atomic<std::uint32_t> count{0};  // written by the owner only; read by counters()
+  std::uint32_t cap = 0;
 };
 
 struct arena_cache {
-  bin bins[cached_classes];
+  // Written only by the owning thread (relaxed load + store), summed by counters().
+  std::atomic<std::int64_t> allocated{0};
   int tcache_flag = MALLOCX_TCACHE_NONE;
   unsigned tcache = 0;
   bool has_tcache = false;
+  bin bins[cached_classes];
 };
 
 struct thread_cache {
-  arena_cache *arenas[max_tier_arenas + 1] = {};
-  // Written only by the owning thread (relaxed load + store), summed by counters().
-  std::atomic<std::int64_t> allocated[max_tier_arenas + 1] = {};
-  std::atomic<std::int64_t> cached[max_tier_arenas + 1] = {};
+  std::atomic<arena_cache *> arenas[max_tier_arenas + 1] = {};
   thread_cache *prev = nullptr, *next = nullptr;
 };
 
 constexpr std::uint32_t bin_cap(unsigned c) noexcept {
   const std::size_t n = 65536 / class_bytes(c);
   return static_cast<std::uint32_t>(std::clamp<std::size_t>(n, 4, 64));
+}
+
+inline arena_cache *cache_of(thread_cache *tc, unsigned id) noexcept {
+  return tc->arenas[id].load(std::memory_order_relaxed);
 }
 
 enum : std::uint8_t { tc_fresh = 0, tc_live = 1, tc_dead = 2 };
@@ -198,6 +205,8 @@ constinit std::once_flag key_once;
 inline void bump(std::atomic<std::int64_t> &c, std::int64_t d) noexcept {
   c.store(c.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
 }
+inline void set_count(bin &b, std::uint32_t n) noexcept { b.count.store(n, std::memory_order_relaxed); }
+inline std::uint32_t count_of(const bin &b) noexcept { return b.count.load(std::memory_order_relaxed); }
 
 void *internal_alloc(std::size_t bytes) noexcept {
   return hetmem_je_mallocx(bytes, MALLOCX_TCACHE_NONE | MALLOCX_ZERO);
@@ -206,21 +215,21 @@ void internal_free(void *p) noexcept {
   if (p) hetmem_je_dallocx(p, MALLOCX_TCACHE_NONE);
 }
 
+// Frees all but the `keep` most recently cached objects (the oldest go first).
 void flush_bin(bin &b, const arena_cache &ac, std::uint32_t keep) noexcept {
-  while (b.count > keep) {
-    void *p = b.head;
-    b.head = *static_cast<void **>(p);
-    --b.count;
-    hetmem_je_dallocx(p, ac.tcache_flag);
-  }
+  const std::uint32_t n = count_of(b);
+  if (n <= keep) return;
+  const std::uint32_t drop = n - keep;
+  for (std::uint32_t i = 0; i < drop; ++i) hetmem_je_dallocx(b.stack[i], ac.tcache_flag);
+  std::memmove(b.stack, b.stack + drop, keep * sizeof(void *));
+  set_count(b, keep);
 }
 
 void flush_all(thread_cache *tc, bool destroy_tcaches) noexcept {
   for (unsigned id = 1; id <= max_tier_arenas; ++id) {
-    arena_cache *ac = tc->arenas[id];
+    arena_cache *ac = cache_of(tc, id);
     if (!ac) continue;
     for (auto &b : ac->bins) flush_bin(b, *ac, 0);
-    bump(tc->cached[id], -tc->cached[id].load(std::memory_order_relaxed));
     if (ac->has_tcache) {
       if (destroy_tcaches) {
         hetmem_je_mallctl("tcache.destroy", nullptr, nullptr, &ac->tcache, sizeof ac->tcache);
@@ -244,10 +253,10 @@ void thread_exit(void *arg) {
     if (tc->next) tc->next->prev = tc->prev;
     if (registry == tc) registry = tc->next;
     for (unsigned id = 1; id <= max_tier_arenas; ++id)
-      if (tier_arena *a = arenas[id].load(std::memory_order_acquire))
-        a->retire_allocated(tc->allocated[id].load(std::memory_order_relaxed));
+      if (tier_arena *a = arenas[id].load(std::memory_order_acquire); a && cache_of(tc, id))
+        a->retire_allocated(cache_of(tc, id)->allocated.load(std::memory_order_relaxed));
   }
-  for (auto *ac : tc->arenas) internal_free(ac);
+  for (auto &ac : tc->arenas) internal_free(ac.load(std::memory_order_relaxed));
   internal_free(tc);
 }
 
@@ -280,19 +289,27 @@ thread_cache *thread_cache_init() noexcept {
 }
 
 arena_cache *arena_cache_init(thread_cache *tc, unsigned id) noexcept {
-  auto *ac = static_cast<arena_cache *>(internal_alloc(sizeof(arena_cache)));
+  std::size_t slots = 0;
+  for (unsigned c = 0; c < cached_classes; ++c) slots += bin_cap(c);
+  auto *ac = static_cast<arena_cache *>(internal_alloc(sizeof(arena_cache) + slots * sizeof(void *)));
   if (!ac) return nullptr;
   new (ac) arena_cache();
+  auto **stacks = reinterpret_cast<void **>(ac + 1);
+  for (unsigned c = 0; c < cached_classes; ++c) {
+    ac->bins[c].cap = bin_cap(c);
+    ac->bins[c].stack = stacks;
+    stacks += bin_cap(c);
+  }
   std::size_t sz = sizeof ac->tcache;
   if (hetmem_je_mallctl("tcache.create", &ac->tcache, &sz, nullptr, 0) == 0) {
     ac->has_tcache = true;
     ac->tcache_flag = static_cast<int>(MALLOCX_TCACHE(ac->tcache));
   }  // else (too many explicit tcaches): bins still work, misses go straight to the arena
-  tc->arenas[id] = ac;
+  tc->arenas[id].store(ac, std::memory_order_release);
   return ac;
 }
 
-void foreign_pointer(const void *p) noexcept {
+[[gnu::noinline, gnu::cold]] void foreign_pointer(const void *p) noexcept {
   set_thread_error("free of %p, which hetmem did not allocate: ignored", p);
   static std::atomic<bool> said{false};
   if (!said.exchange(true)) {
@@ -306,6 +323,10 @@ void foreign_pointer(const void *p) noexcept {
 
 // ---------------------------------------------------------------------------------------------
 // tier_arena
+
+namespace {
+std::size_t mark(void *p) noexcept;
+}
 
 namespace {
 bool same_tier(const tier &x, const tier &y) {
@@ -339,6 +360,7 @@ result<tier_arena *> tier_arena::get(const tier &t, unsigned fill_limit_percent)
   a->fill_limit_ = fill_limit_percent;
   a->id_ = arena_count + 1;
   s->arena = a.get();
+  s->id = a->id_;
   s->compiled = std::move(compiled).value();
   if (t.where.mode != policy_mode::default_policy)
     for (auto n : t.where.nodes.to_vector())
@@ -385,30 +407,37 @@ tier_arena *tier_arena::of(const void *p) noexcept {
 void *tier_arena::allocate(std::size_t bytes, std::size_t alignment) noexcept {
   if (bytes - 1 < max_cached_bytes && alignment <= 16 && (alignment & (alignment - 1)) == 0) [[likely]] {
     if (thread_cache *tc = tl_cache) [[likely]] {
-      if (arena_cache *ac = tc->arenas[id_]) [[likely]] {
-        const unsigned c = class_of(bytes);
+      if (arena_cache *ac = cache_of(tc, id_)) [[likely]] {
+        const unsigned c = fast_class_of(bytes);
         bin &b = ac->bins[c];
-        const auto size = static_cast<std::int64_t>(class_bytes(c));
-        if (void *p = b.head) [[likely]] {
-          b.head = *static_cast<void **>(p);
-          --b.count;
-          bump(tc->cached[id_], -size);
-          bump(tc->allocated[id_], size);
-          return p;
+        const std::uint32_t size = classes.bytes[c];
+        if (const std::uint32_t n = count_of(b)) [[likely]] {
+          set_count(b, n - 1);
+          bump(ac->allocated, size);
+          return b.stack[n - 1];
         }
-        hook_reported = false;
-        void *p = hetmem_je_mallocx(class_bytes(c), static_cast<int>(MALLOCX_ARENA(je_index_)) | ac->tcache_flag);
-        if (p) [[likely]] {
-          bump(tc->allocated[id_], size);
-          return p;
-        }
-        if (!hook_reported) set_thread_error("%s: jemalloc could not allocate %zu bytes", state_->name, bytes);
-        errno = ENOMEM;
-        return nullptr;
+        return refill(ac, c, bytes);
       }
     }
   }
   return allocate_slow(bytes, alignment);
+}
+
+// The calling thread's bin for class `c` is empty: one object from jemalloc (through the
+// thread's explicit tcache for this arena, which refills in batches).
+void *tier_arena::refill(void *cache, unsigned c, std::size_t bytes) noexcept {
+  auto *ac = static_cast<arena_cache *>(cache);
+  const std::uint32_t size = classes.bytes[c];
+  hook_reported = false;
+  void *p = hetmem_je_mallocx(size, static_cast<int>(MALLOCX_ARENA(je_index_)) | ac->tcache_flag);
+  if (p) [[likely]] {
+    va_window::mark_pages(p, size, static_cast<std::uint8_t>(c + 1));
+    bump(ac->allocated, size);
+    return p;
+  }
+  if (!hook_reported) set_thread_error("%s: jemalloc could not allocate %zu bytes", state_->name, bytes);
+  errno = ENOMEM;
+  return nullptr;
 }
 
 void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexcept {
@@ -420,7 +449,7 @@ void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexce
   }
   if (bytes <= max_cached_bytes && alignment <= 16 && tl_state != tc_dead) {
     thread_cache *tc = tl_cache ? tl_cache : thread_cache_init();
-    if (tc && (tc->arenas[id_] || arena_cache_init(tc, id_))) return allocate(bytes, alignment);
+    if (tc && (cache_of(tc, id_) || arena_cache_init(tc, id_))) return allocate(bytes, alignment);
   }
   int flags = static_cast<int>(MALLOCX_ARENA(je_index_)) | MALLOCX_TCACHE_NONE;
   if (alignment > 1) flags |= MALLOCX_ALIGN(alignment);
@@ -431,47 +460,68 @@ void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexce
     errno = ENOMEM;
     return nullptr;
   }
-  const auto usable = static_cast<std::int64_t>(hetmem_je_sallocx(p, 0));
-  if (thread_cache *tc = tl_cache)
-    bump(tc->allocated[id_], usable);
+  const auto usable = static_cast<std::int64_t>(mark(p));
+  arena_cache *ac = tl_cache ? cache_of(tl_cache, id_) : nullptr;
+  if (ac)
+    bump(ac->allocated, usable);
   else
     state_->retired_allocated.fetch_add(usable, std::memory_order_relaxed);
   return p;
 }
 
 namespace {
+// Records the size class of the object at `p` on its pages (0 for large objects, so that a page
+// once part of a small slab never misleads a later free) and returns its usable size.
+std::size_t mark(void *p) noexcept {
+  const std::size_t usable = hetmem_je_sallocx(p, 0);
+  va_window::mark_pages(p, usable, usable <= max_cached_bytes ? static_cast<std::uint8_t>(class_of(usable) + 1) : 0);
+  return usable;
+}
+
 // Returns `p` (of `usable` bytes, in arena `s`) to the calling thread's bin or to jemalloc.
-inline void release(tier_arena::state *s, void *p, std::size_t usable) noexcept {
-  const unsigned id = s->arena->id();
+[[gnu::noinline]] void release_uncached(tier_arena::state *s, void *p, std::size_t usable) noexcept;
+
+// Same, for an object of cached class `c`.
+[[gnu::always_inline]] inline void release_class(tier_arena::state *s, void *p, unsigned c) noexcept {
   thread_cache *tc = tl_cache;
-  const auto size = static_cast<std::int64_t>(usable);
-  if (tc && usable <= max_cached_bytes) [[likely]] {
-    if (arena_cache *ac = tc->arenas[id]) [[likely]] {
-      const unsigned c = class_of(usable);
-      bin &b = ac->bins[c];
-      *static_cast<void **>(p) = b.head;
-      b.head = p;
-      bump(tc->allocated[id], -size);
-      if (++b.count > bin_cap(c)) [[unlikely]] {
-        const std::uint32_t before = b.count;
-        flush_bin(b, *ac, bin_cap(c) / 2);
-        bump(tc->cached[id],
-             size - static_cast<std::int64_t>(before - b.count) * static_cast<std::int64_t>(class_bytes(c)));
-      } else {
-        bump(tc->cached[id], size);
-      }
-      return;
-    }
+  arena_cache *ac = tc ? cache_of(tc, s->id) : nullptr;
+  if (!ac) [[unlikely]] {
+    release_uncached(s, p, classes.bytes[c]);
+    return;
   }
+  bin &b = ac->bins[c];
+  std::uint32_t n = count_of(b);
+  if (n == b.cap) [[unlikely]] {
+    flush_bin(b, *ac, b.cap / 2);
+    n = b.cap / 2;
+  }
+  b.stack[n] = p;
+  set_count(b, n + 1);
+  bump(ac->allocated, -static_cast<std::int64_t>(classes.bytes[c]));
+}
+
+[[gnu::always_inline]] inline void release(tier_arena::state *s, void *p, std::size_t usable) noexcept {
+  if (usable <= max_cached_bytes) [[likely]] {
+    release_class(s, p, fast_class_of(usable));
+    return;
+  }
+  release_uncached(s, p, usable);
+}
+
+// Large objects, and threads without a cache (exited, or out of memory for one).
+void release_uncached(tier_arena::state *s, void *p, std::size_t usable) noexcept {
+  thread_cache *tc = tl_cache;
+  arena_cache *ac = tc ? cache_of(tc, s->id) : nullptr;
   hetmem_je_dallocx(p, MALLOCX_TCACHE_NONE);
-  if (tc)
-    bump(tc->allocated[id], -size);
+  if (ac)
+    bump(ac->allocated, -static_cast<std::int64_t>(usable));
   else
-    s->retired_allocated.fetch_sub(size, std::memory_order_relaxed);
+    s->retired_allocated.fetch_sub(static_cast<std::int64_t>(usable), std::memory_order_relaxed);
 }
 }  // namespace
 
-void tier_arena::deallocate(void *p) noexcept {
+namespace {
+inline void deallocate_any(void *p) noexcept {
   if (!p) return;
   va_owner *o = va_window::owner_of(p);
   if (!o) [[unlikely]] {
@@ -482,8 +532,27 @@ void tier_arena::deallocate(void *p) noexcept {
     reservation_deallocate(o, p);
     return;
   }
-  release(static_cast<state *>(o), p, hetmem_je_sallocx(p, 0));
+  if (const std::uint8_t m = va_window::page_mark(p)) [[likely]] {
+    release_class(static_cast<tier_arena::state *>(o), p, m - 1u);
+    return;
+  }
+  release(static_cast<tier_arena::state *>(o), p, hetmem_je_sallocx(p, 0));
 }
+}  // namespace
+
+void tier_arena::deallocate(void *p) noexcept { deallocate_any(p); }
+
+void *arena_allocate(tier_arena *a, std::size_t bytes, std::size_t alignment) noexcept {
+  return a->allocate(bytes, alignment);
+}
+
+}  // namespace hetmem::detail
+
+namespace hetmem {
+void deallocate(void *p) noexcept { detail::deallocate_any(p); }
+}  // namespace hetmem
+
+namespace hetmem::detail {
 
 void tier_arena::deallocate(void *p, std::size_t bytes, std::size_t alignment) noexcept {
   if (!p) return;
@@ -492,7 +561,7 @@ void tier_arena::deallocate(void *p, std::size_t bytes, std::size_t alignment) n
     deallocate(p);
     return;
   }
-  release(static_cast<state *>(o), p, class_bytes(class_of(bytes)));
+  release(static_cast<state *>(o), p, classes.bytes[fast_class_of(bytes)]);
 }
 
 void *tier_arena::reallocate(void *p, std::size_t bytes) noexcept {
@@ -512,9 +581,10 @@ void *tier_arena::reallocate(void *p, std::size_t bytes) noexcept {
     errno = ENOMEM;
     return nullptr;
   }
-  const auto delta = static_cast<std::int64_t>(hetmem_je_sallocx(q, 0)) - before;
-  if (thread_cache *tc = tl_cache)
-    bump(tc->allocated[s->arena->id_], delta);
+  const auto delta = static_cast<std::int64_t>(mark(q)) - before;
+  arena_cache *ac = tl_cache ? cache_of(tl_cache, s->id) : nullptr;
+  if (ac)
+    bump(ac->allocated, delta);
   else
     s->retired_allocated.fetch_add(delta, std::memory_order_relaxed);
   return q;
@@ -533,8 +603,11 @@ arena_counters tier_arena::counters() const noexcept {
   {
     std::lock_guard<std::mutex> lock(registry_mutex);
     for (thread_cache *tc = registry; tc; tc = tc->next) {
-      allocated += tc->allocated[id_].load(std::memory_order_relaxed);
-      cached += tc->cached[id_].load(std::memory_order_relaxed);
+      const arena_cache *ac = tc->arenas[id_].load(std::memory_order_acquire);
+      if (!ac) continue;
+      allocated += ac->allocated.load(std::memory_order_relaxed);
+      for (unsigned k = 0; k < cached_classes; ++k)
+        cached += static_cast<std::int64_t>(count_of(ac->bins[k])) * classes.bytes[k];
     }
   }
   c.allocated_bytes = allocated > 0 ? static_cast<std::uint64_t>(allocated) : 0;

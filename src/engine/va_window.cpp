@@ -59,6 +59,14 @@ void *va_window::claim(va_owner *owner, std::size_t bytes, std::size_t *run_byte
     std::size_t n = 0;
     while (n < want && owners_[first + n].load(std::memory_order_relaxed) == nullptr) ++n;
     if (n == want) {
+      const std::size_t mark_bytes = slot >> page_shift;
+      for (std::size_t i = 0; i < want; ++i) {
+        if (marks_[first + i] == nullptr) {
+          void *m = os().mmap(nullptr, mark_bytes, PROT_READ | PROT_WRITE, reserve_flags, -1, 0);
+          if (m == MAP_FAILED) return nullptr;
+          marks_[first + i] = static_cast<std::uint8_t *>(m);
+        }
+      }
       for (std::size_t i = 0; i < want; ++i) owners_[first + i].store(owner, std::memory_order_release);
       *run_bytes = want * slot;
       return reinterpret_cast<void *>(base_ + first * slot);
@@ -74,7 +82,18 @@ void va_window::release(void *start, std::size_t run_bytes) noexcept {
   const std::size_t first = (reinterpret_cast<std::uintptr_t>(start) - base_) >> shift_;
   const std::size_t n = run_bytes >> shift_;
   std::lock_guard<std::mutex> lock(window_mutex);
-  for (std::size_t i = 0; i < n && first + i < slots; ++i) owners_[first + i].store(nullptr, std::memory_order_release);
+  for (std::size_t i = 0; i < n && first + i < slots; ++i) {
+    owners_[first + i].store(nullptr, std::memory_order_release);
+    if (marks_[first + i]) os().madvise(marks_[first + i], slot_bytes() >> page_shift, MADV_DONTNEED);  // all zero
+  }
+}
+
+void va_window::mark_pages(const void *p, std::size_t bytes, std::uint8_t mark) noexcept {
+  va_window *w = &instance_;
+  const std::uintptr_t first = reinterpret_cast<std::uintptr_t>(p) - w->base_;
+  const std::uintptr_t last = first + (bytes ? bytes - 1 : 0);
+  for (std::uintptr_t d = first; (d >> page_shift) <= (last >> page_shift); d += std::uintptr_t{1} << page_shift)
+    w->marks_[d >> w->shift_][(d & ((std::uintptr_t{1} << w->shift_) - 1)) >> page_shift] = mark;
 }
 
 unsigned va_window::free_slots() const noexcept {

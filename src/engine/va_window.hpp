@@ -40,6 +40,18 @@ class va_window {
     return w->owners_[d >> w->shift_].load(std::memory_order_acquire);
   }
 
+  // One byte per 4 KiB page of each owned slot, for the owner's own use (the tier arenas keep
+  // the size class of the small-object slab on each page there, so that free() needs no
+  // jemalloc lookup). Zero until set. Only for pointers inside an owned slot.
+  static constexpr unsigned page_shift = 12;
+  [[nodiscard]] static std::uint8_t page_mark(const void *p) noexcept {
+    va_window *w = &instance_;
+    const std::uintptr_t d = reinterpret_cast<std::uintptr_t>(p) - w->base_;
+    return w->marks_[d >> w->shift_][(d & ((std::uintptr_t{1} << w->shift_) - 1)) >> page_shift];
+  }
+  // Sets the mark of every page [p, p+bytes) touches.
+  static void mark_pages(const void *p, std::size_t bytes, std::uint8_t mark) noexcept;
+
   // Claims the fewest consecutive free slots covering `bytes` for `owner`; returns the start of
   // the run (slot aligned) and its length in `run_bytes`, or nullptr when no run is free.
   void *claim(va_owner *owner, std::size_t bytes, std::size_t *run_bytes) noexcept;
@@ -59,6 +71,7 @@ class va_window {
   std::size_t total_ = 0;
   unsigned shift_ = 0;
   std::atomic<va_owner *> owners_[slots] = {};
+  std::uint8_t *marks_[slots] = {};  // mapped when a slot is first claimed, never unmapped
 
   static va_window instance_;
   static std::atomic<bool> ready_;

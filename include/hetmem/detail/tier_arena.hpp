@@ -83,7 +83,8 @@ class tier_arena {
 
  private:
   tier_arena() = default;
-  void *allocate_slow(std::size_t bytes, std::size_t alignment) noexcept;
+  [[gnu::noinline]] void *allocate_slow(std::size_t bytes, std::size_t alignment) noexcept;
+  [[gnu::noinline]] void *refill(void *cache, unsigned size_class, std::size_t bytes) noexcept;
 
   tier tier_;
   unsigned fill_limit_ = 100;

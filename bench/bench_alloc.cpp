@@ -1,0 +1,257 @@
+// bench_alloc — malloc/free pairs side by side in one run: glibc, jemalloc (Debian's
+// libjemalloc.so.2, default arena, loaded privately with dlopen so it does not replace this
+// program's malloc), memkind (MEMKIND_DEFAULT), memkind's memtier (one DRAM tier, as
+// libmemtier sets it up for its users) and hetmem heaps on a tier. Then the peak resident
+// memory of an allocation-heavy run under each, in child processes.
+//
+// Prints Google Benchmark's table, then ratios to jemalloc and the targets:
+//   hetmem tier allocation <= 1.5x jemalloc's default path for 64 B and 4 KiB pairs;
+//   peak resident memory of the allocation-heavy run <= 1.1x jemalloc's.
+//
+// Usage: hetmem_bench_alloc [--quick] [google benchmark flags]
+#include <benchmark/benchmark.h>
+#include <dlfcn.h>
+#include <memkind.h>
+#include <memkind_memtier.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "hetmem/heap.hpp"
+
+namespace {
+
+struct allocator_api {
+  const char *name;
+  void *(*alloc)(std::size_t);
+  void (*free)(void *);
+};
+
+// --- the contenders -------------------------------------------------------------------------
+
+void *(*je_malloc)(std::size_t) = nullptr;
+void (*je_free)(void *) = nullptr;
+bool load_jemalloc() {
+  void *h = dlopen("libjemalloc.so.2", RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    std::fprintf(stderr, "bench: jemalloc not loaded: %s\n", dlerror());
+    return false;
+  }
+  je_malloc = reinterpret_cast<void *(*)(std::size_t)>(dlsym(h, "malloc"));
+  je_free = reinterpret_cast<void (*)(void *)>(dlsym(h, "free"));
+  return je_malloc && je_free;
+}
+
+memtier_memory *memtier = nullptr;
+bool make_memtier() {
+  memtier_builder *b = memtier_builder_new(MEMTIER_POLICY_STATIC_RATIO);
+  if (!b || memtier_builder_add_tier(b, MEMKIND_DEFAULT, 1) != 0) return false;
+  memtier = memtier_builder_construct_memtier_memory(b);
+  memtier_builder_delete(b);
+  return memtier != nullptr;
+}
+
+std::unique_ptr<hetmem::heap> hetmem_heap;
+bool make_hetmem() {
+  hetmem::tier t;
+  auto topo = hetmem::load_topology();
+  if (topo) {
+    auto fastest = hetmem::tier_by_rank(*topo, 0);
+    if (fastest) t = *fastest;
+  }
+  if (t.where.nodes.empty()) {
+    t.name = "node 0";
+    t.where.nodes.insert(0);
+  }
+  auto h = hetmem::heap::create(t);
+  if (!h) {
+    std::fprintf(stderr, "bench: hetmem heap: %s\n", h.error().message.c_str());
+    return false;
+  }
+  hetmem_heap = std::move(h).value();
+  return true;
+}
+
+// All contenders, or only the one named `only`.
+std::vector<allocator_api> contenders(const char *only = nullptr) {
+  auto want = [&](const char *n) { return !only || std::strcmp(only, n) == 0; };
+  std::vector<allocator_api> out;
+  if (want("glibc"))
+    out.push_back({"glibc", [](std::size_t n) { return std::malloc(n); }, [](void *p) { std::free(p); }});
+  if (want("jemalloc") && load_jemalloc())
+    out.push_back({"jemalloc", [](std::size_t n) { return je_malloc(n); }, [](void *p) { je_free(p); }});
+  if (want("memkind"))
+    out.push_back({"memkind", [](std::size_t n) { return memkind_malloc(MEMKIND_DEFAULT, n); },
+                   [](void *p) { memkind_free(MEMKIND_DEFAULT, p); }});
+  if (want("memtier") && make_memtier())
+    out.push_back(
+        {"memtier", [](std::size_t n) { return memtier_malloc(memtier, n); }, [](void *p) { memtier_free(p); }});
+  if (want("hetmem") && make_hetmem())
+    out.push_back(
+        {"hetmem", [](std::size_t n) { return hetmem_heap->allocate(n); }, [](void *p) { hetmem::deallocate(p); }});
+  return out;
+}
+
+// --- malloc/free pairs ------------------------------------------------------------------------
+
+void pair_bench(benchmark::State &state, allocator_api a, std::size_t size) {
+  for (auto _ : state) {
+    void *p = a.alloc(size);
+    benchmark::DoNotOptimize(p);
+    static_cast<char *>(p)[0] = 1;
+    a.free(p);
+  }
+}
+
+// --- peak resident memory of an allocation-heavy run (in a child process each) ----------------
+
+// A churning working set: random sizes (mostly small, some up to 256 KiB), random
+// replacement, touched on allocation. Returns a checksum so nothing is optimised away.
+unsigned long churn(const allocator_api &a, std::size_t slots, std::size_t ops) {
+  std::mt19937_64 rng(42);
+  std::vector<void *> live(slots, nullptr);
+  unsigned long sum = 0;
+  for (std::size_t i = 0; i < ops; ++i) {
+    const std::size_t k = rng() % slots;
+    if (live[k]) a.free(live[k]);
+    const unsigned r = static_cast<unsigned>(rng() % 100);
+    const std::size_t size = r < 70 ? 16 + rng() % 240 : r < 95 ? 256 + rng() % 8000 : 8192 + rng() % (256 << 10);
+    auto *p = static_cast<unsigned char *>(a.alloc(size));
+    for (std::size_t off = 0; off < size; off += 4096) p[off] = static_cast<unsigned char>(i);
+    sum += p[0];
+    live[k] = p;
+  }
+  for (void *p : live)
+    if (p) a.free(p);
+  return sum;
+}
+
+// Runs `self --rss-child NAME SLOTS OPS` (a fresh process: no allocator state inherited) and
+// returns its peak resident set in KiB, or -1.
+long peak_rss_kb(const char *self, const char *name, std::size_t slots, std::size_t ops) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::string s = std::to_string(slots), o = std::to_string(ops);
+    execl(self, self, "--rss-child", name, s.c_str(), o.c_str(), static_cast<char *>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  rusage ru{};
+  if (pid < 0 || wait4(pid, &status, 0, &ru) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
+  return ru.ru_maxrss;
+}
+
+int rss_child(const char *name, std::size_t slots, std::size_t ops) {
+  if (std::strcmp(name, "idle") == 0) return 0;
+  for (const auto &a : contenders(name))
+    if (std::strcmp(a.name, name) == 0) return churn(a, slots, ops) == 0xdeadbeef ? 3 : 0;
+  return 2;
+}
+
+// --- ratio table --------------------------------------------------------------------------
+
+class ratio_reporter : public benchmark::ConsoleReporter {
+ public:
+  std::map<std::string, double> ns;  // "name/size/threads" -> ns per pair
+  void ReportRuns(const std::vector<Run> &runs) override {
+    for (const auto &r : runs)
+      if (r.run_type == Run::RT_Iteration && !r.error_occurred)
+        ns[r.benchmark_name()] = r.GetAdjustedRealTime();  // per iteration, in the run's unit (ns)
+    ConsoleReporter::ReportRuns(runs);
+  }
+};
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  // Debian's libjemalloc.so.2 uses initial-exec TLS: dlopen needs more static TLS room than
+  // glibc leaves by default. Tunables are read at start-up, so start again with more.
+  if (!std::getenv("HETMEM_BENCH_REEXEC")) {
+    ::setenv("HETMEM_BENCH_REEXEC", "1", 1);
+    ::setenv("GLIBC_TUNABLES", "glibc.rtld.optional_static_tls=65536", 1);
+    execv("/proc/self/exe", argv);
+    std::fprintf(stderr, "bench: cannot re-execute itself (%s); jemalloc may not load\n", std::strerror(errno));
+  }
+  if (argc == 5 && std::strcmp(argv[1], "--rss-child") == 0)
+    return rss_child(argv[2], std::strtoull(argv[3], nullptr, 10), std::strtoull(argv[4], nullptr, 10));
+  bool quick = false;
+  std::vector<char *> args;
+  for (int i = 0; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0)
+      quick = true;
+    else
+      args.push_back(argv[i]);
+  }
+  std::string min_time = "--benchmark_min_time=0.01";
+  if (quick) args.push_back(min_time.data());
+  int bargc = static_cast<int>(args.size());
+  benchmark::Initialize(&bargc, args.data());
+
+  const auto all = contenders();
+  const std::size_t sizes[] = {64, 4096, 1 << 20};
+  for (std::size_t size : sizes)
+    for (int threads : {1, 2})
+      for (const auto &a : all)
+        benchmark::RegisterBenchmark((std::string(a.name) + "/" + std::to_string(size)).c_str(), pair_bench, a, size)
+            ->Threads(threads)
+            ->UseRealTime();
+
+  ratio_reporter rep;
+  benchmark::RunSpecifiedBenchmarks(&rep);
+
+  std::printf("\nmalloc/free pair, time relative to jemalloc's default path (lower is better)\n");
+  std::printf("%-10s", "size/thr");
+  for (const auto &a : all) std::printf(" %9s", a.name);
+  std::printf("\n");
+  bool target_met = true, have_je = false;
+  for (std::size_t size : sizes)
+    for (int threads : {1, 2}) {
+      char row[32];
+      std::snprintf(row, sizeof row, "%zu/%d", size, threads);
+      std::printf("%-10s", row);
+      auto key = [&](const char *n) {
+        return std::string(n) + "/" + std::to_string(size) + "/real_time/threads:" + std::to_string(threads);
+      };
+      const double je = rep.ns.count(key("jemalloc")) ? rep.ns[key("jemalloc")] : 0;
+      have_je = have_je || je > 0;
+      for (const auto &a : all) {
+        const double v = rep.ns.count(key(a.name)) ? rep.ns[key(a.name)] : 0;
+        if (je > 0 && v > 0)
+          std::printf(" %8.2fx", v / je);
+        else
+          std::printf(" %9s", "-");
+        if (std::strcmp(a.name, "hetmem") == 0 && size <= 4096 && je > 0 && v / je > 1.5) target_met = false;
+      }
+      std::printf("\n");
+    }
+  if (have_je)
+    std::printf("target: hetmem <= 1.5x jemalloc for 64 B and 4 KiB pairs: %s\n", target_met ? "met" : "MISSED");
+
+  const std::size_t slots = quick ? 2000 : 60000, ops = quick ? 20000 : 2000000;
+  std::printf("\npeak resident memory, allocation-heavy churn (%zu live slots, %zu operations), in a child each\n",
+              slots, ops);
+  const long base = peak_rss_kb("/proc/self/exe", "idle", 0, 0);
+  long je_rss = 0, het_rss = 0;
+  for (const auto &a : all) {
+    const long kb = peak_rss_kb("/proc/self/exe", a.name, slots, ops);
+    if (std::strcmp(a.name, "jemalloc") == 0) je_rss = kb - base;
+    if (std::strcmp(a.name, "hetmem") == 0) het_rss = kb - base;
+    std::printf("  %-9s %8ld KiB (%ld above an idle child)\n", a.name, kb, kb - base);
+  }
+  if (je_rss > 0 && het_rss > 0)
+    std::printf("target: hetmem peak <= 1.1x jemalloc's: %.2fx, %s\n",
+                static_cast<double>(het_rss) / static_cast<double>(je_rss),
+                static_cast<double>(het_rss) <= 1.1 * static_cast<double>(je_rss) ? "met" : "MISSED");
+  benchmark::Shutdown();
+  return 0;
+}
