@@ -1,7 +1,7 @@
 # hetmem_set_warnings(target): the project's warning set; errors when HETMEM_WERROR is on.
 function(hetmem_set_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion
-    -Wnon-virtual-dtor -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wformat=2)
+    -Wcast-align -Wformat=2 $<$<COMPILE_LANGUAGE:CXX>:-Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual>)
   if(HETMEM_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()

@@ -1,0 +1,57 @@
+/* hbwmalloc as memkind documents it. Run twice by ctest: on this machine as it is (no HBM
+ * here: check_available says ENODEV, PREFERRED falls back, BIND fails), and with
+ * MEMKIND_HBW_NODES naming node 0 (HBM "present"). */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "hbwmalloc.h"
+
+int main(int argc, char **argv) {
+  const int expect_hbw = argc > 1 && strcmp(argv[1], "with-hbw") == 0;
+  const int bind = argc > 2 && strcmp(argv[2], "bind") == 0;
+  CHECK(hbw_check_available() == (expect_hbw ? 0 : ENODEV));
+  CHECK(hbw_get_policy() == HBW_POLICY_PREFERRED);
+  CHECK(hbw_set_policy((hbw_policy_t)9) == EINVAL);
+  if (bind) {
+    CHECK(hbw_set_policy(HBW_POLICY_BIND) == 0);
+    CHECK(hbw_set_policy(HBW_POLICY_PREFERRED) == EPERM); /* once only */
+    CHECK(hbw_get_policy() == HBW_POLICY_BIND);
+    void *p = hbw_malloc(1000);
+    if (expect_hbw) {
+      CHECK(p != NULL);
+      CHECK(hbw_verify_memory_region(p, 1000, HBW_TOUCH_PAGES) == 0);
+    } else {
+      CHECK(p == NULL); /* BIND without HBM fails: nothing to bind to */
+    }
+    hbw_free(p);
+    return CHECK_DONE(expect_hbw ? "hbwmalloc (bind, with HBM)" : "hbwmalloc (bind, no HBM)");
+  }
+  char *p = hbw_malloc(5000);
+  CHECK(p != NULL);
+  CHECK(hbw_set_policy(HBW_POLICY_BIND) == EPERM); /* after the first allocation */
+  memset(p, 1, 5000);
+  CHECK(hbw_malloc_usable_size(p) >= 5000);
+  CHECK(hbw_verify_memory_region(p, 5000, 0) == (expect_hbw ? 0 : -1));
+  CHECK(hbw_verify_memory_region(NULL, 5000, 0) == EINVAL);
+  CHECK(hbw_verify_memory_region(p, 0, 0) == EINVAL);
+  CHECK(hbw_verify_memory_region(p, 10, 8) == EINVAL);
+  int *z = hbw_calloc(1000, sizeof *z);
+  CHECK(z != NULL && z[0] == 0 && z[999] == 0);
+  CHECK(hbw_calloc(SIZE_MAX / 2, 4) == NULL);
+  p = hbw_realloc(p, 100000);
+  CHECK(p != NULL && p[4999] == 1);
+  CHECK(hbw_realloc(p, 0) == NULL); /* frees */
+  void *a = NULL;
+  CHECK(hbw_posix_memalign(&a, 3, 100) == EINVAL);
+  CHECK(hbw_posix_memalign(&a, 256, 100) == 0 && ((uintptr_t)a % 256) == 0);
+  hbw_free(a);
+  CHECK(hbw_posix_memalign_psize(&a, 64, 3 << 20, HBW_PAGESIZE_2MB) == 0 && ((uintptr_t)a % (2u << 20)) == 0);
+  hbw_free(a);
+  CHECK(hbw_posix_memalign_psize(&a, 64, 100, HBW_PAGESIZE_1GB) == EINVAL);
+  hbw_free(z);
+  hbw_free(NULL);
+  return CHECK_DONE(expect_hbw ? "hbwmalloc (with HBM)" : "hbwmalloc (no HBM)");
+}
