@@ -105,7 +105,7 @@ std::vector<allocator_api> contenders(const char *only = nullptr) {
 // --- malloc/free pairs ------------------------------------------------------------------------
 
 void pair_bench(benchmark::State &state, allocator_api a, std::size_t size) {
-  for (auto _ : state) {
+  for (auto _ : state) {  // NOLINT(clang-analyzer-deadcode.DeadStores)
     void *p = a.alloc(size);
     benchmark::DoNotOptimize(p);
     static_cast<char *>(p)[0] = 1;

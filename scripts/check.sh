@@ -56,12 +56,14 @@ summary+=("build+test: passed")
 
 if [ "$lint" = 1 ]; then
   stage "lint: clang-format, clang-tidy"
-  mapfile -t sources < <(git ls-files '*.cpp' '*.hpp' '*.h')
+  mapfile -t sources < <(git ls-files '*.cpp' '*.hpp' '*.h' '*.c')
   clang-format --dry-run --Werror "${sources[@]}"
   mapfile -t units < <(git ls-files 'sysfs-reader/*.cpp' 'src/*.cpp' 'examples/*.cpp' 'bench/*.cpp')
   tidy_rc=0
   printf '%s\n' "${units[@]}" | xargs -P "$jobs" -n 4 clang-tidy -p build/ci --quiet > build/ci/clang-tidy.log 2>&1 || tidy_rc=$?
-  if [ "$tidy_rc" != 0 ] || grep -qE 'warning:|error:' build/ci/clang-tidy.log; then
+  # Findings inside system headers (the analyzer follows paths into them) are not ours.
+  if grep -E 'warning:|error:' build/ci/clang-tidy.log | grep -qv '^/usr/' ||
+     { [ "$tidy_rc" != 0 ] && ! grep -E 'warning:|error:' build/ci/clang-tidy.log | grep -q '^/usr/'; }; then
     grep -vE '^[0-9]+ warnings? (and [0-9]+ errors? )?generated|^Suppressed|^Use -header-filter' build/ci/clang-tidy.log
     echo "clang-tidy found problems (exit $tidy_rc)"; exit 1
   fi

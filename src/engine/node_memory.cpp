@@ -70,7 +70,7 @@ const char *thread_error() noexcept { return error_buffer; }
 void set_thread_error(const char *fmt, ...) noexcept {
   va_list ap;
   va_start(ap, fmt);
-  std::vsnprintf(error_buffer, sizeof error_buffer, fmt, ap);
+  std::vsnprintf(error_buffer, sizeof error_buffer, fmt, ap);  // NOLINT(clang-analyzer-valist.Uninitialized)
   va_end(ap);
 }
 

@@ -11,7 +11,13 @@
 #include <string>
 #include <vector>
 
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <fstream>
+
 #include "hetmem/detail/tier_arena.hpp"
+#include "hetmem/heap.hpp"
 #include "hetmem/placement.hpp"
 #include "hetmem/sysfs/reader.hpp"
 
@@ -78,6 +84,73 @@ int excluded_mode(std::uint32_t excluded) {
 }
 
 }  // namespace
+
+// Free-ish memory of a node (MemFree + Inactive(file) + SReclaimable), in bytes.
+std::uint64_t node_available(std::uint32_t node) {
+  std::ifstream in("/sys/devices/system/node/node" + std::to_string(node) + "/meminfo");
+  std::string line;
+  std::uint64_t sum = 0;
+  while (std::getline(in, line))
+    for (const char *key : {"MemFree:", "Inactive(file):", "SReclaimable:"})
+      if (auto at = line.find(key); at != std::string::npos)
+        sum += std::stoull(line.substr(at + std::strlen(key))) * 1024;
+  return sum;
+}
+
+// Fills the HBM node this CPU sees first, then asks for more: a strict heap must fail with
+// ENOMEM naming the tier, a next-tier heap must land on the next tier (by the kernel's word);
+// once the filler is gone, the strict heap works again, on HBM.
+void fill_hbm(const topology &topo) {
+  auto hbm = tier_by_kind(topo, memory_kind::hbm);
+  if (!hbm) return;
+  const std::uint32_t node = hbm->where.nodes.first();
+  auto strict = heap::create(*hbm);
+  auto soft = heap::create(*hbm, {.when_full = on_full::next_tier});
+  if (!strict || !soft) {
+    expect(false, "heaps on " + hbm->name + ": " + (!strict ? strict.error().message : soft.error().message));
+    return;
+  }
+  // Leave 24 MiB: above the kernel's watermarks, below what the requests below need.
+  const std::uint64_t avail = node_available(node);
+  const std::size_t fill = avail > (24u << 20) ? static_cast<std::size_t>(avail - (24u << 20)) : 0;
+  void *filler = ::mmap(nullptr, fill, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  placement b;
+  b.mode = policy_mode::bind;
+  b.nodes.insert(node);
+  bool filled = filler != MAP_FAILED && place(filler, fill, b) && ::madvise(filler, fill, 23 /* POPULATE_WRITE */) == 0;
+  expect(filled, "filled HBM node " + std::to_string(node) + " with " + std::to_string(fill >> 20) + " MiB, " +
+                     std::to_string(node_available(node) >> 20) + " MiB left");
+  if (!filled) return;
+
+  errno = 0;
+  void *p = (*strict)->allocate(64u << 20);
+  const std::string why = last_error();
+  expect(p == nullptr && errno == ENOMEM && why.find(hbm->name + ": tier is full") != std::string::npos,
+         "strict heap on full HBM fails with ENOMEM: " + why);
+  if (p) deallocate(p);
+
+  void *q = (*soft)->allocate(64u << 20);
+  bool fell_back = false;
+  if (q) {
+    std::memset(q, 3, 64u << 20);
+    auto w = where(q, 64u << 20);
+    const tier *t = tier_of(q);
+    fell_back = w && w->on(node) == 0 && t && t->kind != memory_kind::hbm && (*soft)->fallbacks() == 1;
+    expect(fell_back, "next-tier heap on full HBM lands on " + std::string(t ? t->name : "?") + ":" +
+                          (w ? census_text(*w) : std::string(" where failed")));
+    deallocate(q);
+  } else {
+    expect(false, std::string("next-tier heap on full HBM failed: ") + last_error());
+  }
+  ::munmap(filler, fill);
+
+  void *r = (*strict)->allocate(64u << 20);
+  if (r) std::memset(r, 4, 64u << 20);
+  auto w = r ? where(r, 64u << 20) : result<page_census>(error{ENOMEM, last_error()});
+  expect(r && w && w->on(node) == w->pages, "after the filler is gone the strict heap works again on node " +
+                                                std::to_string(node) + ":" + (w ? census_text(*w) : w.error().message));
+  if (r) deallocate(r);
+}
 
 int main(int argc, char **argv) {
   if (argc == 3 && std::strcmp(argv[1], "--excluded") == 0)
@@ -213,6 +286,10 @@ int main(int argc, char **argv) {
       (void)unmap(*m, pages * page);
     }
   }
+  if (auto topo = load_topology())
+    fill_hbm(*topo);
+  else
+    expect(false, "topology: " + topo.error().message);
   std::printf("policy_check: %zu nodes, %d failure(s)\n", nodes.size(), failures);
   return failures ? 1 : 0;
 }
