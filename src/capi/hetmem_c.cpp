@@ -24,6 +24,16 @@ namespace {
 
 using hetmem::memory_kind;
 
+// A C enum may hold any int; loading an out-of-range value as the C++ enum is undefined, so
+// values from callers are read as the int they are.
+template <class E>
+int raw(const E &e) noexcept {
+  static_assert(sizeof(E) == sizeof(int));
+  int v = 0;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
 int fail(int err, const std::string &message) noexcept {
   hetmem::detail::set_thread_error("%s", message.c_str());
   return -(err ? err : EINVAL);
@@ -35,7 +45,7 @@ const hetmem::result<hetmem::topology> &topo() {
   return t;
 }
 
-memory_kind to_kind(hetmem_kind_t k) {
+memory_kind to_kind(int k) {
   switch (k) {
     case HETMEM_KIND_DDR:
       return memory_kind::ddr;
@@ -72,7 +82,7 @@ hetmem_kind_t from_kind(memory_kind k) {
 hetmem::heap_options options_of(const hetmem_heap_options_t *o) {
   hetmem::heap_options out;
   if (o) {
-    out.when_full = o->when_full == HETMEM_ON_FULL_NEXT_TIER ? hetmem::on_full::next_tier : hetmem::on_full::fail;
+    out.when_full = raw(o->when_full) == HETMEM_ON_FULL_NEXT_TIER ? hetmem::on_full::next_tier : hetmem::on_full::fail;
     out.fill_limit_percent = o->fill_limit_percent == 0 ? 100 : o->fill_limit_percent;
   }
   return out;
@@ -87,20 +97,21 @@ int create(Choose choose, const hetmem_heap_options_t *options, hetmem_heap_t **
     if (!t) return fail(t.error().code, "cannot read the topology: " + t.error().message);
     hetmem::result<hetmem::tier> tier = choose(*t);
     if (!tier) return fail(tier.error().code, tier.error().message);
-    if (options && options->when_full != HETMEM_ON_FULL_FAIL && options->when_full != HETMEM_ON_FULL_NEXT_TIER)
+    if (options && raw(options->when_full) != HETMEM_ON_FULL_FAIL &&
+        raw(options->when_full) != HETMEM_ON_FULL_NEXT_TIER)
       return fail(EINVAL, "when_full must be HETMEM_ON_FULL_FAIL or HETMEM_ON_FULL_NEXT_TIER");
+    if (options && (raw(options->huge_pages) < HETMEM_THP_DEFAULT || raw(options->huge_pages) > HETMEM_THP_ALWAYS))
+      return fail(EINVAL, "huge_pages must be HETMEM_THP_DEFAULT, HETMEM_THP_NEVER or HETMEM_THP_ALWAYS");
     if (options && options->interleave) {
       tier->where.mode = hetmem::policy_mode::interleave;
       tier->next.clear();
     }
-    if (options && options->huge_pages == HETMEM_THP_NEVER) tier->where.thp = hetmem::huge_pages::never;
-    if (options && options->huge_pages == HETMEM_THP_ALWAYS) tier->where.thp = hetmem::huge_pages::always;
-    if (options && (options->interleave || options->huge_pages != HETMEM_THP_DEFAULT)) {
-      tier->name += options->interleave ? ", interleaved" : "";
-      tier->name += options->huge_pages == HETMEM_THP_ALWAYS  ? ", huge pages"
-                    : options->huge_pages == HETMEM_THP_NEVER ? ", no huge pages"
-                                                              : "";
-    }
+    const int thp = options ? raw(options->huge_pages) : HETMEM_THP_DEFAULT;
+    if (thp == HETMEM_THP_NEVER) tier->where.thp = hetmem::huge_pages::never;
+    if (thp == HETMEM_THP_ALWAYS) tier->where.thp = hetmem::huge_pages::always;
+    if (options && options->interleave) tier->name += ", interleaved";
+    if (thp == HETMEM_THP_ALWAYS) tier->name += ", huge pages";
+    if (thp == HETMEM_THP_NEVER) tier->name += ", no huge pages";
     auto h = hetmem::heap::create(*tier, options_of(options));
     if (!h) return fail(h.error().code, h.error().message);
     *out = new hetmem_heap{std::move(h).value()};
@@ -117,9 +128,10 @@ int create(Choose choose, const hetmem_heap_options_t *options, hetmem_heap_t **
 extern "C" {
 
 int hetmem_heap_create_kind(hetmem_kind_t kind, const hetmem_heap_options_t *options, hetmem_heap_t **out) {
-  if (kind < HETMEM_KIND_DDR || kind > HETMEM_KIND_DEVICE)
-    return fail(EINVAL, "hetmem_heap_create_kind: kind " + std::to_string(static_cast<int>(kind)) + " is not a kind");
-  return create([&](const hetmem::topology &t) { return hetmem::tier_by_kind(t, to_kind(kind)); }, options, out);
+  const int k = raw(kind);
+  if (k < HETMEM_KIND_DDR || k > HETMEM_KIND_DEVICE)
+    return fail(EINVAL, "hetmem_heap_create_kind: kind " + std::to_string(k) + " is not a kind");
+  return create([&](const hetmem::topology &t) { return hetmem::tier_by_kind(t, to_kind(k)); }, options, out);
 }
 
 int hetmem_heap_create_rank(unsigned rank, const hetmem_heap_options_t *options, hetmem_heap_t **out) {
@@ -265,7 +277,7 @@ int hetmem_nodes_of_kind(hetmem_kind_t kind, unsigned *nodes, size_t max, size_t
     if (!t) return fail(t.error().code, "cannot read the topology: " + t.error().message);
     size_t n = 0;
     for (const auto &node : t->nodes)
-      if (node.has_memory && node.allowed && node.kind == to_kind(kind)) {
+      if (node.has_memory && node.allowed && node.kind == to_kind(raw(kind))) {
         if (nodes && n < max) nodes[n] = node.id;
         ++n;
       }
@@ -280,7 +292,7 @@ const char *hetmem_last_error(void) { return hetmem::last_error(); }
 
 const char *hetmem_kind_name(hetmem_kind_t kind) {
   static const char *const names[] = {"unknown", "DDR", "HBM", "PMEM", "CXL", "device"};
-  const auto i = static_cast<unsigned>(kind);
+  const auto i = static_cast<unsigned>(raw(kind));
   return i < sizeof names / sizeof *names ? names[i] : "unknown";
 }
 

@@ -77,6 +77,14 @@ int main(void) {
   o.fill_limit_percent = 150;
   CHECK(hetmem_heap_create_rank(0, &o, &none) == -EINVAL);
   CHECK(strstr(hetmem_last_error(), "outside 1-100") != NULL);
+  memset(&o, 0, sizeof o);
+  o.when_full = (hetmem_on_full_t)7;
+  CHECK(hetmem_heap_create_rank(0, &o, &none) == -EINVAL);
+  CHECK(strstr(hetmem_last_error(), "when_full must be") != NULL);
+  o.when_full = HETMEM_ON_FULL_FAIL;
+  o.huge_pages = (hetmem_thp_t)9;
+  CHECK(hetmem_heap_create_rank(0, &o, &none) == -EINVAL);
+  memset(&o, 0, sizeof o);
   size_t n_ddr = 0;
   CHECK(hetmem_nodes_of_kind(HETMEM_KIND_DDR, NULL, 0, &n_ddr) == 0);
   CHECK(strcmp(hetmem_kind_name(HETMEM_KIND_HBM), "HBM") == 0);

@@ -29,6 +29,34 @@ int main(int argc, char **argv) {
     hbw_free(p);
     return CHECK_DONE(expect_hbw ? "hbwmalloc (bind, with HBM)" : "hbwmalloc (bind, no HBM)");
   }
+  /* hbw_verify_memory_region as memkind's own tests use it: pages never touched are not
+   * "on" anything (-1); HBW_TOUCH_PAGES faults them in without changing their content; any
+   * sub-range of an object, not page aligned, can be asked about. */
+  {
+    const size_t big = 1024 * 4096;
+    char *u = hbw_malloc(big);
+    CHECK(u != NULL);
+    CHECK(hbw_verify_memory_region(u, big, 0) == -1);
+    memset(u, '.', 5 * 4096);
+    CHECK(hbw_verify_memory_region(u, 5 * 4096, HBW_TOUCH_PAGES) == (expect_hbw ? 0 : -1));
+    int same = 1;
+    for (size_t i = 0; i < 5 * 4096; ++i) same = same && u[i] == '.';
+    CHECK(same);
+    CHECK(hbw_verify_memory_region(u + 1, 5 * 4096 - 2, 0) == (expect_hbw ? 0 : -1));
+    CHECK(hbw_verify_memory_region(u, big, HBW_TOUCH_PAGES) == (expect_hbw ? 0 : -1));
+    hbw_free(u);
+    int all = 1;
+    for (size_t size = 1; size <= 2 * 4096 + 2; size += 7) {
+      char *s = hbw_malloc(size);
+      all = all && s && hbw_verify_memory_region(s, size, HBW_TOUCH_PAGES) == (expect_hbw ? 0 : -1);
+      hbw_free(s);
+    }
+    CHECK(all);
+    void *plain = malloc(4096);
+    /* glibc's memory: not HBM here (with MEMKIND_HBW_NODES=0 node 0 *is* "HBM", and so is it) */
+    CHECK(hbw_verify_memory_region(plain, 4096, HBW_TOUCH_PAGES) == (expect_hbw ? 0 : -1));
+    free(plain);
+  }
   char *p = hbw_malloc(5000);
   CHECK(p != NULL);
   CHECK(hbw_set_policy(HBW_POLICY_BIND) == EPERM); /* after the first allocation */
