@@ -57,6 +57,10 @@ int hetmem_heap_create_rank(unsigned rank, const hetmem_heap_options_t *options,
 int hetmem_heap_create_largest(const hetmem_heap_options_t *options, hetmem_heap_t **out);
 int hetmem_heap_create_nodes(const unsigned *nodes, size_t count, const hetmem_heap_options_t *options,
                              hetmem_heap_t **out);
+/* Persistent memory that is not a NUMA node: a devdax device (/dev/daxX.Y) or a directory on
+ * a DAX file system, used as volatile memory, at most max_bytes. */
+int hetmem_heap_create_file(const char *path, uint64_t max_bytes, const hetmem_heap_options_t *options,
+                            hetmem_heap_t **out);
 /* Frees the handle; memory allocated from it stays valid (hetmem_free still takes it). */
 void hetmem_heap_destroy(hetmem_heap_t *heap);
 /* The tier's name ("HBM (nodes 2)") and kind. */

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,11 +19,21 @@
 
 namespace hetmem {
 
+// Persistent memory that is not a NUMA node, used as volatile memory (like memkind's PMEM
+// kind): a devdax character device (/dev/daxX.Y) mapped directly, or a directory on a
+// DAX-capable file system (ext4/xfs mounted -o dax) in which an unnamed file (O_TMPFILE) holds
+// the tier. At most max_bytes are used.
+struct file_backing {
+  std::string path;
+  std::uint64_t max_bytes = 0;
+};
+
 struct tier {
   std::string name;  // "HBM (nodes 2)", "rank 1 for node 0 (DDR, nodes 0)", ...
   memory_kind kind = memory_kind::unknown;
-  placement where;         // mode bind over the tier's nodes unless changed
-  std::vector<tier> next;  // the other tiers for the same initiator, best first
+  placement where;                   // mode bind over the tier's nodes unless changed
+  std::vector<tier> next;            // the other tiers for the same initiator, best first
+  std::optional<file_backing> file;  // set for file-backed tiers (where is then unused)
 };
 
 // The nodes of `kind` best placed for `from` (default: the calling thread's initiator, else the
@@ -36,5 +47,11 @@ struct tier {
 [[nodiscard]] result<tier> largest_tier(const topology &t);
 // Exactly these nodes (must be memory nodes of `t`).
 [[nodiscard]] result<tier> tier_of_nodes(const topology &t, const node_set &nodes);
+// A file-backed PMEM tier on `path`: a devdax device or a directory (see file_backing). The
+// path is checked now (exists, right type, readable and writable); max_bytes must be > 0.
+[[nodiscard]] result<tier> file_tier(const std::string &path, std::uint64_t max_bytes);
+// A file-backed PMEM tier on `path`: a devdax device or a directory (see file_backing). The
+// path is checked now (exists, right type, readable and writable); max_bytes must be > 0.
+[[nodiscard]] result<tier> file_tier(const std::string &path, std::uint64_t max_bytes);
 
 }  // namespace hetmem

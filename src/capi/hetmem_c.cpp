@@ -154,6 +154,12 @@ int hetmem_heap_create_nodes(const unsigned *nodes, size_t count, const hetmem_h
       options, out);
 }
 
+int hetmem_heap_create_file(const char *path, uint64_t max_bytes, const hetmem_heap_options_t *options,
+                            hetmem_heap_t **out) {
+  if (!path) return fail(EINVAL, "hetmem_heap_create_file: path is NULL");
+  return create([&](const hetmem::topology &) { return hetmem::file_tier(path, max_bytes); }, options, out);
+}
+
 void hetmem_heap_destroy(hetmem_heap_t *heap) { delete heap; }
 
 const char *hetmem_heap_name(const hetmem_heap_t *heap) { return heap ? heap->h->get_tier().name.c_str() : ""; }

@@ -3,7 +3,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <map>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "hetmem/format.hpp"
 
@@ -113,6 +118,28 @@ result<tier> tier_of_nodes(const topology &t, const node_set &nodes) {
   }
   tier out = make_tier("nodes " + nodes.to_string(), kind, nodes.to_vector());
   if (const auto *v = view_for(t, nullptr)) out.next = following(*v, nodes);
+  return out;
+}
+
+result<tier> file_tier(const std::string &path, std::uint64_t max_bytes) {
+  if (max_bytes == 0) return error{EINVAL, "file tier on " + path + ": max_bytes is 0"};
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    return error{err, "file tier on " + path + ": " + std::strerror(err)};
+  }
+  const bool device = S_ISCHR(st.st_mode);
+  if (!device && !S_ISDIR(st.st_mode))
+    return error{EINVAL, "file tier on " + path + ": neither a devdax device nor a directory"};
+  if (::access(path.c_str(), R_OK | W_OK | (device ? 0 : X_OK)) != 0) {
+    const int err = errno;
+    return error{err, "file tier on " + path + ": " + std::strerror(err)};
+  }
+  tier out;
+  out.kind = memory_kind::pmem;
+  out.where.mode = policy_mode::default_policy;
+  out.file = file_backing{path, max_bytes};
+  out.name = std::string("PMEM ") + (device ? "devdax " : "file in ") + path + " (max " + format_bytes(max_bytes) + ")";
   return out;
 }
 

@@ -2,17 +2,21 @@
 // them, and the per-thread, per-arena caches that keep tiers apart at jemalloc-like speed.
 #include "hetmem/detail/tier_arena.hpp"
 
+#include <fcntl.h>
 #include <jemalloc/jemalloc.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
+#include <string>
 
 #include "hetmem/detail/os.hpp"
 #include "node_memory.hpp"
@@ -44,6 +48,10 @@ struct tier_arena::state : va_owner {
   std::atomic<std::uint64_t> mapped{0};
   std::atomic<std::uint64_t> refused{0};
   std::atomic<std::int64_t> retired_allocated{0};  // from exited threads and uncached paths
+  // File-backed tiers (devdax device or an unnamed file in a DAX directory).
+  int fd = -1;
+  bool devdax = false;
+  std::uint64_t file_used = 0, file_max = 0, file_align = 0;
 };
 
 namespace {
@@ -99,13 +107,9 @@ bool capacity_allows(tier_arena::state *s, std::size_t size, unsigned fill_limit
 struct arena_hooks {
   static tier_arena::state *owner(extent_hooks_t *h) { return reinterpret_cast<hooks_block *>(h)->owner; }
 
-  static void *alloc(extent_hooks_t *h, void *new_addr, std::size_t size, std::size_t alignment, bool *zero,
-                     bool *commit, unsigned) {
-    tier_arena::state *s = owner(h);
-    if (new_addr != nullptr) return nullptr;  // no growing in place: jemalloc asks elsewhere
-    if (!capacity_allows(s, size, s->arena->fill_limit_)) return nullptr;
-    const std::size_t align = std::max(alignment, page_bytes());
-    std::lock_guard<std::mutex> lock(s->grow_mutex);
+  // Address space for `size` bytes at `align` from the tier's slots (grow_mutex held); 0 when
+  // the window is exhausted (reported).
+  static std::uintptr_t carve(tier_arena::state *s, std::size_t size, std::size_t align) {
     std::uintptr_t start = (s->cur + align - 1) & ~(align - 1);
     if (s->cur == 0 || start < s->cur || start + size > s->end || start + size < start) {
       va_window *w = va_window::get();
@@ -113,12 +117,55 @@ struct arena_hooks {
       void *r = w && size <= SIZE_MAX - align ? w->claim(s, size + align, &run) : nullptr;
       if (!r) {
         report(s, "hetmem's address window is exhausted", " (too many tiers or too much memory in use)");
-        return nullptr;
+        return 0;
       }
       s->cur = reinterpret_cast<std::uintptr_t>(r);
       s->end = s->cur + run;
       start = (s->cur + align - 1) & ~(align - 1);
     }
+    return start;
+  }
+
+  static void *alloc_file(tier_arena::state *s, std::size_t size, std::size_t alignment, bool *zero, bool *commit) {
+    const std::size_t falign = static_cast<std::size_t>(s->file_align);
+    const std::size_t align = std::max({alignment, page_bytes(), falign});
+    const std::size_t need = (size + falign - 1) / falign * falign;
+    std::lock_guard<std::mutex> lock(s->grow_mutex);
+    if (need > s->file_max - s->file_used) {
+      char u[32], m[32], n[32], why[160];
+      std::snprintf(why, sizeof why, "%s of %s used, %s more asked", format_size(u, sizeof u, s->file_used),
+                    format_size(m, sizeof m, s->file_max), format_size(n, sizeof n, need));
+      report(s, "file tier is full: ", why);
+      s->refused.fetch_add(1, std::memory_order_relaxed);
+      return nullptr;
+    }
+    const std::uintptr_t start = carve(s, need, align);
+    if (!start) return nullptr;
+    void *p = os().mmap(reinterpret_cast<void *>(start), need, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, s->fd,
+                        static_cast<long>(s->file_used));
+    if (p == MAP_FAILED) {
+      report(s, "mmap of the backing file failed: ", error_text(errno));
+      os().mmap(reinterpret_cast<void *>(start), need, PROT_NONE, map_flags | MAP_NORESERVE | MAP_FIXED, -1, 0);
+      return nullptr;
+    }
+    s->file_used += need;
+    s->cur = start + need;
+    s->mapped.fetch_add(need, std::memory_order_relaxed);
+    *zero = !s->devdax;  // a fresh stretch of a sparse file reads as zeros; a device keeps old data
+    *commit = true;
+    return p;
+  }
+
+  static void *alloc(extent_hooks_t *h, void *new_addr, std::size_t size, std::size_t alignment, bool *zero,
+                     bool *commit, unsigned) {
+    tier_arena::state *s = owner(h);
+    if (new_addr != nullptr) return nullptr;  // no growing in place: jemalloc asks elsewhere
+    if (s->fd >= 0) return alloc_file(s, size, alignment, zero, commit);
+    if (!capacity_allows(s, size, s->arena->fill_limit_)) return nullptr;
+    const std::size_t align = std::max(alignment, page_bytes());
+    std::lock_guard<std::mutex> lock(s->grow_mutex);
+    const std::uintptr_t start = carve(s, size, align);
+    if (!start) return nullptr;
     void *p = os().mmap(reinterpret_cast<void *>(start), size, PROT_READ | PROT_WRITE, map_flags | MAP_FIXED, -1, 0);
     if (p == MAP_FAILED) {
       report(s, "mmap failed: ", error_text(errno));
@@ -147,10 +194,13 @@ struct arena_hooks {
   static bool commit(extent_hooks_t *, void *, std::size_t, std::size_t, std::size_t, unsigned) {
     return false;  // anonymous memory is always committed
   }
-  static bool purge_forced(extent_hooks_t *, void *addr, std::size_t, std::size_t offset, std::size_t length,
+  static bool purge_forced(extent_hooks_t *h, void *addr, std::size_t, std::size_t offset, std::size_t length,
                            unsigned) {
-    // MADV_DONTNEED keeps the range's mempolicy: refaulted pages are placed the same way.
-    return os().madvise(static_cast<char *>(addr) + offset, length, MADV_DONTNEED) != 0;
+    // Anonymous memory: MADV_DONTNEED keeps the range's mempolicy (refaulted pages are placed
+    // the same way). A file: MADV_REMOVE punches a hole, so the blocks go back and the range
+    // reads as zeros; a devdax device cannot, and says so (jemalloc then keeps the pages).
+    const bool file = owner(h)->fd >= 0;
+    return os().madvise(static_cast<char *>(addr) + offset, length, file ? MADV_REMOVE : MADV_DONTNEED) != 0;
   }
   static bool split(extent_hooks_t *, void *, std::size_t, std::size_t, std::size_t, bool, unsigned) { return false; }
   static bool merge(extent_hooks_t *, void *, std::size_t, void *, std::size_t, bool, unsigned) { return false; }
@@ -331,8 +381,54 @@ std::size_t mark(void *p) noexcept;
 namespace {
 bool same_tier(const tier &x, const tier &y) {
   const placement &a = x.where, &b = y.where;
+  if (x.file.has_value() != y.file.has_value() ||
+      (x.file && (x.file->path != y.file->path || x.file->max_bytes != y.file->max_bytes)))
+    return false;
   return x.name == y.name && x.kind == y.kind && a.mode == b.mode && a.nodes == b.nodes && a.weights == b.weights &&
          a.move_existing == b.move_existing && a.strict == b.strict && a.thp == b.thp;
+}
+}  // namespace
+
+namespace {
+// Opens a file tier's backing: the devdax device (its size and alignment from sysfs), or an
+// unnamed sparse file of max_bytes in the directory.
+result<void> open_backing(const file_backing &f, const char *root, tier_arena::state &s) {
+  struct stat st {};
+  if (::stat(f.path.c_str(), &st) != 0) return error{errno, f.path + ": " + error_text(errno)};
+  s.devdax = S_ISCHR(st.st_mode);
+  if (s.devdax) {
+    s.fd = ::open(f.path.c_str(), O_RDWR | O_CLOEXEC);
+    if (s.fd < 0) return error{errno, "opening " + f.path + ": " + error_text(errno)};
+    const std::string dev = f.path.substr(f.path.find_last_of('/') + 1);
+    auto read_u64 = [&](const char *attr, std::uint64_t fallback) -> std::uint64_t {
+      char path[512], text[64] = {};
+      std::snprintf(path, sizeof path, "%s/sys/bus/dax/devices/%s/%s", root, dev.c_str(), attr);
+      int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return fallback;
+      ssize_t n = ::read(fd, text, sizeof text - 1);
+      ::close(fd);
+      return n > 0 ? static_cast<std::uint64_t>(std::strtoull(text, nullptr, 0)) : fallback;
+    };
+    const std::uint64_t size = read_u64("size", f.max_bytes);
+    s.file_align = read_u64("align", 2u << 20);
+    if (s.file_align == 0 || (s.file_align & (s.file_align - 1)) != 0) s.file_align = 2u << 20;
+    s.file_max = std::min<std::uint64_t>(f.max_bytes, size) / s.file_align * s.file_align;
+  } else {
+    s.fd = ::open(f.path.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (s.fd < 0)
+      return error{errno, "creating an unnamed file in " + f.path + ": " + error_text(errno) +
+                              (errno == EOPNOTSUPP ? " (the file system lacks O_TMPFILE)" : "")};
+    s.file_align = page_bytes();
+    s.file_max = f.max_bytes / s.file_align * s.file_align;
+    if (::ftruncate(s.fd, static_cast<off_t>(s.file_max)) != 0) {
+      const int err = errno;
+      ::close(s.fd);
+      s.fd = -1;
+      return error{err, "sizing the file in " + f.path + ": " + error_text(err)};
+    }
+  }
+  if (s.file_max == 0) return error{EINVAL, f.path + ": max_bytes is smaller than one mapping unit"};
+  return {};
 }
 }  // namespace
 
@@ -367,6 +463,10 @@ result<tier_arena *> tier_arena::get(const tier &t, unsigned fill_limit_percent)
       if (s->node_count < std::size(s->nodes)) s->nodes[s->node_count++] = n;
   copy_sysfs_root(s->root, sizeof s->root);
   std::snprintf(s->name, sizeof s->name, "%s", t.name.c_str());
+  if (t.file) {
+    auto opened = open_backing(*t.file, s->root, *s);
+    if (!opened) return error{opened.error().code, t.name + ": " + opened.error().message};
+  }
   s->hooks.hooks = extent_hooks_t{arena_hooks::alloc,        arena_hooks::dalloc,    arena_hooks::destroy,
                                   arena_hooks::commit,       nullptr /* decommit */, nullptr /* purge_lazy */,
                                   arena_hooks::purge_forced, arena_hooks::split,     arena_hooks::merge};

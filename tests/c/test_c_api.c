@@ -100,6 +100,20 @@ int main(void) {
   CHECK(q != NULL);
   hetmem_free(q);
   hetmem_heap_destroy(il);
+
+  /* a file-backed tier in /tmp (a DAX directory in the pmem VM) */
+  hetmem_heap_t *f = NULL;
+  CHECK(hetmem_heap_create_file("/tmp", 4 << 20, NULL, &f) == 0);
+  if (f) {
+    char *x = hetmem_malloc(f, 1 << 20);
+    CHECK(x != NULL && hetmem_heap_kind(f) == HETMEM_KIND_PMEM);
+    if (x) memset(x, 1, 1 << 20);
+    CHECK(hetmem_malloc(f, 8 << 20) == NULL);
+    CHECK(strstr(hetmem_last_error(), "file tier is full") != NULL);
+    hetmem_free(x);
+    hetmem_heap_destroy(f);
+  }
+  CHECK(hetmem_heap_create_file("/nonexistent", 1 << 20, NULL, &f) == -ENOENT);
   hetmem_heap_destroy(h);
   return CHECK_DONE("c api");
 }

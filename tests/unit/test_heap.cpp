@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory_resource>
 #include <string>
@@ -258,4 +259,56 @@ TEST_CASE("buffer: owning, move-only, knows its tier", "[heap][live]") {
   auto no = buffer::allocate(**r, 1u << 20);
   REQUIRE_FALSE(no);
   CHECK(no.error().message.find("used up") != std::string::npos);
+}
+
+namespace {
+// The /proc/self/maps line of the mapping holding p.
+std::string mapping_of(const void *p) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  while (std::getline(maps, line)) {
+    std::uintptr_t lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) == 2 && a >= lo && a < hi) return line;
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("file-backed tiers: memory from a file in a directory, with a size limit", "[heap][live]") {
+  test::temp_tree dir;
+  CHECK(file_tier(dir.root() + "/missing", 1 << 20).error().message.find("No such file") != std::string::npos);
+  dir.file("plain", "x");
+  CHECK(file_tier(dir.root() + "/plain", 1 << 20).error().message.find("neither a devdax device nor a directory") !=
+        std::string::npos);
+  CHECK_FALSE(file_tier(dir.root(), 0));
+
+  auto t = file_tier(dir.root(), 8u << 20);
+  REQUIRE(t);
+  CHECK(t->kind == memory_kind::pmem);
+  CHECK(t->name == "PMEM file in " + dir.root() + " (max 8.0 MiB)");
+  auto h = heap::create(*t);
+  REQUIRE(h);
+  std::vector<std::pair<unsigned char *, std::size_t>> blocks;
+  for (std::size_t size : {64u, 4096u, 100000u, 1u << 20}) {
+    auto *p = static_cast<unsigned char *>((*h)->allocate(size));
+    REQUIRE(p != nullptr);
+    std::memset(p, static_cast<int>(size & 0xff), size);
+    CHECK(tier_of(p)->name == t->name);
+    // A shared mapping of the (unnamed, deleted) file in that directory, not anonymous memory.
+    CHECK(mapping_of(p).find(dir.root()) != std::string::npos);
+    blocks.emplace_back(p, size);
+  }
+  for (auto [p, size] : blocks) {
+    CHECK(std::all_of(p, p + size, [&](unsigned char c) { return c == (size & 0xff); }));
+    deallocate(p);
+  }
+  void *too_much = (*h)->allocate(16u << 20);
+  CHECK(too_much == nullptr);
+  CHECK(errno == ENOMEM);
+  CHECK(std::string(last_error()).find("file tier is full") != std::string::npos);
+  auto st = (*h)->stats();
+  REQUIRE(st.size() == 1);
+  CHECK(st[0].mapped_bytes <= 8u << 20);
+  CHECK(st[0].refused_extents >= 1);
 }
