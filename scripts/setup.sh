@@ -40,7 +40,7 @@ main_pkgs=(build-essential cmake ninja-build pkg-config git bzip2 tar xz-utils
            clang-format clang-tidy python3
            libbenchmark-dev libjemalloc-dev libmemkind-dev)  # side-by-side benchmarks
 bpo_pkgs=(libhwloc-dev catch2)
-[ "$want_vm" = 1 ] && main_pkgs+=(qemu-system-x86 busybox-static cpio ndctl daxctl)
+[ "$want_vm" = 1 ] && main_pkgs+=(qemu-system-x86 busybox-static cpio ndctl daxctl e2fsprogs)
 vm_cache=${HETMEM_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hetmem-vm}
 guest_kernel_meta=linux-image-6.12-amd64  # backports meta-package; resolved to a concrete version
 

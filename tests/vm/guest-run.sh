@@ -10,6 +10,13 @@ case "$topo" in
     ndctl create-namespace -f -e namespace0.0 -m devdax -a 2M > ndctl.txt 2>&1 || { echo "ndctl failed:"; cat ndctl.txt; rc=1; }
     echo offline > /sys/devices/system/memory/auto_online_blocks
     daxctl reconfigure-device --mode=system-ram dax0.0 > daxctl.txt 2>&1 || { echo "daxctl failed:"; cat daxctl.txt; rc=1; }
+    # Two more NVDIMMs that stay persistent memory outside the NUMA nodes: a devdax namespace,
+    # and an fsdax namespace with ext4 mounted -o dax (file-backed tiers, checked below).
+    ndctl create-namespace -f -e namespace1.0 -m devdax -a 2M >> ndctl.txt 2>&1 || { echo "ndctl devdax failed:"; cat ndctl.txt; rc=1; }
+    ndctl create-namespace -f -e namespace2.0 -m fsdax >> ndctl.txt 2>&1 || { echo "ndctl fsdax failed:"; cat ndctl.txt; rc=1; }
+    mkdir -p fsdax
+    { mkfs.ext4 -q -F -b 4096 /dev/pmem2 && mount -t ext4 -o dax /dev/pmem2 fsdax && chmod 1777 fsdax; } > mkfs.txt 2>&1 ||
+      { echo "ext4 -o dax on /dev/pmem2 failed:"; cat mkfs.txt; rc=1; }
     ;;
 esac
 "$hetmem" topo --json --no-hwloc > topo.json || { echo "hetmem topo --json failed"; rc=1; }
@@ -18,6 +25,10 @@ esac
 "$gather" "vm-$topo" . > /dev/null || { echo "gather failed"; rc=1; }
 "$policy" > policy.txt 2>&1 || { echo "policy_check failed"; rc=1; }
 "$example" > example.txt 2>&1 || { echo "containers_on_tiers example failed"; rc=1; }
+if [ "$topo" = pmem-kmem ]; then
+  "$policy" --file-tiers /dev/dax1.0 "$PWD/fsdax" >> policy.txt 2>&1 || { echo "file-backed tiers failed"; rc=1; }
+  umount fsdax 2>/dev/null
+fi
 # A cgroup v2 cpuset that excludes node 1: hetmem must refuse it and the kernel keep pages off it.
 cg=/sys/fs/cgroup
 if [ -r /sys/devices/system/node/node1/meminfo ] && echo +cpuset > $cg/cgroup.subtree_control 2>/dev/null; then

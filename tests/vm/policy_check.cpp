@@ -11,7 +11,9 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <fstream>
@@ -152,7 +154,74 @@ void fill_hbm(const topology &topo) {
   if (r) deallocate(r);
 }
 
+// Persistent memory that is not a NUMA node: a devdax device and a directory on an ext4 file
+// system mounted -o dax, each a file-backed tier. The kernel's word: the mapping is of the
+// device / of a file in that directory (/proc/self/maps), and statx says the directory is DAX.
+std::string mapping_of(const void *p) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  while (std::getline(maps, line)) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) == 2 && a >= lo && a < hi) return line;
+  }
+  return "";
+}
+
+void check_file_tier(const std::string &path, bool device) {
+  auto t = file_tier(path, 64u << 20);
+  if (!t) {
+    expect(false, "file tier on " + path + ": " + t.error().message);
+    return;
+  }
+  auto h = heap::create(*t);
+  if (!h) {
+    expect(false, "heap on " + t->name + ": " + h.error().message);
+    return;
+  }
+  std::vector<std::pair<unsigned char *, std::size_t>> blocks;
+  bool mapped = true;
+  for (std::size_t size : {64u, 4096u, 200000u, 8u << 20}) {
+    auto *p = static_cast<unsigned char *>((*h)->allocate(size));
+    if (!p) {
+      expect(false, t->name + ": allocating " + std::to_string(size) + " bytes: " + last_error());
+      return;
+    }
+    std::memset(p, static_cast<int>(size & 0xff), size);
+    const std::string m = mapping_of(p);
+    mapped = mapped && m.find(device ? path : path + "/") != std::string::npos;
+    blocks.emplace_back(p, size);
+  }
+  bool intact = true;
+  for (auto [p, size] : blocks) {
+    for (std::size_t i = 0; i < size; ++i) intact = intact && p[i] == (size & 0xff);
+    deallocate(p);
+  }
+  expect(mapped && intact, t->name + ": 64 B to 8 MiB blocks are mappings of " +
+                               (device ? "the device" : "a file in the directory") + ", data intact");
+  errno = 0;
+  void *big = (*h)->allocate(100u << 20);
+  expect(big == nullptr && errno == ENOMEM && std::string(last_error()).find("file tier is full") != std::string::npos,
+         t->name + ": more than its 64 MiB is refused: " + last_error());
+}
+
+int file_tiers(const std::string &devdax, const std::string &dir) {
+  check_file_tier(devdax, true);
+  // The directory's file system must really be DAX: ask statx about a file in it.
+  const std::string probe = dir + "/dax-probe";
+  std::ofstream(probe) << "x";
+  struct statx sx {};
+  const bool dax = ::statx(AT_FDCWD, probe.c_str(), 0, STATX_BASIC_STATS, &sx) == 0 &&
+                   (sx.stx_attributes_mask & STATX_ATTR_DAX) && (sx.stx_attributes & STATX_ATTR_DAX);
+  expect(dax, dir + " is on a DAX file system (statx STATX_ATTR_DAX)");
+  ::unlink(probe.c_str());
+  check_file_tier(dir, false);
+  std::printf("policy_check --file-tiers: %d failure(s)\n", failures);
+  return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 4 && std::strcmp(argv[1], "--file-tiers") == 0) return file_tiers(argv[2], argv[3]);
   if (argc == 3 && std::strcmp(argv[1], "--excluded") == 0)
     return excluded_mode(static_cast<std::uint32_t>(std::atoi(argv[2])));
   auto snap = sysfs::read_snapshot({"/"});

@@ -67,11 +67,16 @@ topology_args() {
       echo "-numa hmat-cache,node-id=1,size=256M,level=1,associativity=direct,policy=write-back,line=64"
       ;;
     pmem-kmem)  # DDR + an emulated NVDIMM, turned into a dax kmem node by guest-run.sh (Optane-like PMEM tier)
-      echo "-machine pc,nvdimm=on -m 1G,slots=2,maxmem=3G -smp 2,sockets=1,cores=2"
+      # nvdimm0 becomes the kmem node; nvdimm1 (devdax) and nvdimm2 (fsdax) stay outside NUMA.
+      echo "-machine pc,nvdimm=on -m 1G,slots=4,maxmem=4G -smp 2,sockets=1,cores=2"
       mem 0 1G
       echo "-numa node,nodeid=0,memdev=m0,cpus=0-1 -numa node,nodeid=1"
       echo "-object memory-backend-file,id=nv0,share=on,mem-path=$2/nvdimm0.img,size=1G,pmem=on"
       echo "-device nvdimm,memdev=nv0,id=nvdimm0,node=1"
+      echo "-object memory-backend-file,id=nv1,share=on,mem-path=$2/nvdimm1.img,size=256M,pmem=on"
+      echo "-device nvdimm,memdev=nv1,id=nvdimm1,node=1"
+      echo "-object memory-backend-file,id=nv2,share=on,mem-path=$2/nvdimm2.img,size=256M,pmem=on"
+      echo "-device nvdimm,memdev=nv2,id=nvdimm2,node=1"
       ;;
     *) return 1 ;;
   esac
@@ -93,7 +98,8 @@ build_image() {
   cp "$img"/deb/boot/vmlinuz-* "$img/vmlinuz"
   local moddir; moddir=$(echo "$img"/deb/lib/modules/*)
   for m in fs/netfs/netfs net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p drivers/nvdimm/libnvdimm drivers/acpi/nfit/nfit \
-           drivers/nvdimm/nd_btt drivers/nvdimm/nd_pmem drivers/dax/device_dax drivers/dax/dax_pmem drivers/dax/kmem; do
+           drivers/nvdimm/nd_btt drivers/nvdimm/nd_pmem drivers/dax/device_dax drivers/dax/dax_pmem drivers/dax/kmem \
+           lib/crc16 fs/mbcache fs/jbd2/jbd2 crypto/crc32c_generic fs/ext4/ext4; do
     local ko="$moddir/kernel/$m.ko.xz"
     if [ -f "$ko" ]; then xz -dc "$ko" > "$img/root/lib/modules/$(basename "$m").ko"; fi
   done
@@ -102,7 +108,8 @@ build_image() {
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc && mount -t sysfs sys /sys && mount -t devtmpfs dev /dev
-for m in netfs 9pnet 9pnet_virtio 9p libnvdimm nfit nd_btt nd_pmem device_dax dax_pmem kmem; do
+for m in netfs 9pnet 9pnet_virtio 9p libnvdimm nfit nd_btt nd_pmem device_dax dax_pmem kmem \
+         crc16 mbcache jbd2 crc32c_generic ext4; do
   [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko
 done
 work=$(sed -n 's/.*hetmem\.work=\([^ ]*\).*/\1/p' /proc/cmdline)
