@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <jemalloc/jemalloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -223,6 +224,7 @@ struct bin {
 struct arena_cache {
   // Written only by the owning thread (relaxed load + store), summed by counters().
   std::atomic<std::int64_t> allocated{0};
+  int arena_flag = 0;  // MALLOCX_ARENA of this thread's shard
   int tcache_flag = MALLOCX_TCACHE_NONE;
   unsigned tcache = 0;
   bool has_tcache = false;
@@ -338,13 +340,16 @@ thread_cache *thread_cache_init() noexcept {
   return tc;
 }
 
-arena_cache *arena_cache_init(thread_cache *tc, unsigned id) noexcept {
+constinit std::atomic<unsigned> next_shard{0};
+
+arena_cache *arena_cache_init(thread_cache *tc, unsigned id, unsigned je_arena) noexcept {
   std::size_t slots = 0;
   for (unsigned c = 0; c < cached_classes; ++c) slots += bin_cap(c);
   auto *ac = static_cast<arena_cache *>(internal_alloc(sizeof(arena_cache) + slots * sizeof(void *)));
   if (!ac) return nullptr;
   new (ac) arena_cache();
   auto **stacks = reinterpret_cast<void **>(ac + 1);
+  ac->arena_flag = static_cast<int>(MALLOCX_ARENA(je_arena));
   for (unsigned c = 0; c < cached_classes; ++c) {
     ac->bins[c].cap = bin_cap(c);
     ac->bins[c].stack = stacks;
@@ -473,16 +478,30 @@ result<tier_arena *> tier_arena::get(const tier &t, unsigned fill_limit_percent)
   s->hooks.owner = s.get();
   a->state_ = s.get();
 
-  extent_hooks_t *hp = &s->hooks.hooks;
-  unsigned index = 0;
-  std::size_t sz = sizeof index;
-  hook_reported = false;
-  // mallctl takes the address of the hooks pointer and its size.
-  int rc = hetmem_je_mallctl("arenas.create", &index, &sz, &hp, sizeof hp);  // NOLINT(bugprone-sizeof-expression)
-  if (rc != 0)
-    return error{rc, t.name + ": jemalloc arenas.create failed: " +
-                         (hook_reported ? std::string(thread_error()) : std::string(error_text(rc)))};
-  a->je_index_ = index;
+  // Shards: several jemalloc arenas on the same hooks (the same slots, placement and limits),
+  // so that threads taking large blocks do not all queue on one arena's lock. A thread keeps
+  // the shard its cache was given.
+  const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  a->shards_ = static_cast<unsigned>(std::clamp<long>(cpus, 1, static_cast<long>(max_shards)));
+  if (t.file) a->shards_ = 1;  // a bounded file: every arena's metadata would take its share
+  for (unsigned k = 0; k < a->shards_; ++k) {
+    extent_hooks_t *hp = &s->hooks.hooks;
+    unsigned index = 0;
+    std::size_t sz = sizeof index;
+    hook_reported = false;
+    // mallctl takes the address of the hooks pointer and its size.
+    int rc = hetmem_je_mallctl("arenas.create", &index, &sz, &hp, sizeof hp);  // NOLINT(bugprone-sizeof-expression)
+    if (rc != 0) {
+      if (k > 0) {  // fewer shards is fine
+        a->shards_ = k;
+        break;
+      }
+      return error{rc, t.name + ": jemalloc arenas.create failed: " +
+                           (hook_reported ? std::string(thread_error()) : std::string(error_text(rc)))};
+    }
+    a->je_shard_[k] = index;
+  }
+  a->je_index_ = a->je_shard_[0];
   (void)s.release();  // lives as long as the process, like the arena
   tier_arena *raw = a.release();
   arenas[raw->id_].store(raw, std::memory_order_release);
@@ -529,7 +548,7 @@ void *tier_arena::refill(void *cache, unsigned c, std::size_t bytes) noexcept {
   auto *ac = static_cast<arena_cache *>(cache);
   const std::uint32_t size = classes.bytes[c];
   hook_reported = false;
-  void *p = hetmem_je_mallocx(size, static_cast<int>(MALLOCX_ARENA(je_index_)) | ac->tcache_flag);
+  void *p = hetmem_je_mallocx(size, ac->arena_flag | ac->tcache_flag);
   if (p) [[likely]] {
     va_window::mark_pages(p, size, static_cast<std::uint8_t>(c + 1));
     bump(ac->allocated, size);
@@ -547,11 +566,24 @@ void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexce
     errno = EINVAL;
     return nullptr;
   }
-  if (bytes <= max_cached_bytes && alignment <= 16 && tl_state != tc_dead) {
+  // Every thread gets its cache (and with it its shard) on its first allocation of any size.
+  const arena_cache *own = nullptr;
+  if (tl_state != tc_dead) {
     thread_cache *tc = tl_cache ? tl_cache : thread_cache_init();
-    if (tc && (cache_of(tc, id_) || arena_cache_init(tc, id_))) return allocate(bytes, alignment);
+    if (tc) {
+      own = cache_of(tc, id_);
+      if (!own) {
+        // The shard of the CPU the thread starts on (threads on other CPUs get other shards),
+        // round-robin where the CPU is unknown.
+        const int cpu = ::sched_getcpu();
+        const unsigned pick =
+            cpu >= 0 ? static_cast<unsigned>(cpu) : next_shard.fetch_add(1, std::memory_order_relaxed);
+        own = arena_cache_init(tc, id_, je_shard_[pick % shards_]);
+      }
+    }
+    if (own && bytes <= max_cached_bytes && alignment <= 16) return allocate(bytes, alignment);
   }
-  int flags = static_cast<int>(MALLOCX_ARENA(je_index_)) | MALLOCX_TCACHE_NONE;
+  int flags = (own ? own->arena_flag : static_cast<int>(MALLOCX_ARENA(je_index_))) | MALLOCX_TCACHE_NONE;
   if (alignment > 1) flags |= MALLOCX_ALIGN(alignment);
   hook_reported = false;
   void *p = hetmem_je_mallocx(bytes, flags);
@@ -718,10 +750,12 @@ arena_counters tier_arena::counters() const noexcept {
   std::size_t sz = sizeof epoch;
   hetmem_je_mallctl("epoch", &epoch, &sz, &epoch, sz);
   char name[64];
-  std::snprintf(name, sizeof name, "stats.arenas.%u.resident", je_index_);
-  std::size_t resident = 0;
-  sz = sizeof resident;
-  if (hetmem_je_mallctl(name, &resident, &sz, nullptr, 0) == 0) c.resident_bytes = resident;
+  for (unsigned k = 0; k < shards_; ++k) {
+    std::snprintf(name, sizeof name, "stats.arenas.%u.resident", je_shard_[k]);
+    std::size_t resident = 0;
+    sz = sizeof resident;
+    if (hetmem_je_mallctl(name, &resident, &sz, nullptr, 0) == 0) c.resident_bytes += resident;
+  }
   return c;
 }
 

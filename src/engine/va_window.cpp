@@ -2,8 +2,10 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cstring>
 #include <mutex>
 
 #include "hetmem/detail/os.hpp"
@@ -90,10 +92,18 @@ void va_window::release(void *start, std::size_t run_bytes) noexcept {
 
 void va_window::mark_pages(const void *p, std::size_t bytes, std::uint8_t mark) noexcept {
   va_window *w = &instance_;
-  const std::uintptr_t first = reinterpret_cast<std::uintptr_t>(p) - w->base_;
-  const std::uintptr_t last = first + (bytes ? bytes - 1 : 0);
-  for (std::uintptr_t d = first; (d >> page_shift) <= (last >> page_shift); d += std::uintptr_t{1} << page_shift)
-    w->marks_[d >> w->shift_][(d & ((std::uintptr_t{1} << w->shift_) - 1)) >> page_shift] = mark;
+  std::uintptr_t d = reinterpret_cast<std::uintptr_t>(p) - w->base_;
+  const std::uintptr_t last = d + (bytes ? bytes - 1 : 0);
+  const std::uintptr_t slot_mask = (std::uintptr_t{1} << w->shift_) - 1;
+  // One memset per slot the range touches: the marks of consecutive pages are consecutive bytes.
+  while (true) {
+    const std::uintptr_t slot = d >> w->shift_;
+    const std::uintptr_t slot_last = std::min(last, (slot << w->shift_) | slot_mask);
+    const std::uintptr_t first_page = (d & slot_mask) >> page_shift, last_page = (slot_last & slot_mask) >> page_shift;
+    std::memset(w->marks_[slot] + first_page, mark, last_page - first_page + 1);
+    if (slot_last == last) break;
+    d = slot_last + 1;
+  }
 }
 
 unsigned va_window::free_slots() const noexcept {

@@ -67,6 +67,9 @@ class tier_arena {
   [[nodiscard]] unsigned fill_limit_percent() const noexcept { return fill_limit_; }
   [[nodiscard]] unsigned id() const noexcept { return id_; }
   [[nodiscard]] unsigned jemalloc_index() const noexcept { return je_index_; }
+  // jemalloc arenas behind this tier arena (one per CPU, at most 8): threads are spread over
+  // them so that large allocations do not contend on one lock.
+  [[nodiscard]] unsigned shards() const noexcept { return shards_; }
   // Counters: summed over threads; resident asks jemalloc to refresh its statistics (µs).
   [[nodiscard]] arena_counters counters() const noexcept;
 
@@ -89,7 +92,10 @@ class tier_arena {
   tier tier_;
   unsigned fill_limit_ = 100;
   unsigned id_ = 0;
-  unsigned je_index_ = 0;
+  static constexpr unsigned max_shards = 8;
+  unsigned je_index_ = 0;  // shard 0
+  unsigned je_shard_[max_shards] = {};
+  unsigned shards_ = 1;
   state *state_ = nullptr;
   friend struct arena_hooks;
 };
