@@ -18,6 +18,10 @@ case "$mode" in
     mkdir -p "$tmp/b"
     # shellcheck disable=SC2046
     c++ -std=c++20 "$src/tests/consumer/main.cpp" -o "$tmp/b/consumer" $(pkg-config --cflags --libs hetmem)
+    # A program written for memkind's hbwmalloc, relinked against hetmem without changes.
+    # shellcheck disable=SC2046
+    cc "$src/examples/hbw_stream.c" -o "$tmp/b/hbw_stream" $(pkg-config --cflags --libs hetmem-hbwmalloc)
+    LD_LIBRARY_PATH="$tmp/prefix/lib" "$tmp/b/hbw_stream" | grep -q "realloc kept the data: yes"
     ;;
   subdirectory)
     cmake -S "$src/tests/consumer" -B "$tmp/b" "${gen[@]}" -DMODE=subdirectory -DHETMEM_SOURCE_DIR="$src" >/dev/null

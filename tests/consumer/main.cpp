@@ -1,6 +1,7 @@
 // Prints the kind of every node: proves the public headers and targets work for a downstream user.
 #include <cstdio>
 
+#include "hetmem/heap.hpp"
 #include "hetmem/topology.hpp"
 
 int main() {
@@ -10,5 +11,15 @@ int main() {
     return 1;
   }
   for (const auto &n : topo->nodes) std::printf("node %u: %s\n", n.id, std::string(hetmem::to_string(n.kind)).c_str());
-  return topo->nodes.empty() ? 1 : 0;
+  // The engine (with its private jemalloc) links from the installed package too.
+  auto fastest = hetmem::fastest_tier(*topo);
+  auto heap = fastest ? hetmem::heap::create(*fastest) : hetmem::result<std::unique_ptr<hetmem::heap>>(fastest.error());
+  if (!heap) {
+    std::fprintf(stderr, "consumer: %s\n", heap.error().message.c_str());
+    return 1;
+  }
+  void *p = (*heap)->allocate(1000);
+  std::printf("1000 bytes on %s\n", p ? hetmem::tier_of(p)->name.c_str() : "(failed)");
+  hetmem::deallocate(p);
+  return topo->nodes.empty() || !p ? 1 : 0;
 }
