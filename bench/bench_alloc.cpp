@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -160,14 +161,23 @@ int rss_child(const char *name, std::size_t slots, std::size_t ops) {
 
 // --- ratio table --------------------------------------------------------------------------
 
+// Collects every repetition and reports the median: a shared 2-core machine is noisy, and
+// repetitions interleaved at random with the other contenders spread the noise over all.
 class ratio_reporter : public benchmark::ConsoleReporter {
  public:
-  std::map<std::string, double> ns;  // "name/size/threads" -> ns per pair
+  std::map<std::string, std::vector<double>> samples;  // "name/size/real_time/threads:N" -> ns per pair
   void ReportRuns(const std::vector<Run> &runs) override {
     for (const auto &r : runs)
       if (r.run_type == Run::RT_Iteration && !r.error_occurred)
-        ns[r.benchmark_name()] = r.GetAdjustedRealTime();  // per iteration, in the run's unit (ns)
+        samples[r.run_name.str()].push_back(r.GetAdjustedRealTime());  // per iteration, in ns
     ConsoleReporter::ReportRuns(runs);
+  }
+  [[nodiscard]] double median(const std::string &key) const {
+    auto it = samples.find(key);
+    if (it == samples.end() || it->second.empty()) return 0;
+    std::vector<double> v = it->second;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
   }
 };
 
@@ -192,8 +202,16 @@ int main(int argc, char **argv) {
     else
       args.push_back(argv[i]);
   }
-  std::string min_time = "--benchmark_min_time=0.01";
-  if (quick) args.push_back(min_time.data());
+  std::string min_time = quick ? "--benchmark_min_time=0.01" : "--benchmark_min_time=0.1";
+  std::string reps = quick ? "--benchmark_repetitions=1" : "--benchmark_repetitions=9";
+  std::string interleave = "--benchmark_enable_random_interleaving=true";
+  bool user_reps = false;
+  for (char *a : args) user_reps = user_reps || std::strncmp(a, "--benchmark_repetitions", 23) == 0;
+  args.insert(args.begin() + 1, min_time.data());  // before the user's flags, which win
+  if (!user_reps) {
+    args.push_back(reps.data());
+    args.push_back(interleave.data());
+  }
   int bargc = static_cast<int>(args.size());
   benchmark::Initialize(&bargc, args.data());
 
@@ -209,7 +227,7 @@ int main(int argc, char **argv) {
   ratio_reporter rep;
   benchmark::RunSpecifiedBenchmarks(&rep);
 
-  std::printf("\nmalloc/free pair, time relative to jemalloc's default path (lower is better)\n");
+  std::printf("\nmalloc/free pair, median time relative to jemalloc's default path (lower is better)\n");
   std::printf("%-10s", "size/thr");
   for (const auto &a : all) std::printf(" %9s", a.name);
   std::printf("\n");
@@ -222,10 +240,10 @@ int main(int argc, char **argv) {
       auto key = [&](const char *n) {
         return std::string(n) + "/" + std::to_string(size) + "/real_time/threads:" + std::to_string(threads);
       };
-      const double je = rep.ns.count(key("jemalloc")) ? rep.ns[key("jemalloc")] : 0;
+      const double je = rep.median(key("jemalloc"));
       have_je = have_je || je > 0;
       for (const auto &a : all) {
-        const double v = rep.ns.count(key(a.name)) ? rep.ns[key(a.name)] : 0;
+        const double v = rep.median(key(a.name));
         if (je > 0 && v > 0)
           std::printf(" %8.2fx", v / je);
         else

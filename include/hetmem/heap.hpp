@@ -44,6 +44,7 @@ namespace hetmem {
 namespace detail {
 class tier_arena;
 [[nodiscard]] void *arena_allocate(tier_arena *a, std::size_t bytes, std::size_t alignment) noexcept;
+[[nodiscard]] void *arena_allocate(tier_arena *a, std::size_t bytes) noexcept;  // default alignment
 }  // namespace detail
 
 enum class on_full {
@@ -80,7 +81,8 @@ class heap {
   heap &operator=(const heap &) = delete;
 
   [[nodiscard]] void *allocate(std::size_t bytes, std::size_t alignment = 0) noexcept {
-    void *p = detail::arena_allocate(chain_[0], bytes, alignment);
+    void *p =
+        alignment == 0 ? detail::arena_allocate(chain_[0], bytes) : detail::arena_allocate(chain_[0], bytes, alignment);
     if (p || chain_len_ == 1) [[likely]]
       return p;
     return allocate_fallback(bytes, alignment);

@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <jemalloc/jemalloc.h>
 #include <pthread.h>
-#include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -53,6 +52,7 @@ struct tier_arena::state : va_owner {
   int fd = -1;
   bool devdax = false;
   std::uint64_t file_used = 0, file_max = 0, file_align = 0;
+  std::atomic<unsigned> shard_threads[8] = {};  // threads using each shard (tier_arena::max_shards)
 };
 
 namespace {
@@ -222,9 +222,12 @@ struct bin {
 };
 
 struct arena_cache {
-  // Written only by the owning thread (relaxed load + store), summed by counters().
+  // Bytes this thread took from jemalloc minus bytes it gave back: what it handed out plus what
+  // sits in its bins. Changed only on the slow paths (refill, flush, large blocks), by the
+  // owning thread (relaxed load + store); counters() subtracts the bins.
   std::atomic<std::int64_t> allocated{0};
   int arena_flag = 0;  // MALLOCX_ARENA of this thread's shard
+  unsigned shard = 0;
   int tcache_flag = MALLOCX_TCACHE_NONE;
   unsigned tcache = 0;
   bool has_tcache = false;
@@ -268,20 +271,21 @@ void internal_free(void *p) noexcept {
 }
 
 // Frees all but the `keep` most recently cached objects (the oldest go first).
-void flush_bin(bin &b, const arena_cache &ac, std::uint32_t keep) noexcept {
+void flush_bin(bin &b, arena_cache &ac, std::uint32_t keep, std::uint32_t object_bytes) noexcept {
   const std::uint32_t n = count_of(b);
   if (n <= keep) return;
   const std::uint32_t drop = n - keep;
   for (std::uint32_t i = 0; i < drop; ++i) hetmem_je_dallocx(b.stack[i], ac.tcache_flag);
   std::memmove(b.stack, b.stack + drop, keep * sizeof(void *));
   set_count(b, keep);
+  bump(ac.allocated, -static_cast<std::int64_t>(drop) * object_bytes);
 }
 
 void flush_all(thread_cache *tc, bool destroy_tcaches) noexcept {
   for (unsigned id = 1; id <= max_tier_arenas; ++id) {
     arena_cache *ac = cache_of(tc, id);
     if (!ac) continue;
-    for (auto &b : ac->bins) flush_bin(b, *ac, 0);
+    for (unsigned c = 0; c < cached_classes; ++c) flush_bin(ac->bins[c], *ac, 0, classes.bytes[c]);
     if (ac->has_tcache) {
       if (destroy_tcaches) {
         hetmem_je_mallctl("tcache.destroy", nullptr, nullptr, &ac->tcache, sizeof ac->tcache);
@@ -306,7 +310,7 @@ void thread_exit(void *arg) {
     if (registry == tc) registry = tc->next;
     for (unsigned id = 1; id <= max_tier_arenas; ++id)
       if (tier_arena *a = arenas[id].load(std::memory_order_acquire); a && cache_of(tc, id))
-        a->retire_allocated(cache_of(tc, id)->allocated.load(std::memory_order_relaxed));
+        a->retire_thread(cache_of(tc, id)->allocated.load(std::memory_order_relaxed), cache_of(tc, id)->shard);
   }
   for (auto &ac : tc->arenas) internal_free(ac.load(std::memory_order_relaxed));
   internal_free(tc);
@@ -340,9 +344,7 @@ thread_cache *thread_cache_init() noexcept {
   return tc;
 }
 
-constinit std::atomic<unsigned> next_shard{0};
-
-arena_cache *arena_cache_init(thread_cache *tc, unsigned id, unsigned je_arena) noexcept {
+arena_cache *arena_cache_init(thread_cache *tc, unsigned id, unsigned je_arena, unsigned shard) noexcept {
   std::size_t slots = 0;
   for (unsigned c = 0; c < cached_classes; ++c) slots += bin_cap(c);
   auto *ac = static_cast<arena_cache *>(internal_alloc(sizeof(arena_cache) + slots * sizeof(void *)));
@@ -350,6 +352,7 @@ arena_cache *arena_cache_init(thread_cache *tc, unsigned id, unsigned je_arena) 
   new (ac) arena_cache();
   auto **stacks = reinterpret_cast<void **>(ac + 1);
   ac->arena_flag = static_cast<int>(MALLOCX_ARENA(je_arena));
+  ac->shard = shard;
   for (unsigned c = 0; c < cached_classes; ++c) {
     ac->bins[c].cap = bin_cap(c);
     ac->bins[c].stack = stacks;
@@ -462,6 +465,7 @@ result<tier_arena *> tier_arena::get(const tier &t, unsigned fill_limit_percent)
   a->id_ = arena_count + 1;
   s->arena = a.get();
   s->id = a->id_;
+  s->arena_id = a->id_;
   s->compiled = std::move(compiled).value();
   if (t.where.mode != policy_mode::default_policy)
     for (auto n : t.where.nodes.to_vector())
@@ -523,16 +527,31 @@ tier_arena *tier_arena::of(const void *p) noexcept {
   return o && o->type == va_owner::kind::arena ? static_cast<state *>(o)->arena : nullptr;
 }
 
+void *tier_arena::allocate_default(std::size_t bytes) noexcept {
+  if (bytes - 1 < max_cached_bytes) [[likely]] {
+    if (thread_cache *tc = tl_cache) [[likely]] {
+      if (arena_cache *ac = cache_of(tc, id_)) [[likely]] {
+        const unsigned c = fast_class_of(bytes);
+        bin &b = ac->bins[c];
+        if (const std::uint32_t n = count_of(b)) [[likely]] {
+          set_count(b, n - 1);
+          return b.stack[n - 1];
+        }
+        return refill(ac, c, bytes);
+      }
+    }
+  }
+  return allocate_slow(bytes, 0);
+}
+
 void *tier_arena::allocate(std::size_t bytes, std::size_t alignment) noexcept {
   if (bytes - 1 < max_cached_bytes && alignment <= 16 && (alignment & (alignment - 1)) == 0) [[likely]] {
     if (thread_cache *tc = tl_cache) [[likely]] {
       if (arena_cache *ac = cache_of(tc, id_)) [[likely]] {
         const unsigned c = fast_class_of(bytes);
         bin &b = ac->bins[c];
-        const std::uint32_t size = classes.bytes[c];
         if (const std::uint32_t n = count_of(b)) [[likely]] {
           set_count(b, n - 1);
-          bump(ac->allocated, size);
           return b.stack[n - 1];
         }
         return refill(ac, c, bytes);
@@ -573,12 +592,15 @@ void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexce
     if (tc) {
       own = cache_of(tc, id_);
       if (!own) {
-        // The shard of the CPU the thread starts on (threads on other CPUs get other shards),
-        // round-robin where the CPU is unknown.
-        const int cpu = ::sched_getcpu();
-        const unsigned pick =
-            cpu >= 0 ? static_cast<unsigned>(cpu) : next_shard.fetch_add(1, std::memory_order_relaxed);
-        own = arena_cache_init(tc, id_, je_shard_[pick % shards_]);
+        // The least used shard (as jemalloc picks arenas): threads spread evenly, and a thread
+        // that exits gives its place back.
+        unsigned pick = 0;
+        for (unsigned k = 1; k < shards_; ++k)
+          if (state_->shard_threads[k].load(std::memory_order_relaxed) <
+              state_->shard_threads[pick].load(std::memory_order_relaxed))
+            pick = k;
+        state_->shard_threads[pick].fetch_add(1, std::memory_order_relaxed);
+        own = arena_cache_init(tc, id_, je_shard_[pick], pick);
       }
     }
     if (own && bytes <= max_cached_bytes && alignment <= 16) return allocate(bytes, alignment);
@@ -624,12 +646,11 @@ std::size_t mark(void *p) noexcept {
   bin &b = ac->bins[c];
   std::uint32_t n = count_of(b);
   if (n == b.cap) [[unlikely]] {
-    flush_bin(b, *ac, b.cap / 2);
+    flush_bin(b, *ac, b.cap / 2, classes.bytes[c]);
     n = b.cap / 2;
   }
   b.stack[n] = p;
   set_count(b, n + 1);
-  bump(ac->allocated, -static_cast<std::int64_t>(classes.bytes[c]));
 }
 
 [[gnu::always_inline]] inline void release(tier_arena::state *s, void *p, std::size_t usable) noexcept {
@@ -654,21 +675,34 @@ void release_uncached(tier_arena::state *s, void *p, std::size_t usable) noexcep
 
 namespace {
 inline void deallocate_any(void *p) noexcept {
-  if (!p) return;
-  va_owner *o = va_window::owner_of(p);
-  if (!o) [[unlikely]] {
-    foreign_pointer(p);
+  std::uint8_t m = 0;
+  if (const unsigned id = va_window::arena_and_mark(p, &m)) [[likely]] {
+    if (m) [[likely]] {
+      // The hot path: a small object of a tier arena, into this thread's bin.
+      if (thread_cache *tc = tl_cache) [[likely]] {
+        if (arena_cache *ac = cache_of(tc, id)) [[likely]] {
+          bin &b = ac->bins[m - 1u];
+          const std::uint32_t n = count_of(b);
+          if (n != b.cap) [[likely]] {
+            b.stack[n] = p;
+            set_count(b, n + 1);
+            return;
+          }
+        }
+      }
+      release_class(static_cast<tier_arena::state *>(va_window::owner_of(p)), p, m - 1u);
+      return;
+    }
+    release(static_cast<tier_arena::state *>(va_window::owner_of(p)), p, hetmem_je_sallocx(p, 0));
     return;
   }
-  if (o->type == va_owner::kind::reservation) [[unlikely]] {
+  if (!p) return;
+  va_owner *o = va_window::owner_of(p);
+  if (o && o->type == va_owner::kind::reservation) {
     reservation_deallocate(o, p);
     return;
   }
-  if (const std::uint8_t m = va_window::page_mark(p)) [[likely]] {
-    release_class(static_cast<tier_arena::state *>(o), p, m - 1u);
-    return;
-  }
-  release(static_cast<tier_arena::state *>(o), p, hetmem_je_sallocx(p, 0));
+  foreign_pointer(p);
 }
 }  // namespace
 
@@ -677,6 +711,8 @@ void tier_arena::deallocate(void *p) noexcept { deallocate_any(p); }
 void *arena_allocate(tier_arena *a, std::size_t bytes, std::size_t alignment) noexcept {
   return a->allocate(bytes, alignment);
 }
+
+void *arena_allocate(tier_arena *a, std::size_t bytes) noexcept { return a->allocate_default(bytes); }
 
 }  // namespace hetmem::detail
 
@@ -742,6 +778,7 @@ arena_counters tier_arena::counters() const noexcept {
         cached += static_cast<std::int64_t>(count_of(ac->bins[k])) * classes.bytes[k];
     }
   }
+  allocated -= cached;  // the threads' counts include what sits in their bins
   c.allocated_bytes = allocated > 0 ? static_cast<std::uint64_t>(allocated) : 0;
   c.cached_bytes = cached > 0 ? static_cast<std::uint64_t>(cached) : 0;
   c.mapped_bytes = state_->mapped.load(std::memory_order_relaxed);
@@ -759,8 +796,9 @@ arena_counters tier_arena::counters() const noexcept {
   return c;
 }
 
-void tier_arena::retire_allocated(std::int64_t bytes) noexcept {
+void tier_arena::retire_thread(std::int64_t bytes, unsigned shard) noexcept {
   state_->retired_allocated.fetch_add(bytes, std::memory_order_relaxed);
+  if (shard < max_shards) state_->shard_threads[shard].fetch_sub(1, std::memory_order_relaxed);
 }
 
 void tier_arena::flush_thread_cache() noexcept {

@@ -34,8 +34,8 @@ bool va_window::reserve() noexcept {
     const std::uintptr_t end = raw + total + slot;
     if (end > aligned + total) os().munmap(reinterpret_cast<void *>(aligned + total), end - (aligned + total));
     base_ = aligned;
-    total_ = total;
     shift_ = static_cast<unsigned>(std::countr_zero(slot));
+    total_.store(total, std::memory_order_release);
     return true;
   }
   errno = ENOMEM;
@@ -54,22 +54,25 @@ va_window *va_window::get() noexcept {
 void *va_window::claim(va_owner *owner, std::size_t bytes, std::size_t *run_bytes) noexcept {
   const std::size_t slot = slot_bytes();
   if (bytes == 0) bytes = 1;
-  if (bytes > total_) return nullptr;
+  if (bytes > total_.load(std::memory_order_relaxed)) return nullptr;
   const std::size_t want = (bytes + slot - 1) / slot;
   std::lock_guard<std::mutex> lock(window_mutex);
   for (std::size_t first = 0; first + want <= slots;) {
     std::size_t n = 0;
-    while (n < want && owners_[first + n].load(std::memory_order_relaxed) == nullptr) ++n;
+    while (n < want && slots_[first + n].owner.load(std::memory_order_relaxed) == nullptr) ++n;
     if (n == want) {
       const std::size_t mark_bytes = slot >> page_shift;
       for (std::size_t i = 0; i < want; ++i) {
-        if (marks_[first + i] == nullptr) {
+        if (slots_[first + i].marks == nullptr) {
           void *m = os().mmap(nullptr, mark_bytes, PROT_READ | PROT_WRITE, reserve_flags, -1, 0);
           if (m == MAP_FAILED) return nullptr;
-          marks_[first + i] = static_cast<std::uint8_t *>(m);
+          slots_[first + i].marks = static_cast<std::uint8_t *>(m);
         }
       }
-      for (std::size_t i = 0; i < want; ++i) owners_[first + i].store(owner, std::memory_order_release);
+      for (std::size_t i = 0; i < want; ++i) {
+        slots_[first + i].arena_id.store(owner->arena_id, std::memory_order_release);
+        slots_[first + i].owner.store(owner, std::memory_order_release);
+      }
       *run_bytes = want * slot;
       return reinterpret_cast<void *>(base_ + first * slot);
     }
@@ -85,8 +88,10 @@ void va_window::release(void *start, std::size_t run_bytes) noexcept {
   const std::size_t n = run_bytes >> shift_;
   std::lock_guard<std::mutex> lock(window_mutex);
   for (std::size_t i = 0; i < n && first + i < slots; ++i) {
-    owners_[first + i].store(nullptr, std::memory_order_release);
-    if (marks_[first + i]) os().madvise(marks_[first + i], slot_bytes() >> page_shift, MADV_DONTNEED);  // all zero
+    slots_[first + i].owner.store(nullptr, std::memory_order_release);
+    slots_[first + i].arena_id.store(0, std::memory_order_release);
+    if (slots_[first + i].marks)
+      os().madvise(slots_[first + i].marks, slot_bytes() >> page_shift, MADV_DONTNEED);  // all zero
   }
 }
 
@@ -100,7 +105,7 @@ void va_window::mark_pages(const void *p, std::size_t bytes, std::uint8_t mark) 
     const std::uintptr_t slot = d >> w->shift_;
     const std::uintptr_t slot_last = std::min(last, (slot << w->shift_) | slot_mask);
     const std::uintptr_t first_page = (d & slot_mask) >> page_shift, last_page = (slot_last & slot_mask) >> page_shift;
-    std::memset(w->marks_[slot] + first_page, mark, last_page - first_page + 1);
+    std::memset(w->slots_[slot].marks + first_page, mark, last_page - first_page + 1);
     if (slot_last == last) break;
     d = slot_last + 1;
   }
@@ -108,7 +113,7 @@ void va_window::mark_pages(const void *p, std::size_t bytes, std::uint8_t mark) 
 
 unsigned va_window::free_slots() const noexcept {
   unsigned n = 0;
-  for (const auto &o : owners_) n += o.load(std::memory_order_relaxed) == nullptr ? 1u : 0u;
+  for (const auto &e : slots_) n += e.owner.load(std::memory_order_relaxed) == nullptr ? 1u : 0u;
   return n;
 }
 

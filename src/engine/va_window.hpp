@@ -20,6 +20,7 @@ namespace hetmem::detail {
 struct va_owner {
   enum class kind : std::uint8_t { arena, reservation };
   kind type;
+  std::uint32_t arena_id = 0;  // a tier arena's id (copied into its slots), 0 for others
 };
 
 class va_window {
@@ -33,11 +34,22 @@ class va_window {
 
   // The owner of the slot holding `p`, or nullptr when `p` is outside the window or unowned.
   [[nodiscard]] static va_owner *owner_of(const void *p) noexcept {
-    va_window *w = peek();
-    if (!w) return nullptr;
+    va_window *w = &instance_;
     const std::uintptr_t d = reinterpret_cast<std::uintptr_t>(p) - w->base_;
-    if (d >= w->total_) return nullptr;
-    return w->owners_[d >> w->shift_].load(std::memory_order_acquire);
+    if (d >= w->total_.load(std::memory_order_acquire)) return nullptr;  // 0 until reserved
+    return w->slots_[d >> w->shift_].owner.load(std::memory_order_acquire);
+  }
+
+  // The free path's lookup, one cache line: the tier arena owning `p` (its id; 0 when `p` is
+  // outside the window, unowned or a reservation's) and the mark of its page.
+  [[nodiscard]] static unsigned arena_and_mark(const void *p, std::uint8_t *mark) noexcept {
+    va_window *w = &instance_;
+    const std::uintptr_t d = reinterpret_cast<std::uintptr_t>(p) - w->base_;
+    if (d >= w->total_.load(std::memory_order_acquire)) return 0;
+    const slot_entry &e = w->slots_[d >> w->shift_];
+    const unsigned id = e.arena_id.load(std::memory_order_acquire);
+    if (id) *mark = e.marks[(d & ((std::uintptr_t{1} << w->shift_) - 1)) >> page_shift];
+    return id;
   }
 
   // One byte per 4 KiB page of each owned slot, for the owner's own use (the tier arenas keep
@@ -47,7 +59,7 @@ class va_window {
   [[nodiscard]] static std::uint8_t page_mark(const void *p) noexcept {
     va_window *w = &instance_;
     const std::uintptr_t d = reinterpret_cast<std::uintptr_t>(p) - w->base_;
-    return w->marks_[d >> w->shift_][(d & ((std::uintptr_t{1} << w->shift_) - 1)) >> page_shift];
+    return w->slots_[d >> w->shift_].marks[(d & ((std::uintptr_t{1} << w->shift_) - 1)) >> page_shift];
   }
   // Sets the mark of every page [p, p+bytes) touches.
   static void mark_pages(const void *p, std::size_t bytes, std::uint8_t mark) noexcept;
@@ -60,18 +72,22 @@ class va_window {
 
   [[nodiscard]] std::size_t slot_bytes() const noexcept { return std::size_t{1} << shift_; }
   [[nodiscard]] std::uintptr_t base() const noexcept { return base_; }
-  [[nodiscard]] std::size_t total_bytes() const noexcept { return total_; }
+  [[nodiscard]] std::size_t total_bytes() const noexcept { return total_.load(std::memory_order_relaxed); }
   [[nodiscard]] unsigned free_slots() const noexcept;
 
  private:
   constexpr va_window() = default;
   bool reserve() noexcept;
 
+  struct slot_entry {
+    std::atomic<va_owner *> owner{nullptr};
+    std::atomic<std::uint32_t> arena_id{0};
+    std::uint8_t *marks = nullptr;  // mapped when the slot is first claimed, never unmapped
+  };
   std::uintptr_t base_ = 0;
-  std::size_t total_ = 0;
+  std::atomic<std::size_t> total_{0};  // published last: lookups need no other flag
   unsigned shift_ = 0;
-  std::atomic<va_owner *> owners_[slots] = {};
-  std::uint8_t *marks_[slots] = {};  // mapped when a slot is first claimed, never unmapped
+  slot_entry slots_[slots] = {};
 
   static va_window instance_;
   static std::atomic<bool> ready_;

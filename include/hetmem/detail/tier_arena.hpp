@@ -55,6 +55,8 @@ class tier_arena {
   [[nodiscard]] static tier_arena *of(const void *p) noexcept;
 
   [[nodiscard]] void *allocate(std::size_t bytes, std::size_t alignment = 0) noexcept;
+  // allocate(bytes) with the default alignment, without the alignment checks.
+  [[nodiscard]] void *allocate_default(std::size_t bytes) noexcept;
   // Frees `p`, which must come from some tier_arena (any thread may free).
   static void deallocate(void *p) noexcept;
   // Same, with the size (and alignment) it was allocated with: skips a lookup.
@@ -76,8 +78,8 @@ class tier_arena {
   // Flushes the calling thread's bins and explicit tcaches (all arenas). For tests and for
   // threads about to sleep for long.
   static void flush_thread_cache() noexcept;
-  // Counts bytes still allocated by a thread that exits (its counters leave with it).
-  void retire_allocated(std::int64_t bytes) noexcept;
+  // A thread that used this arena exits: its byte count stays, its shard has one user fewer.
+  void retire_thread(std::int64_t bytes, unsigned shard) noexcept;
 
   tier_arena(const tier_arena &) = delete;
   tier_arena &operator=(const tier_arena &) = delete;
