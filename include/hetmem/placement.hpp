@@ -37,7 +37,10 @@ enum class policy_mode {
 
 // Transparent huge pages for the range. A 2 MiB huge page is placed (and interleaved, and
 // moved) as one unit: ask for `never` where page-granular interleaving matters.
-enum class huge_pages { system_default, never, always };
+// `hugetlb_2m`: explicit 2 MiB pages from the hugetlb pool (vm.nr_hugepages, per node in
+// /sys/devices/system/node/nodeN/hugepages). Only the allocation engine can honour it (the
+// mapping itself must be made with MAP_HUGETLB); place() leaves such a range as it is.
+enum class huge_pages { system_default, never, always, hugetlb_2m };
 
 struct placement {
   policy_mode mode = policy_mode::bind;
@@ -47,7 +50,7 @@ struct placement {
   std::vector<std::uint8_t> weights;
   bool move_existing = false;                   // MPOL_MF_MOVE: migrate pages already faulted in
   bool strict = false;                          // MPOL_MF_STRICT: fail if existing pages do not conform
-  huge_pages thp = huge_pages::system_default;  // madvise(MADV_NOHUGEPAGE / MADV_HUGEPAGE)
+  huge_pages thp = huge_pages::system_default;  // madvise(MADV_NOHUGEPAGE / MADV_HUGEPAGE), or hugetlb
 };
 
 // What the running kernel supports (probed once, then cached) and the nodes this process may

@@ -157,11 +157,54 @@ struct arena_hooks {
     return p;
   }
 
+  // Explicit 2 MiB pages: mapped with MAP_HUGETLB, placed, then faulted in at once, so that an
+  // empty pool (globally or on the tier's nodes) is an ENOMEM here and never a SIGBUS later.
+  static void *alloc_hugetlb(tier_arena::state *s, std::size_t size, std::size_t alignment, bool *zero,
+                             bool *commit) {
+    constexpr std::size_t huge = std::size_t{2} << 20;
+    const std::size_t align = std::max(alignment, huge);
+    const std::size_t need = (size + huge - 1) / huge * huge;
+    std::lock_guard<std::mutex> lock(s->grow_mutex);
+    const std::uintptr_t start = carve(s, need, align);
+    if (!start) return nullptr;
+    constexpr int map_huge_2mb = 21 << 26;  // MAP_HUGE_SHIFT 26, log2(2 MiB) = 21
+    void *p = os().mmap(reinterpret_cast<void *>(start), need, PROT_READ | PROT_WRITE,
+                        map_flags | MAP_FIXED | MAP_HUGETLB | map_huge_2mb, -1, 0);
+    auto undo = [&] {
+      os().mmap(reinterpret_cast<void *>(start), need, PROT_NONE, map_flags | MAP_NORESERVE | MAP_FIXED, -1, 0);
+      s->refused.fetch_add(1, std::memory_order_relaxed);
+    };
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      report(s, "no 2 MiB pages in the hugetlb pool (vm.nr_hugepages): mmap(MAP_HUGETLB) says ", error_text(err));
+      undo();
+      return nullptr;
+    }
+    char why[200];
+    if (int err = apply_placement(s->compiled, p, need, why, sizeof why); err != 0) {
+      report(s, "", why);
+      undo();
+      return nullptr;
+    }
+    if (os().madvise(p, need, 23 /* MADV_POPULATE_WRITE */) != 0) {
+      const int err = errno;
+      report(s, "the tier's nodes have too few free 2 MiB pages in the hugetlb pool: ", error_text(err));
+      undo();
+      return nullptr;
+    }
+    s->cur = start + need;
+    s->mapped.fetch_add(need, std::memory_order_relaxed);
+    *zero = true;
+    *commit = true;
+    return p;
+  }
+
   static void *alloc(extent_hooks_t *h, void *new_addr, std::size_t size, std::size_t alignment, bool *zero,
                      bool *commit, unsigned) {
     tier_arena::state *s = owner(h);
     if (new_addr != nullptr) return nullptr;  // no growing in place: jemalloc asks elsewhere
     if (s->fd >= 0) return alloc_file(s, size, alignment, zero, commit);
+    if (s->compiled.source.thp == huge_pages::hugetlb_2m) return alloc_hugetlb(s, size, alignment, zero, commit);
     if (!capacity_allows(s, size, s->arena->fill_limit_)) return nullptr;
     const std::size_t align = std::max(alignment, page_bytes());
     std::lock_guard<std::mutex> lock(s->grow_mutex);

@@ -305,7 +305,7 @@ result<void> place(void *addr, std::size_t bytes, const placement &p) {
       return error{EOPNOTSUPP, "preferred-many needs Linux 5.15 or later"};
     unsigned flags = (p.move_existing ? mpol_mf_move : 0u) | (p.strict ? mpol_mf_strict : 0u);
     const std::size_t len = *pages * page_size();
-    if (p.thp != huge_pages::system_default) {
+    if (p.thp != huge_pages::system_default && p.thp != huge_pages::hugetlb_2m) {
       int advice = p.thp == huge_pages::never ? MADV_NOHUGEPAGE : MADV_HUGEPAGE;
       if (detail::os().madvise(addr, len, advice) != 0) {
         int err = errno;
@@ -489,7 +489,7 @@ result<compiled_placement> compile_placement(const placement &p) {
     compiled_placement c;
     c.source = p;
     c.flags = (p.move_existing ? mpol_mf_move : 0u) | (p.strict ? mpol_mf_strict : 0u);
-    if (p.thp != huge_pages::system_default)
+    if (p.thp != huge_pages::system_default && p.thp != huge_pages::hugetlb_2m)
       c.thp_advice = p.thp == huge_pages::never ? MADV_NOHUGEPAGE : MADV_HUGEPAGE;
     if (p.mode == policy_mode::weighted_interleave) {
       auto k = probe_kernel_policy_support();

@@ -19,6 +19,8 @@ case "$topo" in
       { echo "ext4 -o dax on /dev/pmem2 failed:"; cat mkfs.txt; rc=1; }
     ;;
 esac
+# A small hugetlb pool on every node (for the hugetlb tiers policy_check tries).
+for n in /sys/devices/system/node/node*/hugepages/hugepages-2048kB/nr_hugepages; do echo 12 > "$n" 2>/dev/null; done
 "$hetmem" topo --json --no-hwloc > topo.json || { echo "hetmem topo --json failed"; rc=1; }
 "$hetmem" topo --explain > topo.txt 2>&1 || { echo "hetmem topo --explain failed"; rc=1; }
 "$place" > place.txt 2>&1 || { echo "place_check failed"; rc=1; }

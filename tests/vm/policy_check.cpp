@@ -220,6 +220,53 @@ int file_tiers(const std::string &devdax, const std::string &dir) {
   return failures ? 1 : 0;
 }
 
+// hugetlb tiers: guest-run.sh gives every node a small pool of 2 MiB pages; a hugetlb tier on a
+// node must take its pages from that node (move_pages) and they must be 2 MiB pages (smaps).
+std::uint64_t kernel_page_size_kb(const void *p) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  bool in = false;
+  while (std::getline(smaps, line)) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find(':') > line.find(' ')) in = a >= lo && a < hi;
+    if (in && line.rfind("KernelPageSize:", 0) == 0) return std::stoull(line.substr(15));
+  }
+  return 0;
+}
+
+void check_hugetlb(const std::vector<std::uint32_t> &nodes) {
+  for (auto n : nodes) {
+    std::ifstream pool("/sys/devices/system/node/node" + std::to_string(n) +
+                       "/hugepages/hugepages-2048kB/free_hugepages");
+    unsigned free_pages = 0;
+    pool >> free_pages;
+    if (free_pages < 8) {
+      // Some nodes (a kmem node's movable memory) may not give hugetlb pages; node 0 must.
+      expect(n != 0, "hugetlb pool on node " + std::to_string(n) + ": " + std::to_string(free_pages) +
+                         " free 2 MiB pages (skipped)");
+      continue;
+    }
+    tier t;
+    t.name = "node " + std::to_string(n) + " hugetlb";
+    t.where.mode = policy_mode::bind;
+    t.where.nodes.insert(n);
+    t.where.thp = huge_pages::hugetlb_2m;
+    auto h = heap::create(t);
+    void *p = h ? (*h)->allocate(6u << 20) : nullptr;
+    if (!p) {
+      expect(false, t.name + ": " + (h ? std::string(last_error()) : h.error().message));
+      continue;
+    }
+    std::memset(p, 5, 6u << 20);
+    auto w = where(p, 6u << 20);
+    const auto kps = kernel_page_size_kb(p);
+    expect(w && w->on(n) == w->pages && kps == 2048, t.name + ": 6 MiB in " + std::to_string(kps) + " kB pages:" +
+                                                         (w ? census_text(*w) : std::string(" where failed")));
+    deallocate(p);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc == 4 && std::strcmp(argv[1], "--file-tiers") == 0) return file_tiers(argv[2], argv[3]);
   if (argc == 3 && std::strcmp(argv[1], "--excluded") == 0)
@@ -355,6 +402,7 @@ int main(int argc, char **argv) {
       (void)unmap(*m, pages * page);
     }
   }
+  check_hugetlb(nodes);
   if (auto topo = load_topology())
     fill_hbm(*topo);
   else
