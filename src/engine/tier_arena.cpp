@@ -159,8 +159,7 @@ struct arena_hooks {
 
   // Explicit 2 MiB pages: mapped with MAP_HUGETLB, placed, then faulted in at once, so that an
   // empty pool (globally or on the tier's nodes) is an ENOMEM here and never a SIGBUS later.
-  static void *alloc_hugetlb(tier_arena::state *s, std::size_t size, std::size_t alignment, bool *zero,
-                             bool *commit) {
+  static void *alloc_hugetlb(tier_arena::state *s, std::size_t size, std::size_t alignment, bool *zero, bool *commit) {
     constexpr std::size_t huge = std::size_t{2} << 20;
     const std::size_t align = std::max(alignment, huge);
     const std::size_t need = (size + huge - 1) / huge * huge;
@@ -500,46 +499,75 @@ result<tier_arena *> tier_arena::get(const tier &t, unsigned fill_limit_percent)
     return error{ENOMEM, "cannot reserve address space for hetmem's window (RLIMIT_AS or a crowded address space)"};
 
   std::unique_ptr<tier_arena> a(new (std::nothrow) tier_arena());
-  std::unique_ptr<state> s(new (std::nothrow) state());
-  if (!a || !s) return error{ENOMEM, "out of memory"};
+  if (!a) return error{ENOMEM, "out of memory"};
   a->tier_ = t;
   a->tier_.next.clear();
   a->fill_limit_ = fill_limit_percent;
   a->id_ = arena_count + 1;
-  s->arena = a.get();
-  s->id = a->id_;
-  s->arena_id = a->id_;
-  s->compiled = std::move(compiled).value();
-  if (t.where.mode != policy_mode::default_policy)
-    for (auto n : t.where.nodes.to_vector())
-      if (s->node_count < std::size(s->nodes)) s->nodes[s->node_count++] = n;
-  copy_sysfs_root(s->root, sizeof s->root);
-  std::snprintf(s->name, sizeof s->name, "%s", t.name.c_str());
-  if (t.file) {
-    auto opened = open_backing(*t.file, s->root, *s);
-    if (!opened) return error{opened.error().code, t.name + ": " + opened.error().message};
-  }
-  s->hooks.hooks = extent_hooks_t{arena_hooks::alloc,        arena_hooks::dalloc,    arena_hooks::destroy,
-                                  arena_hooks::commit,       nullptr /* decommit */, nullptr /* purge_lazy */,
-                                  arena_hooks::purge_forced, arena_hooks::split,     arena_hooks::merge};
-  s->hooks.owner = s.get();
-  a->state_ = s.get();
 
-  // Shards: several jemalloc arenas on the same hooks (the same slots, placement and limits),
-  // so that threads taking large blocks do not all queue on one arena's lock. A thread keeps
-  // the shard its cache was given.
+  // A state: placement, slots, fill check and hooks. One for the tier, or, for a bind tier over
+  // several nodes, one per node (bound to that node alone), so that each node's memory is
+  // reused by the threads near it and each node's fullness is judged on its own.
+  std::vector<std::unique_ptr<state>> states;
+  auto make_state = [&](const placement &where, const std::string &name) -> result<void> {
+    auto c = compile_placement(where);
+    if (!c) return c.error();
+    std::unique_ptr<state> s(new (std::nothrow) state());
+    if (!s) return error{ENOMEM, "out of memory"};
+    s->arena = a.get();
+    s->id = a->id_;
+    s->arena_id = a->id_;
+    s->compiled = std::move(c).value();
+    if (where.mode != policy_mode::default_policy)
+      for (auto n : where.nodes.to_vector())
+        if (s->node_count < std::size(s->nodes)) s->nodes[s->node_count++] = n;
+    copy_sysfs_root(s->root, sizeof s->root);
+    std::snprintf(s->name, sizeof s->name, "%s", name.c_str());
+    if (t.file) {
+      auto opened = open_backing(*t.file, s->root, *s);
+      if (!opened) return opened.error();
+    }
+    s->hooks.hooks = extent_hooks_t{arena_hooks::alloc,        arena_hooks::dalloc,    arena_hooks::destroy,
+                                    arena_hooks::commit,       nullptr /* decommit */, nullptr /* purge_lazy */,
+                                    arena_hooks::purge_forced, arena_hooks::split,     arena_hooks::merge};
+    s->hooks.owner = s.get();
+    states.push_back(std::move(s));
+    return {};
+  };
+  const auto nodes = t.where.nodes.to_vector();
+  a->per_node_ = !t.file && t.where.mode == policy_mode::bind && nodes.size() > 1 && nodes.size() <= max_shards;
+  if (a->per_node_) {
+    for (auto n : nodes) {
+      placement one = t.where;
+      one.nodes = node_set{n};
+      auto r = make_state(one, t.name + ", node " + std::to_string(n));
+      if (!r) return error{r.error().code, t.name + ": " + r.error().message};
+    }
+  } else {
+    auto r = make_state(t.where, t.name);
+    if (!r) return error{r.error().code, t.name + ": " + r.error().message};
+  }
+  a->state_ = states.front().get();
+
+  // Shards: jemalloc arenas. Per node: one per node on that node's state. Otherwise several on
+  // the one state (the same slots, placement and limits), so that threads taking large blocks
+  // do not all queue on one arena's lock. A thread keeps the shard its cache was given.
   const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
-  a->shards_ = static_cast<unsigned>(std::clamp<long>(cpus, 1, static_cast<long>(max_shards)));
+  a->shards_ = a->per_node_ ? static_cast<unsigned>(nodes.size())
+                            : static_cast<unsigned>(std::clamp<long>(cpus, 1, static_cast<long>(max_shards)));
   if (t.file) a->shards_ = 1;  // a bounded file: every arena's metadata would take its share
   for (unsigned k = 0; k < a->shards_; ++k) {
-    extent_hooks_t *hp = &s->hooks.hooks;
+    state *sk = a->per_node_ ? states[k].get() : states.front().get();
+    a->shard_state_[k] = sk;
+    a->shard_node_[k] = a->per_node_ ? nodes[k] : UINT32_MAX;
+    extent_hooks_t *hp = &sk->hooks.hooks;
     unsigned index = 0;
     std::size_t sz = sizeof index;
     hook_reported = false;
     // mallctl takes the address of the hooks pointer and its size.
     int rc = hetmem_je_mallctl("arenas.create", &index, &sz, &hp, sizeof hp);  // NOLINT(bugprone-sizeof-expression)
     if (rc != 0) {
-      if (k > 0) {  // fewer shards is fine
+      if (k > 0 && !a->per_node_) {  // fewer CPU shards is fine
         a->shards_ = k;
         break;
       }
@@ -549,7 +577,7 @@ result<tier_arena *> tier_arena::get(const tier &t, unsigned fill_limit_percent)
     a->je_shard_[k] = index;
   }
   a->je_index_ = a->je_shard_[0];
-  (void)s.release();  // lives as long as the process, like the arena
+  for (auto &st : states) (void)st.release();  // they live as long as the process, like the arena
   tier_arena *raw = a.release();
   arenas[raw->id_].store(raw, std::memory_order_release);
   ++arena_count;
@@ -611,6 +639,7 @@ void *tier_arena::refill(void *cache, unsigned c, std::size_t bytes) noexcept {
   const std::uint32_t size = classes.bytes[c];
   hook_reported = false;
   void *p = hetmem_je_mallocx(size, ac->arena_flag | ac->tcache_flag);
+  if (!p && per_node_) p = other_nodes(size, 0, ac->shard);
   if (p) [[likely]] {
     va_window::mark_pages(p, size, static_cast<std::uint8_t>(c + 1));
     bump(ac->allocated, size);
@@ -618,6 +647,17 @@ void *tier_arena::refill(void *cache, unsigned c, std::size_t bytes) noexcept {
   }
   if (!hook_reported) set_thread_error("%s: jemalloc could not allocate %zu bytes", state_->name, bytes);
   errno = ENOMEM;
+  return nullptr;
+}
+
+// The thread's node is full: the tier's other nodes, in shard order.
+void *tier_arena::other_nodes(std::size_t bytes, std::size_t alignment, unsigned tried) noexcept {
+  for (unsigned k = 0; k < shards_; ++k) {
+    if (k == tried) continue;
+    int flags = static_cast<int>(MALLOCX_ARENA(je_shard_[k])) | MALLOCX_TCACHE_NONE;
+    if (alignment > 1) flags |= MALLOCX_ALIGN(alignment);
+    if (void *p = hetmem_je_mallocx(bytes, flags)) return p;
+  }
   return nullptr;
 }
 
@@ -635,10 +675,18 @@ void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexce
     if (tc) {
       own = cache_of(tc, id_);
       if (!own) {
-        // The least used shard (as jemalloc picks arenas): threads spread evenly, and a thread
-        // that exits gives its place back.
-        unsigned pick = 0;
-        for (unsigned k = 1; k < shards_; ++k)
+        // Per-node shards: the shard of the node the thread runs on, when the tier has it.
+        // Otherwise the least used shard (as jemalloc picks arenas): threads spread evenly,
+        // and a thread that exits gives its place back.
+        unsigned pick = 0, cpu = 0, node = UINT32_MAX;
+        bool found = false;
+        if (per_node_ && ::getcpu(&cpu, &node) == 0)
+          for (unsigned k = 0; k < shards_ && !found; ++k)
+            if (shard_node_[k] == node) {
+              pick = k;
+              found = true;
+            }
+        for (unsigned k = 1; k < shards_ && !found; ++k)
           if (state_->shard_threads[k].load(std::memory_order_relaxed) <
               state_->shard_threads[pick].load(std::memory_order_relaxed))
             pick = k;
@@ -652,6 +700,7 @@ void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexce
   if (alignment > 1) flags |= MALLOCX_ALIGN(alignment);
   hook_reported = false;
   void *p = hetmem_je_mallocx(bytes, flags);
+  if (!p && per_node_) p = other_nodes(bytes, alignment, own ? static_cast<const arena_cache *>(own)->shard : 0);
   if (!p) {
     if (!hook_reported) set_thread_error("%s: jemalloc could not allocate %zu bytes", state_->name, bytes);
     errno = ENOMEM;
@@ -824,8 +873,10 @@ arena_counters tier_arena::counters() const noexcept {
   allocated -= cached;  // the threads' counts include what sits in their bins
   c.allocated_bytes = allocated > 0 ? static_cast<std::uint64_t>(allocated) : 0;
   c.cached_bytes = cached > 0 ? static_cast<std::uint64_t>(cached) : 0;
-  c.mapped_bytes = state_->mapped.load(std::memory_order_relaxed);
-  c.refused_extents = state_->refused.load(std::memory_order_relaxed);
+  for (unsigned k = 0; k < (per_node_ ? shards_ : 1u); ++k) {
+    c.mapped_bytes += shard_state_[k]->mapped.load(std::memory_order_relaxed);
+    c.refused_extents += shard_state_[k]->refused.load(std::memory_order_relaxed);
+  }
   std::uint64_t epoch = 1;
   std::size_t sz = sizeof epoch;
   hetmem_je_mallctl("epoch", &epoch, &sz, &epoch, sz);

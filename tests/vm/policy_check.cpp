@@ -15,8 +15,12 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include <sched.h>
+
+#include <cctype>
 #include <cerrno>
 #include <fstream>
+#include <thread>
 
 #include "hetmem/detail/tier_arena.hpp"
 #include "hetmem/heap.hpp"
@@ -267,6 +271,61 @@ void check_hugetlb(const std::vector<std::uint32_t> &nodes) {
   }
 }
 
+// A bind tier over several nodes keeps one jemalloc arena per node: a thread running on node n
+// gets node n's memory (small and large blocks), by the kernel's word.
+void check_per_node(const std::vector<std::uint32_t> &nodes) {
+  std::vector<std::pair<std::uint32_t, int>> cpu_nodes;  // node, its first CPU
+  for (auto n : nodes) {
+    std::ifstream f("/sys/devices/system/node/node" + std::to_string(n) + "/cpulist");
+    std::string list;
+    if (std::getline(f, list) && !list.empty() && std::isdigit(static_cast<unsigned char>(list[0])))
+      cpu_nodes.emplace_back(n, std::stoi(list));
+  }
+  if (cpu_nodes.size() < 2) return;
+  tier t;
+  t.name = "nodes with CPUs";
+  t.where.mode = policy_mode::bind;
+  for (auto [n, cpu] : cpu_nodes) t.where.nodes.insert(n);
+  auto h = heap::create(t);
+  if (!h) {
+    expect(false, "heap on " + t.name + ": " + h.error().message);
+    return;
+  }
+  for (auto [n, cpu] : cpu_nodes) {
+    std::string result;
+    std::thread worker([&, n = n, cpu = cpu] {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(static_cast<unsigned>(cpu), &set);
+      if (sched_setaffinity(0, sizeof set, &set) != 0) {
+        result = "FAIL pinning";
+        return;
+      }
+      std::vector<void *> small;
+      std::size_t on = 0, total = 0;
+      for (int i = 0; i < 300; ++i) small.push_back((*h)->allocate(1000));
+      void *large = (*h)->allocate(4u << 20);
+      for (void *p : small) {
+        std::memset(p, 1, 1000);
+        auto w = where(p, 1000);
+        on += w ? w->on(n) : 0;
+        total += w ? w->pages : 0;
+      }
+      std::memset(large, 2, 4u << 20);
+      auto wl = where(large, 4u << 20);
+      const bool ok = on == total && wl && wl->on(n) == wl->pages;
+      result = std::string(ok ? "ok" : "FAIL") + " thread on CPU " + std::to_string(cpu) + " (node " +
+               std::to_string(n) + "): " + std::to_string(on) + "/" + std::to_string(total) +
+               " pages of 1000-byte blocks and the 4 MiB block" + (wl ? census_text(*wl) : std::string()) +
+               " on its node";
+      for (void *p : small) deallocate(p);
+      deallocate(large);
+    });
+    worker.join();
+    expect(result.rfind("ok", 0) == 0, "per-node arenas, " + result.substr(result.find(' ') + 1));
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc == 4 && std::strcmp(argv[1], "--file-tiers") == 0) return file_tiers(argv[2], argv[3]);
   if (argc == 3 && std::strcmp(argv[1], "--excluded") == 0)
@@ -403,6 +462,7 @@ int main(int argc, char **argv) {
     }
   }
   check_hugetlb(nodes);
+  check_per_node(nodes);
   if (auto topo = load_topology())
     fill_hbm(*topo);
   else

@@ -7,6 +7,9 @@
 //   the same tier (name, kind, placement) and fill limit, so heaps are cheap and any hetmem pointer can be freed
 //   without its heap. At most max_tier_arenas distinct ones.
 // - of(p) is O(1): the address window says which arena (or reservation) owns p.
+// - A bind tier over several nodes is sharded per node (each node its own placement, slots,
+//   fill check and jemalloc arena): a thread uses its own node's shard, the others when that
+//   node is full. Other tiers are sharded per CPU (same placement) to spread lock traffic.
 // - Thread caches never mix tiers: each thread keeps, per arena, small bins of freed objects
 //   (size classes up to 32 KiB, jemalloc's classes) in front of an explicit jemalloc tcache
 //   of its own. Bins are flushed when full and when the thread exits.
@@ -69,8 +72,9 @@ class tier_arena {
   [[nodiscard]] unsigned fill_limit_percent() const noexcept { return fill_limit_; }
   [[nodiscard]] unsigned id() const noexcept { return id_; }
   [[nodiscard]] unsigned jemalloc_index() const noexcept { return je_index_; }
-  // jemalloc arenas behind this tier arena (one per CPU, at most 8): threads are spread over
-  // them so that large allocations do not contend on one lock.
+  // jemalloc arenas behind this tier arena: one per node for a bind tier over several nodes
+  // (threads use their own node's, and the others when it is full), else one per CPU (at most
+  // 8) so that large allocations do not contend on one lock.
   [[nodiscard]] unsigned shards() const noexcept { return shards_; }
   // Counters: summed over threads; resident asks jemalloc to refresh its statistics (µs).
   [[nodiscard]] arena_counters counters() const noexcept;
@@ -90,6 +94,7 @@ class tier_arena {
   tier_arena() = default;
   [[gnu::noinline]] void *allocate_slow(std::size_t bytes, std::size_t alignment) noexcept;
   [[gnu::noinline]] void *refill(void *cache, unsigned size_class, std::size_t bytes) noexcept;
+  void *other_nodes(std::size_t bytes, std::size_t alignment, unsigned tried) noexcept;
 
   tier tier_;
   unsigned fill_limit_ = 100;
@@ -97,7 +102,10 @@ class tier_arena {
   static constexpr unsigned max_shards = 8;
   unsigned je_index_ = 0;  // shard 0
   unsigned je_shard_[max_shards] = {};
+  state *shard_state_[max_shards] = {};
+  std::uint32_t shard_node_[max_shards] = {};
   unsigned shards_ = 1;
+  bool per_node_ = false;  // a bind tier over several nodes: one shard (and state) per node
   state *state_ = nullptr;
   friend struct arena_hooks;
 };
