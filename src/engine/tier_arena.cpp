@@ -616,19 +616,9 @@ void *tier_arena::allocate_default(std::size_t bytes) noexcept {
 }
 
 void *tier_arena::allocate(std::size_t bytes, std::size_t alignment) noexcept {
-  if (bytes - 1 < max_cached_bytes && alignment <= 16 && (alignment & (alignment - 1)) == 0) [[likely]] {
-    if (thread_cache *tc = tl_cache) [[likely]] {
-      if (arena_cache *ac = cache_of(tc, id_)) [[likely]] {
-        const unsigned c = fast_class_of(bytes);
-        bin &b = ac->bins[c];
-        if (const std::uint32_t n = count_of(b)) [[likely]] {
-          set_count(b, n - 1);
-          return b.stack[n - 1];
-        }
-        return refill(ac, c, bytes);
-      }
-    }
-  }
+  // Alignments up to 16 are what every object of the cached classes has anyway.
+  if (alignment <= 16 && (alignment & (alignment - 1)) == 0) [[likely]]
+    return allocate_default(bytes);
   return allocate_slow(bytes, alignment);
 }
 
