@@ -103,6 +103,27 @@ std::uint64_t node_available(std::uint32_t node) {
   return sum;
 }
 
+// Occupies all but 24 MiB of `node` (above the kernel's watermarks, below what the requests
+// that follow need) with bound, faulted-in memory; nullptr (reported) if that fails.
+void *fill_node(std::uint32_t node, std::size_t *bytes) {
+  const std::uint64_t avail = node_available(node);
+  const std::size_t fill = avail > (24u << 20) ? static_cast<std::size_t>(avail - (24u << 20)) : 0;
+  void *filler = ::mmap(nullptr, fill, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  placement b;
+  b.mode = policy_mode::bind;
+  b.nodes.insert(node);
+  const bool filled =
+      filler != MAP_FAILED && place(filler, fill, b) && ::madvise(filler, fill, 23 /* POPULATE_WRITE */) == 0;
+  expect(filled, "filled node " + std::to_string(node) + " with " + std::to_string(fill >> 20) + " MiB, " +
+                     std::to_string(node_available(node) >> 20) + " MiB left");
+  if (!filled) {
+    if (filler != MAP_FAILED) ::munmap(filler, fill);
+    return nullptr;
+  }
+  *bytes = fill;
+  return filler;
+}
+
 // Fills the HBM node this CPU sees first, then asks for more: a strict heap must fail with
 // ENOMEM naming the tier, a next-tier heap must land on the next tier (by the kernel's word);
 // once the filler is gone, the strict heap works again, on HBM.
@@ -116,17 +137,9 @@ void fill_hbm(const topology &topo) {
     expect(false, "heaps on " + hbm->name + ": " + (!strict ? strict.error().message : soft.error().message));
     return;
   }
-  // Leave 24 MiB: above the kernel's watermarks, below what the requests below need.
-  const std::uint64_t avail = node_available(node);
-  const std::size_t fill = avail > (24u << 20) ? static_cast<std::size_t>(avail - (24u << 20)) : 0;
-  void *filler = ::mmap(nullptr, fill, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  placement b;
-  b.mode = policy_mode::bind;
-  b.nodes.insert(node);
-  bool filled = filler != MAP_FAILED && place(filler, fill, b) && ::madvise(filler, fill, 23 /* POPULATE_WRITE */) == 0;
-  expect(filled, "filled HBM node " + std::to_string(node) + " with " + std::to_string(fill >> 20) + " MiB, " +
-                     std::to_string(node_available(node) >> 20) + " MiB left");
-  if (!filled) return;
+  std::size_t fill = 0;
+  void *filler = fill_node(node, &fill);
+  if (!filler) return;
 
   errno = 0;
   void *p = (*strict)->allocate(64u << 20);
@@ -324,6 +337,33 @@ void check_per_node(const std::vector<std::uint32_t> &nodes) {
     worker.join();
     expect(result.rfind("ok", 0) == 0, "per-node arenas, " + result.substr(result.find(' ') + 1));
   }
+  // The last node full: a thread on it moves on to the tier's other nodes.
+  const auto [full, cpu] = cpu_nodes.back();
+  std::size_t fill = 0;
+  void *filler = fill_node(full, &fill);
+  if (!filler) return;
+  std::string result;
+  std::thread worker([&, full = full, cpu = cpu] {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(static_cast<unsigned>(cpu), &set);
+    (void)sched_setaffinity(0, sizeof set, &set);
+    void *p = (*h)->allocate(64u << 20);
+    if (!p) {
+      result = std::string("FAIL: ") + last_error();
+      return;
+    }
+    std::memset(p, 3, 64u << 20);
+    auto w = where(p, 64u << 20);
+    result = std::string(w && w->on(full) == 0 && w->not_present == 0 ? "ok" : "FAIL") + ":" +
+             (w ? census_text(*w) : std::string(" where failed"));
+    deallocate(p);
+  });
+  worker.join();
+  ::munmap(filler, fill);
+  expect(result.rfind("ok", 0) == 0, "per-node arenas, node " + std::to_string(full) +
+                                         " full: a thread there gets the tier's other nodes" +
+                                         result.substr(result.find(':') + 1));
 }
 
 int main(int argc, char **argv) {
