@@ -35,7 +35,6 @@ struct hooks_block {
 
 struct tier_arena::state : va_owner {
   state() : va_owner{kind::arena} {}
-  unsigned id = 0;  // the arena's id, first: the free path reads it
   tier_arena *arena = nullptr;
   hooks_block hooks{};
   compiled_placement compiled;
@@ -482,14 +481,20 @@ result<void> open_backing(const file_backing &f, const char *root, tier_arena::s
 }
 }  // namespace
 
-result<tier_arena *> tier_arena::get(const tier &t, unsigned fill_limit_percent) {
-  if (fill_limit_percent == 0 || fill_limit_percent > 100)
-    return error{EINVAL, "fill limit " + std::to_string(fill_limit_percent) + "% is outside 1-100"};
-  std::lock_guard<std::mutex> lock(arenas_mutex);
+// The arena for (t, fill limit) among those made so far; arenas_mutex held.
+tier_arena *tier_arena::find_locked(const tier &t, unsigned fill_limit_percent) noexcept {
   for (unsigned id = 1; id <= arena_count; ++id) {
     tier_arena *a = arenas[id].load(std::memory_order_relaxed);
     if (a && a->fill_limit_ == fill_limit_percent && same_tier(a->tier_, t)) return a;
   }
+  return nullptr;
+}
+
+result<tier_arena *> tier_arena::get(const tier &t, unsigned fill_limit_percent) {
+  if (fill_limit_percent == 0 || fill_limit_percent > 100)
+    return error{EINVAL, "fill limit " + std::to_string(fill_limit_percent) + "% is outside 1-100"};
+  std::lock_guard<std::mutex> lock(arenas_mutex);
+  if (tier_arena *a = find_locked(t, fill_limit_percent)) return a;
   if (arena_count == max_tier_arenas)
     return error{ENOSPC, "too many distinct tiers: hetmem keeps at most " + std::to_string(max_tier_arenas) +
                              " (tier, fill limit) arenas per process"};
@@ -515,7 +520,6 @@ result<tier_arena *> tier_arena::get(const tier &t, unsigned fill_limit_percent)
     std::unique_ptr<state> s(new (std::nothrow) state());
     if (!s) return error{ENOMEM, "out of memory"};
     s->arena = a.get();
-    s->id = a->id_;
     s->arena_id = a->id_;
     s->compiled = std::move(c).value();
     if (where.mode != policy_mode::default_policy)
@@ -576,7 +580,6 @@ result<tier_arena *> tier_arena::get(const tier &t, unsigned fill_limit_percent)
     }
     a->je_shard_[k] = index;
   }
-  a->je_index_ = a->je_shard_[0];
   for (auto &st : states) (void)st.release();  // they live as long as the process, like the arena
   tier_arena *raw = a.release();
   arenas[raw->id_].store(raw, std::memory_order_release);
@@ -586,11 +589,7 @@ result<tier_arena *> tier_arena::get(const tier &t, unsigned fill_limit_percent)
 
 tier_arena *tier_arena::find(const tier &t, unsigned fill_limit_percent) noexcept {
   std::lock_guard<std::mutex> lock(arenas_mutex);
-  for (unsigned id = 1; id <= arena_count; ++id) {
-    tier_arena *a = arenas[id].load(std::memory_order_relaxed);
-    if (a && a->fill_limit_ == fill_limit_percent && same_tier(a->tier_, t)) return a;
-  }
-  return nullptr;
+  return find_locked(t, fill_limit_percent);
 }
 
 tier_arena *tier_arena::of(const void *p) noexcept {
@@ -686,7 +685,7 @@ void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexce
     }
     if (own && bytes <= max_cached_bytes && alignment <= 16) return allocate(bytes, alignment);
   }
-  int flags = (own ? own->arena_flag : static_cast<int>(MALLOCX_ARENA(je_index_))) | MALLOCX_TCACHE_NONE;
+  int flags = (own ? own->arena_flag : static_cast<int>(MALLOCX_ARENA(je_shard_[0]))) | MALLOCX_TCACHE_NONE;
   if (alignment > 1) flags |= MALLOCX_ALIGN(alignment);
   hook_reported = false;
   void *p = hetmem_je_mallocx(bytes, flags);
@@ -720,7 +719,7 @@ std::size_t mark(void *p) noexcept {
 // Same, for an object of cached class `c`.
 [[gnu::always_inline]] inline void release_class(tier_arena::state *s, void *p, unsigned c) noexcept {
   thread_cache *tc = tl_cache;
-  arena_cache *ac = tc ? cache_of(tc, s->id) : nullptr;
+  arena_cache *ac = tc ? cache_of(tc, s->arena_id) : nullptr;
   if (!ac) [[unlikely]] {
     release_uncached(s, p, classes.bytes[c]);
     return;
@@ -746,7 +745,7 @@ std::size_t mark(void *p) noexcept {
 // Large objects, and threads without a cache (exited, or out of memory for one).
 void release_uncached(tier_arena::state *s, void *p, std::size_t usable) noexcept {
   thread_cache *tc = tl_cache;
-  arena_cache *ac = tc ? cache_of(tc, s->id) : nullptr;
+  arena_cache *ac = tc ? cache_of(tc, s->arena_id) : nullptr;
   hetmem_je_dallocx(p, MALLOCX_TCACHE_NONE);
   if (ac)
     bump(ac->allocated, -static_cast<std::int64_t>(usable));
@@ -825,14 +824,14 @@ void *tier_arena::reallocate(void *p, std::size_t bytes) noexcept {
   if (bytes == 0) bytes = 1;
   const auto before = static_cast<std::int64_t>(hetmem_je_sallocx(p, 0));
   hook_reported = false;
-  void *q = hetmem_je_rallocx(p, bytes, static_cast<int>(MALLOCX_ARENA(s->arena->je_index_)) | MALLOCX_TCACHE_NONE);
+  void *q = hetmem_je_rallocx(p, bytes, static_cast<int>(MALLOCX_ARENA(s->arena->je_shard_[0])) | MALLOCX_TCACHE_NONE);
   if (!q) {
     if (!hook_reported) set_thread_error("%s: jemalloc could not reallocate to %zu bytes", s->name, bytes);
     errno = ENOMEM;
     return nullptr;
   }
   const auto delta = static_cast<std::int64_t>(mark(q)) - before;
-  arena_cache *ac = tl_cache ? cache_of(tl_cache, s->id) : nullptr;
+  arena_cache *ac = tl_cache ? cache_of(tl_cache, s->arena_id) : nullptr;
   if (ac)
     bump(ac->allocated, delta);
   else
@@ -883,10 +882,6 @@ arena_counters tier_arena::counters() const noexcept {
 void tier_arena::retire_thread(std::int64_t bytes, unsigned shard) noexcept {
   state_->retired_allocated.fetch_add(bytes, std::memory_order_relaxed);
   if (shard < max_shards) state_->shard_threads[shard].fetch_sub(1, std::memory_order_relaxed);
-}
-
-void tier_arena::flush_thread_cache() noexcept {
-  if (thread_cache *tc = tl_cache) flush_all(tc, false);
 }
 
 }  // namespace hetmem::detail

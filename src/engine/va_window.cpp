@@ -13,7 +13,6 @@
 namespace hetmem::detail {
 
 constinit va_window va_window::instance_;
-constinit std::atomic<bool> va_window::ready_{false};
 
 namespace {
 constinit std::mutex window_mutex;  // guards reservation and slot ownership changes
@@ -43,12 +42,11 @@ bool va_window::reserve() noexcept {
 }
 
 va_window *va_window::get() noexcept {
-  if (ready_.load(std::memory_order_acquire)) return &instance_;
+  // total_ is published last by reserve(): non-zero means the window is there.
+  if (instance_.total_.load(std::memory_order_acquire) != 0) return &instance_;
   std::lock_guard<std::mutex> lock(window_mutex);
-  if (ready_.load(std::memory_order_relaxed)) return &instance_;
-  if (!instance_.reserve()) return nullptr;
-  ready_.store(true, std::memory_order_release);
-  return &instance_;
+  if (instance_.total_.load(std::memory_order_relaxed) != 0) return &instance_;
+  return instance_.reserve() ? &instance_ : nullptr;
 }
 
 void *va_window::claim(va_owner *owner, std::size_t bytes, std::size_t *run_bytes) noexcept {

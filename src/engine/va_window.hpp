@@ -29,8 +29,6 @@ class va_window {
 
   // The window, reserving it on first call; nullptr (errno set) when no range could be reserved.
   static va_window *get() noexcept;
-  // The window if it exists, without reserving it.
-  static va_window *peek() noexcept { return ready_.load(std::memory_order_acquire) ? &instance_ : nullptr; }
 
   // The owner of the slot holding `p`, or nullptr when `p` is outside the window or unowned.
   [[nodiscard]] static va_owner *owner_of(const void *p) noexcept {
@@ -90,7 +88,6 @@ class va_window {
   slot_entry slots_[slots] = {};
 
   static va_window instance_;
-  static std::atomic<bool> ready_;
 };
 
 }  // namespace hetmem::detail

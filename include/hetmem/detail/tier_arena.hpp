@@ -70,18 +70,9 @@ class tier_arena {
 
   [[nodiscard]] const tier &description() const noexcept { return tier_; }
   [[nodiscard]] unsigned fill_limit_percent() const noexcept { return fill_limit_; }
-  [[nodiscard]] unsigned id() const noexcept { return id_; }
-  [[nodiscard]] unsigned jemalloc_index() const noexcept { return je_index_; }
-  // jemalloc arenas behind this tier arena: one per node for a bind tier over several nodes
-  // (threads use their own node's, and the others when it is full), else one per CPU (at most
-  // 8) so that large allocations do not contend on one lock.
-  [[nodiscard]] unsigned shards() const noexcept { return shards_; }
   // Counters: summed over threads; resident asks jemalloc to refresh its statistics (µs).
   [[nodiscard]] arena_counters counters() const noexcept;
 
-  // Flushes the calling thread's bins and explicit tcaches (all arenas). For tests and for
-  // threads about to sleep for long.
-  static void flush_thread_cache() noexcept;
   // A thread that used this arena exits: its byte count stays, its shard has one user fewer.
   void retire_thread(std::int64_t bytes, unsigned shard) noexcept;
 
@@ -92,6 +83,7 @@ class tier_arena {
 
  private:
   tier_arena() = default;
+  static tier_arena *find_locked(const tier &t, unsigned fill_limit_percent) noexcept;
   [[gnu::noinline]] void *allocate_slow(std::size_t bytes, std::size_t alignment) noexcept;
   [[gnu::noinline]] void *refill(void *cache, unsigned size_class, std::size_t bytes) noexcept;
   void *other_nodes(std::size_t bytes, std::size_t alignment, unsigned tried) noexcept;
@@ -100,7 +92,6 @@ class tier_arena {
   unsigned fill_limit_ = 100;
   unsigned id_ = 0;
   static constexpr unsigned max_shards = 8;
-  unsigned je_index_ = 0;  // shard 0
   unsigned je_shard_[max_shards] = {};
   state *shard_state_[max_shards] = {};
   std::uint32_t shard_node_[max_shards] = {};
