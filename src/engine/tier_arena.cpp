@@ -700,7 +700,7 @@ void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexce
   if (ac)
     bump(ac->allocated, usable);
   else
-    state_->retired_allocated.fetch_add(usable, std::memory_order_relaxed);
+    count_uncached(usable);
   return p;
 }
 
@@ -750,7 +750,7 @@ void release_uncached(tier_arena::state *s, void *p, std::size_t usable) noexcep
   if (ac)
     bump(ac->allocated, -static_cast<std::int64_t>(usable));
   else
-    s->retired_allocated.fetch_sub(static_cast<std::int64_t>(usable), std::memory_order_relaxed);
+    s->arena->count_uncached(-static_cast<std::int64_t>(usable));
 }
 }  // namespace
 
@@ -823,19 +823,26 @@ void *tier_arena::reallocate(void *p, std::size_t bytes) noexcept {
   auto *s = static_cast<state *>(o);
   if (bytes == 0) bytes = 1;
   const auto before = static_cast<std::int64_t>(hetmem_je_sallocx(p, 0));
+  arena_cache *ac = tl_cache ? cache_of(tl_cache, s->arena_id) : nullptr;
+  tier_arena *a = s->arena;
   hook_reported = false;
-  void *q = hetmem_je_rallocx(p, bytes, static_cast<int>(MALLOCX_ARENA(s->arena->je_shard_[0])) | MALLOCX_TCACHE_NONE);
+  // A block that has to move goes to the calling thread's shard (its node, for per-node
+  // tiers), then to the tier's other shards.
+  const int own = ac ? ac->arena_flag : static_cast<int>(MALLOCX_ARENA(a->je_shard_[0]));
+  void *q = hetmem_je_rallocx(p, bytes, own | MALLOCX_TCACHE_NONE);
+  for (unsigned k = 0; !q && a->per_node_ && k < a->shards_; ++k)
+    if (static_cast<int>(MALLOCX_ARENA(a->je_shard_[k])) != own)
+      q = hetmem_je_rallocx(p, bytes, static_cast<int>(MALLOCX_ARENA(a->je_shard_[k])) | MALLOCX_TCACHE_NONE);
   if (!q) {
     if (!hook_reported) set_thread_error("%s: jemalloc could not reallocate to %zu bytes", s->name, bytes);
     errno = ENOMEM;
     return nullptr;
   }
   const auto delta = static_cast<std::int64_t>(mark(q)) - before;
-  arena_cache *ac = tl_cache ? cache_of(tl_cache, s->arena_id) : nullptr;
   if (ac)
     bump(ac->allocated, delta);
   else
-    s->retired_allocated.fetch_add(delta, std::memory_order_relaxed);
+    s->arena->count_uncached(delta);
   return q;
 }
 
@@ -879,8 +886,14 @@ arena_counters tier_arena::counters() const noexcept {
   return c;
 }
 
-void tier_arena::retire_thread(std::int64_t bytes, unsigned shard) noexcept {
+void tier_arena::count_uncached(std::int64_t bytes) noexcept {
+  // Always on the first state: with per-node shards a block's own state may be another one,
+  // and counters() reads this one.
   state_->retired_allocated.fetch_add(bytes, std::memory_order_relaxed);
+}
+
+void tier_arena::retire_thread(std::int64_t bytes, unsigned shard) noexcept {
+  count_uncached(bytes);
   if (shard < max_shards) state_->shard_threads[shard].fetch_sub(1, std::memory_order_relaxed);
 }
 

@@ -73,6 +73,8 @@ class tier_arena {
   // Counters: summed over threads; resident asks jemalloc to refresh its statistics (µs).
   [[nodiscard]] arena_counters counters() const noexcept;
 
+  // Bytes allocated (or, negative, freed) outside any thread's cache.
+  void count_uncached(std::int64_t bytes) noexcept;
   // A thread that used this arena exits: its byte count stays, its shard has one user fewer.
   void retire_thread(std::int64_t bytes, unsigned shard) noexcept;
 
