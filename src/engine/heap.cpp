@@ -95,16 +95,16 @@ void *heap::allocate_zeroed(std::size_t n, std::size_t size) noexcept {
 void *heap::reallocate(void *p, std::size_t bytes) noexcept {
   if (!p) return allocate(bytes);
   detail::va_owner *o = detail::va_window::owner_of(p);
-  if (o && o->type == detail::va_owner::kind::arena) {
-    if (void *q = detail::tier_arena::reallocate(p, bytes)) return q;
-  }
-  // A reservation's block, or its tier is full: move it to wherever this heap allocates now.
-  const std::size_t old = usable_size(p);
   if (o == nullptr) {
     detail::set_thread_error("reallocate of %p, which hetmem did not allocate", p);
     errno = EINVAL;
     return nullptr;
   }
+  if (o->type == detail::va_owner::kind::arena) {
+    if (void *q = detail::tier_arena::reallocate(p, bytes)) return q;
+  }
+  // A reservation's block, or its tier is full: move it to wherever this heap allocates now.
+  const std::size_t old = usable_size(p);
   void *q = allocate(bytes);
   if (!q) return nullptr;
   std::memcpy(q, p, old < bytes ? old : bytes);

@@ -689,7 +689,7 @@ void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexce
   if (alignment > 1) flags |= MALLOCX_ALIGN(alignment);
   hook_reported = false;
   void *p = hetmem_je_mallocx(bytes, flags);
-  if (!p && per_node_) p = other_nodes(bytes, alignment, own ? static_cast<const arena_cache *>(own)->shard : 0);
+  if (!p && per_node_) p = other_nodes(bytes, alignment, own ? own->shard : 0);
   if (!p) {
     if (!hook_reported) set_thread_error("%s: jemalloc could not allocate %zu bytes", state_->name, bytes);
     errno = ENOMEM;
