@@ -126,14 +126,14 @@ result<tier> file_tier(const std::string &path, std::uint64_t max_bytes) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     const int err = errno;
-    return error{err, "file tier on " + path + ": " + std::strerror(err)};
+    return error{err, "file tier on " + path + ": " + detail::error_text(err)};
   }
   const bool device = S_ISCHR(st.st_mode);
   if (!device && !S_ISDIR(st.st_mode))
     return error{EINVAL, "file tier on " + path + ": neither a devdax device nor a directory"};
   if (::access(path.c_str(), R_OK | W_OK | (device ? 0 : X_OK)) != 0) {
     const int err = errno;
-    return error{err, "file tier on " + path + ": " + std::strerror(err)};
+    return error{err, "file tier on " + path + ": " + detail::error_text(err)};
   }
   tier out;
   out.kind = memory_kind::pmem;
