@@ -62,6 +62,10 @@ constinit std::atomic<tier_arena *> arenas[max_tier_arenas + 1] = {};
 constinit unsigned arena_count = 0;
 
 thread_local bool hook_reported = false;  // an extent hook left a message for this thread
+// Set while this thread creates a jemalloc arena: its first metadata block is not held to the
+// fill limit, so a tier can be set up while one of its nodes is full (it takes memory later,
+// once the node has room, or its shards fall over to the tier's other nodes).
+thread_local bool creating_arena = false;
 
 std::size_t page_bytes() noexcept {
   static const std::size_t p = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
@@ -203,7 +207,7 @@ struct arena_hooks {
     if (new_addr != nullptr) return nullptr;  // no growing in place: jemalloc asks elsewhere
     if (s->fd >= 0) return alloc_file(s, size, alignment, zero, commit);
     if (s->compiled.source.thp == huge_pages::hugetlb_2m) return alloc_hugetlb(s, size, alignment, zero, commit);
-    if (!capacity_allows(s, size, s->arena->fill_limit_)) return nullptr;
+    if (!creating_arena && !capacity_allows(s, size, s->arena->fill_limit_)) return nullptr;
     const std::size_t align = std::max(alignment, page_bytes());
     std::lock_guard<std::mutex> lock(s->grow_mutex);
     const std::uintptr_t start = carve(s, size, align);
@@ -568,8 +572,10 @@ result<tier_arena *> tier_arena::get(const tier &t, unsigned fill_limit_percent)
     unsigned index = 0;
     std::size_t sz = sizeof index;
     hook_reported = false;
+    creating_arena = true;
     // mallctl takes the address of the hooks pointer and its size.
     int rc = hetmem_je_mallctl("arenas.create", &index, &sz, &hp, sizeof hp);  // NOLINT(bugprone-sizeof-expression)
+    creating_arena = false;
     if (rc != 0) {
       if (k > 0 && !a->per_node_) {  // fewer CPU shards is fine
         a->shards_ = k;

@@ -17,9 +17,11 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "hetmem/detail/tier_arena.hpp"
@@ -100,6 +102,25 @@ std::uint64_t node_free(std::uint32_t node) {
     if (auto at = line.find("MemFree:"); at != std::string::npos)
       return std::stoull(line.substr(at + std::strlen("MemFree:"))) * 1024;
   return 0;
+}
+
+// How full `node` would be, in percent, with `extra` bytes more in use; "used" is what the
+// engine counts: total less (free + inactive file + reclaimable slab).
+double node_used_percent(std::uint32_t node, std::size_t extra) {
+  std::ifstream in("/sys/devices/system/node/node" + std::to_string(node) + "/meminfo");
+  std::string line;
+  std::uint64_t total = 0, available = 0;
+  while (std::getline(in, line)) {  // "Node 0 MemTotal:  502345 kB"
+    std::istringstream fields(line);
+    std::string word, key;
+    std::uint32_t id = 0;
+    std::uint64_t kb = 0;
+    if (!(fields >> word >> id >> key >> kb)) continue;
+    if (key == "MemTotal:") total = kb * 1024;
+    if (key == "MemFree:" || key == "Inactive(file):" || key == "SReclaimable:") available += kb * 1024;
+  }
+  if (total == 0) return 100;
+  return 100.0 * static_cast<double>(total - std::min(total, available) + extra) / static_cast<double>(total);
 }
 
 // Occupies all but 24 MiB of `node` (above the kernel's watermarks, below what the requests
@@ -298,9 +319,7 @@ void check_per_node(const std::vector<std::uint32_t> &nodes) {
   t.name = "nodes with CPUs";
   t.where.mode = policy_mode::bind;
   for (auto [n, cpu] : cpu_nodes) t.where.nodes.insert(n);
-  // A fill limit of 50%: a node the filler below has taken counts as full however much page
-  // cache it also holds (the limit, not the exact free byte, decides), the others are far below.
-  auto h = heap::create(t, {.fill_limit_percent = 50});
+  auto h = heap::create(t);
   if (!h) {
     expect(false, "heap on " + t.name + ": " + h.error().message);
     return;
@@ -338,24 +357,47 @@ void check_per_node(const std::vector<std::uint32_t> &nodes) {
     worker.join();
     expect(result.rfind("ok", 0) == 0, "per-node arenas, " + result.substr(result.find(' ') + 1));
   }
-  // The last node full: a thread on it moves on to the tier's other nodes.
+  // The last node full: a thread on it moves on to the tier's other nodes. "Full" is a fill
+  // limit between how used the filled node and the others would be after the request, taken
+  // from the same node meminfo the engine reads: the guest's own use of a node (kernel, page
+  // cache of the binaries) varies from boot to boot, so no fixed percentage separates them.
   const auto [full, cpu] = cpu_nodes.back();
   std::size_t fill = 0;
   void *filler = fill_node(full, &fill);
   if (!filler) return;
+  constexpr std::size_t request = 16u << 20;
+  const double full_after = node_used_percent(full, request);
+  double others_after = 0;
+  for (auto [n, c] : cpu_nodes)
+    if (n != full) others_after = std::max(others_after, node_used_percent(n, request));
+  const auto limit = static_cast<unsigned>((full_after + others_after) / 2);
+  if (!(others_after < limit && limit < full_after)) {
+    ::munmap(filler, fill);
+    expect(false, "per-node fall-over: no fill limit separates the filled node (" + std::to_string(full_after) +
+                      "% used after the request) from the others (" + std::to_string(others_after) + "%)");
+    return;
+  }
+  h = heap::create(t, {.fill_limit_percent = limit});
+  if (!h) {
+    ::munmap(filler, fill);
+    expect(false, "heap on " + t.name + ": " + h.error().message);
+    return;
+  }
+  std::printf("     fall-over fill limit %u%%: node %u would be %.1f%% used, the others at most %.1f%%\n", limit, full,
+              full_after, others_after);
   std::string result;
   std::thread worker([&, full = full, cpu = cpu] {
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(static_cast<unsigned>(cpu), &set);
     (void)sched_setaffinity(0, sizeof set, &set);
-    void *p = (*h)->allocate(64u << 20);
+    void *p = (*h)->allocate(request);
     if (!p) {
       result = std::string("FAIL: ") + last_error();
       return;
     }
-    std::memset(p, 3, 64u << 20);
-    auto w = where(p, 64u << 20);
+    std::memset(p, 3, request);
+    auto w = where(p, request);
     result = std::string(w && w->on(full) == 0 && w->not_present == 0 ? "ok" : "FAIL") + ":" +
              (w ? census_text(*w) : std::string(" where failed"));
     deallocate(p);
