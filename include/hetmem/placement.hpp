@@ -100,8 +100,9 @@ namespace detail {
 // A placement validated once (nodes allowed, mode supported, weights sane) and turned into the
 // arguments of one mbind, so that hot paths (the allocator's extent hooks) can place memory
 // without allocating. Per-range weighted interleave on a kernel without
-// MPOL_WEIGHTED_INTERLEAVE needs the chunked emulation: `emulated` is then set and
-// apply_placement() falls back to place(), which allocates.
+// MPOL_WEIGHTED_INTERLEAVE (or with weights of its own) needs the chunked emulation:
+// `emulated` is then set and the nodes and weights are kept here, so that applying it does not
+// allocate either.
 struct compiled_placement {
   placement source;
   int mode = 0;                 // MPOL_* value
@@ -110,11 +111,13 @@ struct compiled_placement {
   unsigned flags = 0;           // MPOL_MF_*
   int thp_advice = -1;          // MADV_(NO)HUGEPAGE or -1
   bool emulated = false;
+  std::uint32_t emulated_nodes[64] = {};
+  std::uint8_t emulated_weights[64] = {};
+  unsigned emulated_count = 0;
 };
 [[nodiscard]] result<compiled_placement> compile_placement(const placement &p);
 // Places [addr, addr+bytes) (page aligned) as compiled. Returns 0 or an errno value, and on
-// failure writes a message naming the call into why[0..why_len). Allocation-free unless
-// `c.emulated`.
+// failure writes a message naming the call into why[0..why_len). Allocation-free.
 // strerror's text for `err`, without allocating and safe from any thread.
 [[nodiscard]] const char *error_text(int err) noexcept;
 int apply_placement(const compiled_placement &c, void *addr, std::size_t bytes, char *why,

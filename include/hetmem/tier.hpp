@@ -50,8 +50,5 @@ struct tier {
 // A file-backed PMEM tier on `path`: a devdax device or a directory (see file_backing). The
 // path is checked now (exists, right type, readable and writable); max_bytes must be > 0.
 [[nodiscard]] result<tier> file_tier(const std::string &path, std::uint64_t max_bytes);
-// A file-backed PMEM tier on `path`: a devdax device or a directory (see file_backing). The
-// path is checked now (exists, right type, readable and writable); max_bytes must be > 0.
-[[nodiscard]] result<tier> file_tier(const std::string &path, std::uint64_t max_bytes);
 
 }  // namespace hetmem

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "hetmem/detail/os.hpp"
+#include "hetmem/sysfs/parse.hpp"
 #include "node_memory.hpp"
 #include "owners.hpp"
 #include "va_window.hpp"
@@ -293,7 +294,7 @@ inline arena_cache *cache_of(thread_cache *tc, unsigned id) noexcept {
   return tc->arenas[id].load(std::memory_order_relaxed);
 }
 
-enum : std::uint8_t { tc_fresh = 0, tc_live = 1, tc_dead = 2 };
+enum : std::uint8_t { tc_fresh = 0, tc_live = 1, tc_dead = 2, tc_starting = 3 };
 thread_local thread_cache *tl_cache = nullptr;
 thread_local std::uint8_t tl_state = tc_fresh;
 
@@ -370,8 +371,14 @@ thread_cache *thread_cache_init() noexcept {
     tl_state = tc_dead;
     return nullptr;
   }
+  // pthread_setspecific may calloc (keys past the first 32): under the preload that comes back
+  // here, and must go uncached instead of recursing.
+  tl_state = tc_starting;
   auto *tc = static_cast<thread_cache *>(internal_alloc(sizeof(thread_cache)));
-  if (!tc) return nullptr;
+  if (!tc) {
+    tl_state = tc_fresh;
+    return nullptr;
+  }
   new (tc) thread_cache();
   if (pthread_setspecific(exit_key, tc) != 0) {
     internal_free(tc);
@@ -485,6 +492,96 @@ result<void> open_backing(const file_backing &f, const char *root, tier_arena::s
 }
 }  // namespace
 
+namespace {
+// The text of `<root>/sys/devices/system/node/<name>` ("" when unreadable).
+std::string node_file(const char *root, const std::string &name) {
+  const std::string path = std::string(root) + "/sys/devices/system/node/" + name;
+  std::string text;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return text;
+  char buf[4096];
+  ssize_t n = 0;
+  while (text.size() < 65536 && (n = ::read(fd, buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  return text;
+}
+
+// For each node id below 64: the shard whose node is nearest to it by SLIT distance (ties: the
+// first shard), or 0xff when the distances cannot be read. A thread on a node the tier does
+// not contain (a CPU node near HBM, say) then uses its nearest node, not just any.
+void nearest_shards(const char *root, const std::uint32_t *shard_nodes, unsigned shards, std::uint8_t *out) {
+  std::fill(out, out + 64, std::uint8_t{0xff});
+  auto online = sysfs::parse_id_list(node_file(root, "online"), 1023);
+  if (!online) return;
+  const auto ids = online->to_vector();
+  for (auto from : ids) {
+    if (from >= 64) break;
+    auto row = sysfs::parse_distance_row(node_file(root, "node" + std::to_string(from) + "/distance"));
+    if (!row || row->size() != ids.size()) continue;
+    std::uint32_t best = UINT32_MAX;
+    for (unsigned k = 0; k < shards; ++k) {
+      const auto at = online->index_of(shard_nodes[k]);
+      if (at < 0) continue;
+      const std::uint32_t d = (*row)[static_cast<std::size_t>(at)];
+      if (d < best) {
+        best = d;
+        out[from] = static_cast<std::uint8_t>(k);
+      }
+    }
+  }
+}
+}  // namespace
+
+// fork(): a child must find every engine mutex free. Two sets, ordered around jemalloc's own
+// handlers (jemalloc locks its mutexes in a pthread_atfork handler it registers when it
+// initialises, from its constructor):
+// - arenas_mutex and registry_mutex are held while jemalloc is called, so they are taken
+//   before jemalloc's: their handler is registered after jemalloc's (prepare handlers run in
+//   reverse order of registration), on the first arena creation;
+// - the grow mutexes and the window's mutex are taken inside jemalloc's extent hooks, with
+//   jemalloc's mutexes held, so they are taken after jemalloc's: their handler is registered
+//   first, from a constructor that runs before jemalloc's.
+// Both child handlers just unlock: the child has one thread, the one that forked.
+struct fork_access {
+  static unsigned shards(const tier_arena *a) noexcept { return a->shards_; }
+  static tier_arena::state *shard_state(const tier_arena *a, unsigned k) noexcept { return a->shard_state_[k]; }
+};
+namespace {
+template <typename F>
+void for_each_state(F &&f) noexcept {
+  for (unsigned id = 1; id <= arena_count; ++id) {
+    tier_arena *a = arenas[id].load(std::memory_order_acquire);
+    if (!a) continue;
+    tier_arena::state *last = nullptr;
+    for (unsigned k = 0; k < fork_access::shards(a); ++k) {
+      tier_arena::state *s = fork_access::shard_state(a, k);
+      if (s && s != last) f(s);
+      last = s;
+    }
+  }
+}
+void early_prepare() noexcept {
+  arenas_mutex.lock();
+  registry_mutex.lock();
+}
+void early_release() noexcept {
+  registry_mutex.unlock();
+  arenas_mutex.unlock();
+}
+void late_prepare() noexcept {
+  for_each_state([](tier_arena::state *s) { s->grow_mutex.lock(); });
+  va_window::lock_for_fork();
+}
+void late_release() noexcept {
+  va_window::unlock_after_fork();
+  for_each_state([](tier_arena::state *s) { s->grow_mutex.unlock(); });
+}
+[[gnu::constructor(101)]] void register_late_fork_handlers() noexcept {
+  (void)pthread_atfork(late_prepare, late_release, late_release);
+}
+constinit std::once_flag early_fork_once;
+}  // namespace
+
 // The arena for (t, fill limit) among those made so far; arenas_mutex held.
 tier_arena *tier_arena::find_locked(const tier &t, unsigned fill_limit_percent) noexcept {
   for (unsigned id = 1; id <= arena_count; ++id) {
@@ -497,7 +594,17 @@ tier_arena *tier_arena::find_locked(const tier &t, unsigned fill_limit_percent) 
 result<tier_arena *> tier_arena::get(const tier &t, unsigned fill_limit_percent) {
   if (fill_limit_percent == 0 || fill_limit_percent > 100)
     return error{EINVAL, "fill limit " + std::to_string(fill_limit_percent) + "% is outside 1-100"};
-  std::lock_guard<std::mutex> lock(arenas_mutex);
+  auto r = [&] {
+    std::lock_guard<std::mutex> lock(arenas_mutex);
+    return get_locked(t, fill_limit_percent);
+  }();
+  // jemalloc has initialised by now (and registered its fork handlers); not under the lock,
+  // as fork() holds glibc's handler-list lock while it runs the prepare handlers.
+  if (r) std::call_once(early_fork_once, [] { (void)pthread_atfork(early_prepare, early_release, early_release); });
+  return r;
+}
+
+result<tier_arena *> tier_arena::get_locked(const tier &t, unsigned fill_limit_percent) {
   if (tier_arena *a = find_locked(t, fill_limit_percent)) return a;
   if (arena_count == max_tier_arenas)
     return error{ENOSPC, "too many distinct tiers: hetmem keeps at most " + std::to_string(max_tier_arenas) +
@@ -543,11 +650,13 @@ result<tier_arena *> tier_arena::get(const tier &t, unsigned fill_limit_percent)
     return {};
   };
   const auto nodes = t.where.nodes.to_vector();
-  a->per_node_ = !t.file && t.where.mode == policy_mode::bind && nodes.size() > 1 && nodes.size() <= max_shards;
+  a->per_node_ = !t.file && (t.where.mode == policy_mode::bind || t.where.mode == policy_mode::preferred_many) &&
+                 nodes.size() > 1 && nodes.size() <= max_shards;
   if (a->per_node_) {
     for (auto n : nodes) {
       placement one = t.where;
       one.nodes = node_set{n};
+      if (one.mode == policy_mode::preferred_many) one.mode = policy_mode::preferred;
       auto r = make_state(one, t.name + ", node " + std::to_string(n));
       if (!r) return error{r.error().code, t.name + ": " + r.error().message};
     }
@@ -586,6 +695,7 @@ result<tier_arena *> tier_arena::get(const tier &t, unsigned fill_limit_percent)
     }
     a->je_shard_[k] = index;
   }
+  if (a->per_node_) nearest_shards(states.front()->root, a->shard_node_, a->shards_, a->nearest_shard_);
   for (auto &st : states) (void)st.release();  // they live as long as the process, like the arena
   tier_arena *raw = a.release();
   arenas[raw->id_].store(raw, std::memory_order_release);
@@ -675,12 +785,17 @@ void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexce
         // and a thread that exits gives its place back.
         unsigned pick = 0, cpu = 0, node = UINT32_MAX;
         bool found = false;
-        if (per_node_ && ::getcpu(&cpu, &node) == 0)
+        if (per_node_ && ::getcpu(&cpu, &node) == 0) {
           for (unsigned k = 0; k < shards_ && !found; ++k)
             if (shard_node_[k] == node) {
               pick = k;
               found = true;
             }
+          if (!found && node < 64 && nearest_shard_[node] < shards_) {
+            pick = nearest_shard_[node];
+            found = true;
+          }
+        }
         for (unsigned k = 1; k < shards_ && !found; ++k)
           if (state_->shard_threads[k].load(std::memory_order_relaxed) <
               state_->shard_threads[pick].load(std::memory_order_relaxed))

@@ -19,6 +19,9 @@ constinit std::mutex window_mutex;  // guards reservation and slot ownership cha
 constexpr int reserve_flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
 }  // namespace
 
+void va_window::lock_for_fork() noexcept { window_mutex.lock(); }
+void va_window::unlock_after_fork() noexcept { window_mutex.unlock(); }
+
 bool va_window::reserve() noexcept {
   // Largest first; each attempt is a PROT_NONE mapping, which costs neither memory nor commit.
   for (unsigned lg = 45; lg >= 34; --lg) {

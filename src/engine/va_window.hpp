@@ -29,6 +29,9 @@ class va_window {
 
   // The window, reserving it on first call; nullptr (errno set) when no range could be reserved.
   static va_window *get() noexcept;
+  // fork(): the window's mutex is held across it (taken after the arenas' grow mutexes).
+  static void lock_for_fork() noexcept;
+  static void unlock_after_fork() noexcept;
 
   // The owner of the slot holding `p`, or nullptr when `p` is outside the window or unowned.
   [[nodiscard]] static va_owner *owner_of(const void *p) noexcept {

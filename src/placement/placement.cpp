@@ -170,33 +170,34 @@ result<kernel_policy_support> do_probe() {
 
 // Weighted interleave by chunks: consecutive runs of pages bound (preferred) to each node in
 // proportion to its weight, the pattern repeated over the range. Runs are scaled up so that
-// at most ~4096 mbind calls are made, whatever the size.
-result<void> emulate_weighted(void *addr, std::size_t pages, const std::vector<std::uint32_t> &nodes,
-                              const std::vector<std::uint8_t> &weights, unsigned flags) {
+// at most ~4096 mbind calls are made, whatever the size. Allocation-free (the allocator's
+// extent hooks call it): returns 0, or an errno value with `*failed_node` and `*failed_at` set.
+int emulate_weighted(void *addr, std::size_t pages, const std::uint32_t *nodes, const std::uint8_t *weights,
+                     std::size_t count, unsigned flags, std::uint32_t *failed_node, void **failed_at) noexcept {
   const auto &os = detail::os();
   const std::size_t ps = page_size();
   std::size_t sum = 0;
-  for (auto w : weights) sum += w;
+  for (std::size_t i = 0; i < count; ++i) sum += weights[i];
+  if (count == 0 || sum == 0) return EINVAL;
   const std::size_t max_calls = 4096;
-  const std::size_t cycles_allowed = std::max<std::size_t>(1, max_calls / nodes.size());
+  const std::size_t cycles_allowed = std::max<std::size_t>(1, max_calls / count);
   const std::size_t unit = std::max<std::size_t>(1, (pages + sum * cycles_allowed - 1) / (sum * cycles_allowed));
   std::size_t done = 0;
   while (done < pages) {
-    for (std::size_t i = 0; i < nodes.size() && done < pages; ++i) {
-      std::size_t run = std::min(pages - done, unit * weights[i]);
-      node_set one;
-      one.insert(nodes[i]);
-      node_mask m = to_mask(one);
+    for (std::size_t i = 0; i < count && done < pages; ++i) {
+      const std::size_t run = std::min(pages - done, unit * weights[i]);
+      node_mask m{};
+      m[nodes[i] / word_bits] = 1UL << (nodes[i] % word_bits);
       char *p = static_cast<char *>(addr) + done * ps;
       if (os.mbind(p, run * ps, mpol_preferred, m.data(), mask_maxnode, flags) != 0) {
-        int err = errno;
-        return error{err, "mbind(preferred, node " + std::to_string(nodes[i]) + ") emulating weighted interleave at " +
-                              hex(p) + ": " + errno_text(err)};
+        *failed_node = nodes[i];
+        *failed_at = p;
+        return errno;
       }
       done += run;
     }
   }
-  return {};
+  return 0;
 }
 
 }  // namespace
@@ -329,7 +330,12 @@ result<void> place(void *addr, std::size_t bytes, const placement &p) {
             err, "mbind(" + what + ") on " + std::to_string(len) + " bytes at " + hex(addr) + ": " + errno_text(err)};
       }
       std::vector<std::uint8_t> w = p.weights.empty() ? std::vector<std::uint8_t>(nodes.size(), 1) : p.weights;
-      return emulate_weighted(addr, *pages, nodes, w, flags);
+      std::uint32_t bad_node = 0;
+      void *bad_at = nullptr;
+      if (int err = emulate_weighted(addr, *pages, nodes.data(), w.data(), nodes.size(), flags, &bad_node, &bad_at))
+        return error{err, "mbind(preferred, node " + std::to_string(bad_node) + ") emulating weighted interleave at " +
+                              hex(bad_at) + ": " + errno_text(err)};
+      return {};
     }
     node_mask m = to_mask(p.nodes);
     const unsigned long *mask = p.mode == policy_mode::default_policy ? nullptr : m.data();
@@ -496,6 +502,17 @@ result<compiled_placement> compile_placement(const placement &p) {
       if (!k) return k.error();
       c.emulated = !(k->weighted_interleave && p.weights.empty());
       c.mode = mpol_weighted_interleave;
+      if (c.emulated) {
+        const auto nodes = p.nodes.to_vector();
+        if (nodes.size() > std::size(c.emulated_nodes))
+          return error{EINVAL, "weighted interleave over " + std::to_string(nodes.size()) + " nodes: at most " +
+                                   std::to_string(std::size(c.emulated_nodes)) + " can be emulated"};
+        for (std::size_t i = 0; i < nodes.size(); ++i) {
+          c.emulated_nodes[i] = nodes[i];
+          c.emulated_weights[i] = p.weights.empty() ? 1 : p.weights[i];
+        }
+        c.emulated_count = static_cast<unsigned>(nodes.size());
+      }
     } else {
       c.mode = kernel_mode(p.mode);
     }
@@ -514,15 +531,15 @@ result<compiled_placement> compile_placement(const placement &p) {
 int apply_placement(const compiled_placement &c, void *addr, std::size_t bytes, char *why,
                     std::size_t why_len) noexcept {
   if (c.emulated) {
-    try {
-      auto r = place(addr, bytes, c.source);
-      if (r) return 0;
-      std::snprintf(why, why_len, "%s", r.error().message.c_str());
-      return r.error().code;
-    } catch (...) {
-      std::snprintf(why, why_len, "weighted interleave emulation: out of memory");
-      return ENOMEM;
-    }
+    if (c.thp_advice >= 0) (void)os().madvise(addr, bytes, c.thp_advice);
+    std::uint32_t bad_node = 0;
+    void *bad_at = nullptr;
+    const int err = emulate_weighted(addr, bytes / page_size(), c.emulated_nodes, c.emulated_weights, c.emulated_count,
+                                     c.flags, &bad_node, &bad_at);
+    if (err)
+      std::snprintf(why, why_len, "mbind(preferred, node %u) emulating weighted interleave at %p: %s", bad_node, bad_at,
+                    error_text(err));
+    return err;
   }
   if (c.thp_advice >= 0 && os().madvise(addr, bytes, c.thp_advice) != 0) {
     int err = errno;

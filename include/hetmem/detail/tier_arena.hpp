@@ -7,9 +7,10 @@
 //   the same tier (name, kind, placement) and fill limit, so heaps are cheap and any hetmem pointer can be freed
 //   without its heap. At most max_tier_arenas distinct ones.
 // - of(p) is O(1): the address window says which arena (or reservation) owns p.
-// - A bind tier over several nodes is sharded per node (each node its own placement, slots,
-//   fill check and jemalloc arena): a thread uses its own node's shard, the others when that
-//   node is full. Other tiers are sharded per CPU (same placement) to spread lock traffic.
+// - A bind (or preferred-many) tier over several nodes is sharded per node (each node its own
+//   placement, slots, fill check and jemalloc arena): a thread uses its own node's shard (or,
+//   on a node outside the tier, the nearest by SLIT distance), the others when that node is
+//   full. Other tiers are sharded per CPU (same placement) to spread lock traffic.
 // - Thread caches never mix tiers: each thread keeps, per arena, small bins of freed objects
 //   (size classes up to 32 KiB, jemalloc's classes) in front of an explicit jemalloc tcache
 //   of its own. Bins are flushed when full and when the thread exits.
@@ -21,7 +22,7 @@
 //   check only refuses extents larger than what is available. This is what makes "strict" fail
 //   with ENOMEM instead of waking the OOM killer.
 // - The hot paths (allocate, deallocate, the extent hooks) do not allocate from the system
-//   allocator and throw nothing. (Exception: weighted interleave emulated by chunked mbind.)
+//   allocator and throw nothing.
 #pragma once
 
 #include <atomic>
@@ -86,6 +87,7 @@ class tier_arena {
  private:
   tier_arena() = default;
   static tier_arena *find_locked(const tier &t, unsigned fill_limit_percent) noexcept;
+  static result<tier_arena *> get_locked(const tier &t, unsigned fill_limit_percent);
   [[gnu::noinline]] void *allocate_slow(std::size_t bytes, std::size_t alignment) noexcept;
   [[gnu::noinline]] void *refill(void *cache, unsigned size_class, std::size_t bytes) noexcept;
   void *other_nodes(std::size_t bytes, std::size_t alignment, unsigned tried) noexcept;
@@ -98,9 +100,13 @@ class tier_arena {
   state *shard_state_[max_shards] = {};
   std::uint32_t shard_node_[max_shards] = {};
   unsigned shards_ = 1;
-  bool per_node_ = false;  // a bind tier over several nodes: one shard (and state) per node
+  // A bind (or preferred-many) tier over several nodes: one shard (and state) per node, bound
+  // to (or preferring) that node alone.
+  bool per_node_ = false;
+  std::uint8_t nearest_shard_[64] = {};  // per node id: the shard a thread there uses
   state *state_ = nullptr;
   friend struct arena_hooks;
+  friend struct fork_access;
 };
 
 }  // namespace hetmem::detail
