@@ -967,7 +967,14 @@ void *tier_arena::reallocate(void *p, std::size_t bytes) noexcept {
   return q;
 }
 
+unsigned tier_arena::id_of(const void *p) noexcept {
+  std::uint8_t m = 0;
+  return va_window::arena_and_mark(p, &m);
+}
+
 std::size_t tier_arena::usable_size(const void *p) noexcept {
+  std::uint8_t m = 0;
+  if (va_window::arena_and_mark(p, &m) != 0 && m != 0) return classes.bytes[m - 1];  // a small object
   va_owner *o = va_window::owner_of(p);
   if (!o) return 0;
   if (o->type == va_owner::kind::reservation) return reservation_usable_size(o, p);

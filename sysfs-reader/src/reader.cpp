@@ -11,7 +11,9 @@ namespace {
 
 using detail::root_dir;
 
-const std::string node_dir = "sys/devices/system/node";
+// Not a std::string: no dynamic initialiser (the preload reads sysfs from its constructor,
+// which may run before this library's static initialisers).
+constexpr const char *node_dir = "sys/devices/system/node";
 
 // Digits after `prefix` ("node12" -> 12); nullopt when the name is not prefix + decimal.
 std::optional<std::uint64_t> numbered(std::string_view name, std::string_view prefix) {
@@ -89,12 +91,12 @@ class reader {
       snap_.numa_dir_present = false;
       return;
     }
-    snap_.possible = attr(node_dir + "/possible", node_list());
-    snap_.online = attr(node_dir + "/online", node_list());
-    snap_.has_cpu = attr(node_dir + "/has_cpu", node_list());
-    snap_.has_memory = attr(node_dir + "/has_memory", node_list());
-    snap_.has_normal_memory = attr(node_dir + "/has_normal_memory", node_list());
-    snap_.has_generic_initiator = attr(node_dir + "/has_generic_initiator", node_list());
+    snap_.possible = attr(std::string(node_dir) + "/possible", node_list());
+    snap_.online = attr(std::string(node_dir) + "/online", node_list());
+    snap_.has_cpu = attr(std::string(node_dir) + "/has_cpu", node_list());
+    snap_.has_memory = attr(std::string(node_dir) + "/has_memory", node_list());
+    snap_.has_normal_memory = attr(std::string(node_dir) + "/has_normal_memory", node_list());
+    snap_.has_generic_initiator = attr(std::string(node_dir) + "/has_generic_initiator", node_list());
   }
 
   void read_nodes() {
@@ -109,8 +111,9 @@ class reader {
         auto id = numbered(name, "node");
         if (!id) continue;
         if (*id > max_node_id) {
-          diag(node_dir + "/" + name, error{ERANGE, "node id " + std::to_string(*id) + " exceeds the limit " +
-                                                        std::to_string(max_node_id) + "; node ignored"});
+          diag(std::string(node_dir) + "/" + name,
+               error{ERANGE, "node id " + std::to_string(*id) + " exceeds the limit " + std::to_string(max_node_id) +
+                                 "; node ignored"});
           continue;
         }
         dirs.insert(static_cast<std::uint32_t>(*id));
@@ -121,8 +124,9 @@ class reader {
       ids = snap_.online->intersect(dirs);
       for (std::uint32_t id : snap_.online->to_vector()) {
         if (!dirs.contains(id))
-          diag(node_dir + "/online", error{ENOENT, "lists node " + std::to_string(id) + " but node" +
-                                                       std::to_string(id) + "/ does not exist; node ignored"});
+          diag(std::string(node_dir) + "/online",
+               error{ENOENT, "lists node " + std::to_string(id) + " but node" + std::to_string(id) +
+                                 "/ does not exist; node ignored"});
       }
     }
     for (std::uint32_t id : ids.to_vector()) snap_.nodes.push_back(read_node(id));
@@ -131,7 +135,7 @@ class reader {
   node read_node(std::uint32_t id) {
     node n;
     n.id = id;
-    const std::string dir = node_dir + "/node" + std::to_string(id);
+    const std::string dir = std::string(node_dir) + "/node" + std::to_string(id);
     auto cpu_list = [](std::string_view t) { return parse_id_list(t, max_cpu_id); };
     auto cpu_mask = [](std::string_view t) { return parse_id_mask(t, max_cpu_id); };
     if (auto cpus = attr(dir + "/cpulist", cpu_list)) {
@@ -469,7 +473,7 @@ result<snapshot> read_snapshot(const read_options &options) noexcept {
       if (n.distance_row.empty()) continue;
       std::size_t len = n.distance_row.size();
       if (distance_column(snap, len, n.id) == -2)
-        snap.diagnostics.push_back({node_dir + "/node" + std::to_string(n.id) + "/distance",
+        snap.diagnostics.push_back({std::string(node_dir) + "/node" + std::to_string(n.id) + "/distance",
                                     "has " + std::to_string(len) + " values but " +
                                         std::to_string(snap.online ? snap.online->count() : snap.nodes.size()) +
                                         " nodes are online; distances from this node are not used",

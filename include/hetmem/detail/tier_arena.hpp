@@ -69,6 +69,9 @@ class tier_arena {
   [[nodiscard]] static void *reallocate(void *p, std::size_t bytes) noexcept;
   [[nodiscard]] static std::size_t usable_size(const void *p) noexcept;
 
+  // The arena's number (1..max_tier_arenas), and that of the arena owning `p` (0: none).
+  [[nodiscard]] unsigned id() const noexcept { return id_; }
+  [[nodiscard]] static unsigned id_of(const void *p) noexcept;
   [[nodiscard]] const tier &description() const noexcept { return tier_; }
   [[nodiscard]] unsigned fill_limit_percent() const noexcept { return fill_limit_; }
   // Counters: summed over threads; resident asks jemalloc to refresh its statistics (µs).

@@ -1,0 +1,82 @@
+// hetmem/detail/policy_runtime.hpp — a resolved policy plan at allocation time: which tier
+// arena each malloc goes to. Used by the preload (libhetmem-preload.so).
+//
+// Contract:
+// - create() makes every tier arena of the plan up front; allocate() never creates anything,
+//   never allocates from the system allocator and throws nothing.
+// - Rules are tried in order; the first whose size range holds decides. Chains try their tiers
+//   in order (each refusing at its watermark); bind/interleave/weighted use one tier arena;
+//   ratio picks the tier furthest below its share of live bytes; threshold sends sizes below a
+//   moving threshold to the earlier tier and moves the threshold to hold the shares.
+// - Live bytes per tier arena are counted only when a ratio or threshold rule exists (free()
+//   then calls note_free()); each thread batches its counts (up to 256 KiB) before publishing.
+// - With callsite, a ratio or threshold rule decides once per call site (hash of the return
+//   address) and sends later allocations from that site to the same tier.
+// - allocate() returns nullptr with errno ENOMEM when no tier of the rule could take it (the
+//   engine's thread error names the tier and why).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "hetmem/detail/tier_arena.hpp"
+#include "hetmem/policy.hpp"
+
+namespace hetmem::detail {
+
+class policy_runtime {
+ public:
+  // Lives as long as the process (like the arenas it uses).
+  [[nodiscard]] static result<policy_runtime *> create(const policy::plan &p);
+
+  [[nodiscard]] void *allocate(std::size_t bytes, std::size_t alignment, const void *callsite) noexcept {
+    if (single_) [[likely]] {
+      if (void *p = single_->allocate(bytes, alignment)) [[likely]]
+        return p;
+    }
+    return allocate_rules(bytes, alignment, callsite);
+  }
+  [[nodiscard]] bool counting() const noexcept { return counting_; }
+  // A block of this runtime's arenas is about to be freed (only needed when counting()).
+  void note_free(const void *p) noexcept;
+  // Live bytes the runtime has seen on arena `id` (published counts; for tests and stats).
+  [[nodiscard]] std::int64_t live_bytes(unsigned arena_id) const noexcept;
+  // Flushes the calling thread's pending counts.
+  void publish_thread_counts() noexcept;
+
+  static constexpr unsigned max_rules = 16;
+  static constexpr unsigned max_route_tiers = 8;
+
+ private:
+  policy_runtime() = default;
+  void *allocate_rules(std::size_t bytes, std::size_t alignment, const void *callsite) noexcept;
+  struct rule;
+  void *route_allocate(rule &r, unsigned rule_index, std::size_t bytes, std::size_t alignment,
+                       const void *callsite) noexcept;
+  unsigned choose(rule &r, std::size_t bytes) noexcept;
+  void count(const void *p, unsigned arena_id, std::int64_t sign) noexcept;
+  [[nodiscard]] std::int64_t live_seen(unsigned arena_id) const noexcept;
+
+  struct rule {
+    std::uint64_t min_size = 0, max_size = UINT64_MAX;
+    policy::route_kind kind = policy::route_kind::chain;
+    unsigned n = 0;
+    tier_arena *arenas[max_route_tiers] = {};
+    unsigned ids[max_route_tiers] = {};
+    std::uint64_t shares[max_route_tiers] = {};
+    std::atomic<std::uint64_t> threshold[max_route_tiers] = {};
+    std::uint64_t threshold_min[max_route_tiers] = {}, threshold_max[max_route_tiers] = {};
+    std::atomic<std::uint32_t> decisions{0};
+  };
+  rule rules_[max_rules];
+  unsigned rule_count_ = 0;
+  tier_arena *single_ = nullptr;  // the plan is one rule, one tier: allocate() goes straight there
+  bool counting_ = false;
+  bool callsite_ = false;
+  std::atomic<std::int64_t> live_[max_tier_arenas + 1] = {};
+  static constexpr unsigned site_slots = 4096;
+  std::atomic<std::uint32_t> sites_[site_slots] = {};
+};
+
+}  // namespace hetmem::detail

@@ -1,0 +1,328 @@
+// preload.cpp — libhetmem-preload.so: the malloc family and the C++ allocation operators for
+// programs that never heard of hetmem (LD_PRELOAD, or `hetmem run`).
+//
+// Contract:
+// - Until the library's constructor has read the policy and the topology and made the tier
+//   arenas, every allocation goes to glibc's allocator (__libc_malloc and friends): the
+//   dynamic loader, libc's start-up, other libraries' constructors and our own set-up all
+//   allocate before we can. Pointers hetmem did not allocate (these, and any a program got
+//   from glibc directly) are recognised in O(1) by the address window and handed back to
+//   glibc: free, realloc and malloc_usable_size work on them at any time.
+// - Inside malloc: no exceptions, no iostreams, no system allocator, no locks beyond the
+//   engine's; overflow-checked sizes (calloc, reallocarray, pvalloc); errno ENOMEM/EINVAL as
+//   POSIX says. Only operator new throws (std::bad_alloc, after the new-handler), as C++ says.
+// - A bad configuration prints one message naming the cause and runs the default policy,
+//   unless strict mode was asked for (HETMEM_STRICT=1 or `strict` in the policy): then the
+//   program stops with that message, exit status 1.
+// - Fork: the engine's fork handlers keep its mutexes consistent; the child goes on allocating.
+// - HETMEM_EXPLAIN=1 prints the effective policy on stderr at start.
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "hetmem/detail/policy_runtime.hpp"
+#include "hetmem/policy.hpp"
+#include "hetmem/topology.hpp"
+
+extern "C" {
+void *__libc_malloc(std::size_t);                 // NOLINT(bugprone-reserved-identifier)
+void *__libc_calloc(std::size_t, std::size_t);    // NOLINT(bugprone-reserved-identifier)
+void *__libc_realloc(void *, std::size_t);        // NOLINT(bugprone-reserved-identifier)
+void *__libc_memalign(std::size_t, std::size_t);  // NOLINT(bugprone-reserved-identifier)
+void __libc_free(void *);                         // NOLINT(bugprone-reserved-identifier)
+}
+
+namespace {
+
+using hetmem::detail::policy_runtime;
+using hetmem::detail::tier_arena;
+
+enum : int { state_glibc = 0, state_ready = 1 };
+std::atomic<int> state{state_glibc};
+policy_runtime *runtime = nullptr;
+std::size_t (*libc_usable_size)(void *) = nullptr;
+
+void say(const char *text) noexcept {
+  std::size_t left = std::strlen(text);
+  while (left > 0) {
+    const ssize_t n = ::write(STDERR_FILENO, text, left);
+    if (n <= 0) return;
+    text += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
+
+std::size_t page_size() noexcept {
+  static const auto p = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  return p;
+}
+
+inline policy_runtime *ready() noexcept {
+  return state.load(std::memory_order_acquire) == state_ready ? runtime : nullptr;
+}
+
+inline bool ours(const void *p) noexcept { return tier_arena::id_of(p) != 0; }
+
+[[gnu::always_inline]] inline void *allocate(std::size_t bytes, std::size_t alignment, const void *site) noexcept {
+  if (policy_runtime *rt = ready()) [[likely]]
+    return rt->allocate(bytes, alignment, site);
+  return alignment > 16 ? __libc_memalign(alignment, bytes) : __libc_malloc(bytes);
+}
+
+inline void release(void *p) noexcept {
+  if (!p) return;
+  if (ours(p)) [[likely]] {
+    if (runtime && runtime->counting()) runtime->note_free(p);
+    tier_arena::deallocate(p);
+    return;
+  }
+  __libc_free(p);
+}
+
+std::size_t usable(void *p) noexcept {
+  if (!p) return 0;
+  if (ours(p)) return tier_arena::usable_size(p);
+  return libc_usable_size ? libc_usable_size(p) : 0;
+}
+
+void *reallocate(void *p, std::size_t bytes, const void *site) noexcept {
+  if (!p) return allocate(bytes, 0, site);
+  if (bytes == 0) {  // glibc's behaviour: free, return NULL
+    release(p);
+    return nullptr;
+  }
+  policy_runtime *rt = ready();
+  if (!rt) {
+    if (!ours(p)) return __libc_realloc(p, bytes);
+  } else if (ours(p) && !rt->counting()) {
+    if (void *q = tier_arena::reallocate(p, bytes)) return q;  // in place, or within its tier
+  }
+  // Across allocators (a glibc block, or counting rules that must see the move), or its tier
+  // is full: a new block where the policy says, the contents, then the old block goes.
+  const std::size_t old = usable(p);
+  void *q = allocate(bytes, 0, site);
+  if (!q) return nullptr;  // p untouched, errno ENOMEM
+  std::memcpy(q, p, old < bytes ? old : bytes);
+  release(p);
+  return q;
+}
+
+bool power_of_two(std::size_t a) noexcept { return a != 0 && (a & (a - 1)) == 0; }
+
+void *aligned(std::size_t alignment, std::size_t bytes, const void *site) noexcept {
+  if (alignment <= 16) return allocate(bytes, 0, site);
+  return allocate(bytes, alignment, site);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Set-up: runs once, from the constructor, with every allocation going to glibc meanwhile.
+void start() noexcept {
+  try {
+    libc_usable_size = reinterpret_cast<std::size_t (*)(void *)>(::dlsym(RTLD_NEXT, "malloc_usable_size"));
+    const auto env = hetmem::policy::read_environment();
+    const bool strict = hetmem::policy::strict_requested(env);
+    auto complain = [&](const std::string &what) {
+      say(("hetmem: " + what + "\n").c_str());
+      if (strict) {
+        say("hetmem: strict mode (HETMEM_STRICT or 'strict' in the policy): stopping\n");
+        std::_Exit(1);
+      }
+    };
+    auto loaded = hetmem::policy::load(env);
+    if (!loaded) complain(loaded.error().message + (strict ? "" : "\nhetmem: using the default policy instead"));
+    auto topo = hetmem::load_topology();
+    if (!topo) {
+      complain("cannot read the memory topology: " + topo.error().message + "; using the kernel's default placement");
+    }
+    hetmem::topology empty;
+    const hetmem::topology &t = topo ? *topo : empty;
+    hetmem::result<hetmem::policy::plan> plan = hetmem::policy::default_plan(t);
+    if (loaded) {
+      auto resolved = hetmem::policy::resolve(*loaded, t);
+      if (resolved) {
+        plan = std::move(resolved);
+      } else {
+        complain(resolved.error().message + (strict ? "" : "\nhetmem: using the default policy instead"));
+      }
+    }
+    if (!plan) {
+      complain("no usable policy: " + plan.error().message + "; hetmem stays out of the way");
+      return;
+    }
+    auto rt = policy_runtime::create(*plan);
+    if (!rt) {
+      complain("cannot set up the policy's tiers: " + rt.error().message + "; using the default policy");
+      auto fallback = hetmem::policy::default_plan(t);
+      if (fallback) rt = policy_runtime::create(*fallback);
+      if (!rt) {
+        complain("the default policy failed too (" + rt.error().message + "); hetmem stays out of the way");
+        return;
+      }
+    }
+    const char *explain = secure_getenv("HETMEM_EXPLAIN");  // NOLINT(concurrency-mt-unsafe): start-up
+    if (explain && *explain && std::strcmp(explain, "0") != 0)
+      say(("hetmem: pid " + std::to_string(::getpid()) + ", " + hetmem::policy::describe_machine(t) + "\n" +
+           hetmem::policy::explain(*plan))
+              .c_str());
+    runtime = *rt;
+    state.store(state_ready, std::memory_order_release);
+  } catch (...) {
+    say("hetmem: out of memory while starting; hetmem stays out of the way\n");
+  }
+}
+
+[[gnu::constructor]] void preload_constructor() noexcept {
+  const char *off = secure_getenv("HETMEM_DISABLE");  // NOLINT(concurrency-mt-unsafe): start-up
+  if (off && *off && std::strcmp(off, "0") != 0) return;
+  start();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// The C interface. Return addresses identify call sites for `callsite` policies.
+#define HETMEM_SITE __builtin_return_address(0)
+extern "C" {
+
+[[gnu::visibility("default")]] void *malloc(std::size_t bytes) noexcept { return allocate(bytes, 0, HETMEM_SITE); }
+
+[[gnu::visibility("default")]] void free(void *p) noexcept { release(p); }
+
+[[gnu::visibility("default")]] void *calloc(std::size_t n, std::size_t size) noexcept {
+  std::size_t bytes = 0;
+  if (__builtin_mul_overflow(n, size, &bytes)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (!ready()) return __libc_calloc(n, size);
+  void *p = allocate(bytes, 0, HETMEM_SITE);
+  if (p) std::memset(p, 0, bytes);
+  return p;
+}
+
+[[gnu::visibility("default")]] void *realloc(void *p, std::size_t bytes) noexcept {
+  return reallocate(p, bytes, HETMEM_SITE);
+}
+
+[[gnu::visibility("default")]] void *reallocarray(void *p, std::size_t n, std::size_t size) noexcept {
+  std::size_t bytes = 0;
+  if (__builtin_mul_overflow(n, size, &bytes)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return reallocate(p, bytes, HETMEM_SITE);
+}
+
+[[gnu::visibility("default")]] int posix_memalign(void **out, std::size_t alignment, std::size_t bytes) noexcept {
+  if (!power_of_two(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
+  const int saved = errno;
+  void *p = aligned(alignment, bytes, HETMEM_SITE);
+  if (!p) {
+    errno = saved;  // posix_memalign reports through its result, not errno
+    return ENOMEM;
+  }
+  *out = p;
+  return 0;
+}
+
+[[gnu::visibility("default")]] void *aligned_alloc(std::size_t alignment, std::size_t bytes) noexcept {
+  if (!power_of_two(alignment)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return aligned(alignment, bytes, HETMEM_SITE);
+}
+
+[[gnu::visibility("default")]] void *memalign(std::size_t alignment, std::size_t bytes) noexcept {
+  // glibc rounds an alignment that is not a power of two up to the next one.
+  if (alignment > (std::size_t{1} << 62)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  std::size_t a = alignment < 1 ? 1 : alignment;
+  if (!power_of_two(a)) a = std::size_t{1} << (64 - __builtin_clzll(a));
+  return aligned(a, bytes, HETMEM_SITE);
+}
+
+[[gnu::visibility("default")]] void *valloc(std::size_t bytes) noexcept {
+  return aligned(page_size(), bytes, HETMEM_SITE);
+}
+
+[[gnu::visibility("default")]] void *pvalloc(std::size_t bytes) noexcept {
+  const std::size_t ps = page_size();
+  std::size_t rounded = 0;
+  if (__builtin_add_overflow(bytes, ps - 1, &rounded)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  rounded &= ~(ps - 1);
+  return aligned(ps, rounded == 0 ? ps : rounded, HETMEM_SITE);
+}
+
+[[gnu::visibility("default")]] std::size_t malloc_usable_size(void *p) noexcept { return usable(p); }
+
+}  // extern "C"
+
+// ---------------------------------------------------------------------------------------------
+// The C++ operators: the throwing forms call the new-handler and throw std::bad_alloc.
+namespace {
+[[gnu::noinline]] void *new_slow(std::size_t bytes, std::size_t alignment, const void *site) {
+  for (;;) {
+    if (void *p = aligned(alignment, bytes, site)) return p;
+    std::new_handler h = std::get_new_handler();
+    if (!h) throw std::bad_alloc();
+    h();
+  }
+}
+inline void *new_throwing(std::size_t bytes, std::size_t alignment, const void *site) {
+  if (void *p = aligned(alignment, bytes, site)) [[likely]]
+    return p;
+  return new_slow(bytes, alignment, site);
+}
+inline void *new_nothrow(std::size_t bytes, std::size_t alignment, const void *site) noexcept {
+  try {
+    return new_throwing(bytes, alignment, site);
+  } catch (...) {
+    return nullptr;
+  }
+}
+}  // namespace
+
+#define HETMEM_EXPORT [[gnu::visibility("default")]]
+HETMEM_EXPORT void *operator new(std::size_t n) { return new_throwing(n, 0, HETMEM_SITE); }
+HETMEM_EXPORT void *operator new[](std::size_t n) { return new_throwing(n, 0, HETMEM_SITE); }
+HETMEM_EXPORT void *operator new(std::size_t n, const std::nothrow_t &) noexcept {
+  return new_nothrow(n, 0, HETMEM_SITE);
+}
+HETMEM_EXPORT void *operator new[](std::size_t n, const std::nothrow_t &) noexcept {
+  return new_nothrow(n, 0, HETMEM_SITE);
+}
+HETMEM_EXPORT void *operator new(std::size_t n, std::align_val_t a) {
+  return new_throwing(n, static_cast<std::size_t>(a), HETMEM_SITE);
+}
+HETMEM_EXPORT void *operator new[](std::size_t n, std::align_val_t a) {
+  return new_throwing(n, static_cast<std::size_t>(a), HETMEM_SITE);
+}
+HETMEM_EXPORT void *operator new(std::size_t n, std::align_val_t a, const std::nothrow_t &) noexcept {
+  return new_nothrow(n, static_cast<std::size_t>(a), HETMEM_SITE);
+}
+HETMEM_EXPORT void *operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t &) noexcept {
+  return new_nothrow(n, static_cast<std::size_t>(a), HETMEM_SITE);
+}
+HETMEM_EXPORT void operator delete(void *p) noexcept { release(p); }
+HETMEM_EXPORT void operator delete[](void *p) noexcept { release(p); }
+HETMEM_EXPORT void operator delete(void *p, std::size_t) noexcept { release(p); }
+HETMEM_EXPORT void operator delete[](void *p, std::size_t) noexcept { release(p); }
+HETMEM_EXPORT void operator delete(void *p, const std::nothrow_t &) noexcept { release(p); }
+HETMEM_EXPORT void operator delete[](void *p, const std::nothrow_t &) noexcept { release(p); }
+HETMEM_EXPORT void operator delete(void *p, std::align_val_t) noexcept { release(p); }
+HETMEM_EXPORT void operator delete[](void *p, std::align_val_t) noexcept { release(p); }
+HETMEM_EXPORT void operator delete(void *p, std::size_t, std::align_val_t) noexcept { release(p); }
+HETMEM_EXPORT void operator delete[](void *p, std::size_t, std::align_val_t) noexcept { release(p); }
+HETMEM_EXPORT void operator delete(void *p, std::align_val_t, const std::nothrow_t &) noexcept { release(p); }
+HETMEM_EXPORT void operator delete[](void *p, std::align_val_t, const std::nothrow_t &) noexcept { release(p); }
