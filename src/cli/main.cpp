@@ -1,11 +1,20 @@
 // hetmem — the command-line tool. Exit codes: 0 success; 1 the system or tree could not be
 // read; 2 bad usage; 3 --strict and some file could not be used.
+#include <unistd.h>
 #include <CLI/CLI.hpp>
+
+#include <cerrno>
+#include <climits>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
+#include <filesystem>
 #include <string>
+#include <vector>
 
 #include "hetmem/hwloc_check.hpp"
+#include "hetmem/policy.hpp"
 #include "hetmem/sysfs/reader.hpp"
 #include "hetmem/topology.hpp"
 #include "topo_render.hpp"
@@ -68,6 +77,81 @@ int run_topo(const topo_args &a) {
   return exit_ok;
 }
 
+struct run_args {
+  std::optional<std::string> policy, config, report;
+  bool explain = false;
+  bool strict = false;
+  std::vector<std::string> command;
+};
+
+// libhetmem-preload.so: $HETMEM_PRELOAD, else beside this executable as installed
+// (BINDIR/../LIBDIR), else in the build tree this executable was built in.
+std::string find_preload() {
+  if (const char *env = std::getenv("HETMEM_PRELOAD"); env && *env) return env;  // NOLINT(concurrency-mt-unsafe)
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const auto installed = exe.parent_path() / HETMEM_PRELOAD_FROM_BINDIR;
+    if (std::filesystem::exists(installed, ec)) return std::filesystem::weakly_canonical(installed, ec).string();
+  }
+  return HETMEM_PRELOAD_BUILD_PATH;
+}
+
+int run_program(const run_args &a) {
+  if (a.command.empty()) {
+    std::fprintf(stderr, "hetmem run: no command given (hetmem run [OPTIONS] -- COMMAND [ARGS...])\n");
+    return exit_usage;
+  }
+  const std::string preload = find_preload();
+  if (::access(preload.c_str(), R_OK) != 0) {
+    std::fprintf(stderr, "hetmem run: cannot use the preload library %s: %s (set HETMEM_PRELOAD)\n", preload.c_str(),
+                 std::strerror(errno));
+    return exit_failure;
+  }
+  // The command's environment: what the preload will read.
+  if (a.policy) ::setenv("HETMEM_POLICY", a.policy->c_str(), 1);
+  if (a.config) {
+    ::unsetenv("HETMEM_POLICY");
+    ::setenv("HETMEM_CONFIG", a.config->c_str(), 1);
+  }
+  if (a.strict) ::setenv("HETMEM_STRICT", "1", 1);
+  if (a.report) ::setenv("HETMEM_REPORT", a.report->c_str(), 1);
+  if (a.explain) {
+    const auto env = hetmem::policy::read_environment();
+    auto topo = hetmem::load_topology();
+    hetmem::topology none;
+    const hetmem::topology &t = topo ? *topo : none;
+    std::printf("hetmem run: %s under %s\n%s\n", a.command.front().c_str(), preload.c_str(),
+                hetmem::policy::describe_machine(t).c_str());
+    if (!topo) std::printf("topology unreadable (%s): the kernel's default placement\n", topo.error().message.c_str());
+    auto loaded = hetmem::policy::load(env);
+    hetmem::result<hetmem::policy::plan> plan =
+        loaded ? hetmem::policy::resolve(*loaded, t) : hetmem::result<hetmem::policy::plan>(loaded.error());
+    if (!plan) {
+      std::printf("the configured policy cannot be used:\n  %s\n", plan.error().message.c_str());
+      if (hetmem::policy::strict_requested(env)) {
+        std::printf("strict mode: the program would stop; not running it\n");
+        return exit_usage;
+      }
+      std::printf("the preload falls back to the default:\n");
+      plan = hetmem::policy::default_plan(t);
+    }
+    if (plan) std::fputs(hetmem::policy::explain(*plan).c_str(), stdout);
+    std::fflush(stdout);
+  }
+  std::string ld = preload;
+  if (const char *old = std::getenv("LD_PRELOAD"); old && *old) ld += std::string(":") + old;  // NOLINT
+  ::setenv("LD_PRELOAD", ld.c_str(), 1);
+  std::vector<char *> argv;
+  for (const auto &s : a.command)
+    argv.push_back(const_cast<char *>(s.c_str()));  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+  argv.push_back(nullptr);
+  ::execvp(argv[0], argv.data());
+  const int err = errno;
+  std::fprintf(stderr, "hetmem run: cannot run %s: %s\n", argv[0], std::strerror(err));
+  return err == ENOENT ? 127 : 126;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) try {
@@ -96,6 +180,25 @@ int main(int argc, char **argv) try {
       "  hetmem topo --cpu 40              ranks as seen from CPU 40");
   topo->callback([] {});
 
+  run_args ra;
+  auto *run = app.add_subcommand("run", "Run a program with hetmem's preload (libhetmem-preload.so) and a policy");
+  run->add_option("--policy", ra.policy, "Policy text (sets HETMEM_POLICY; see docs/policy.md)");
+  run->add_option("--config", ra.config, "Policy file (sets HETMEM_CONFIG)");
+  run->add_flag("--explain", ra.explain,
+                "Print the effective policy, its tiers and where each setting came from first");
+  run->add_flag("--strict", ra.strict, "A bad policy stops the program instead of falling back (HETMEM_STRICT=1)");
+  run->add_option("--report", ra.report,
+                  "At exit, write the program's pages per node (kernel's numa_maps) to FILE, or 'stderr'");
+  run->add_option("command", ra.command, "The program and its arguments (after --)")->required(false);
+  run->footer(
+      "Examples:\n"
+      "  hetmem run -- ./app                          the default policy (local first, spill before reclaim)\n"
+      "  hetmem run --policy 'hbm>ddr' -- ./app       HBM first, DDR when HBM nears its watermark\n"
+      "  hetmem run --policy 'size>=1M -> hbm; ddr' --explain -- ./app\n"
+      "  hetmem run --policy 'ratio ddr:3,cxl:1' --report stderr -- ./app\n"
+      "Exit status: the program's; 127 when it cannot be found, 2 bad usage (or, with --explain and\n"
+      "--strict, a policy that cannot be used), 1 the preload library is missing.");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError &e) {
@@ -103,6 +206,7 @@ int main(int argc, char **argv) try {
     return rc == 0 ? exit_ok : exit_usage;
   }
   if (topo->parsed()) return run_topo(ta);
+  if (run->parsed()) return run_program(ra);
   return exit_usage;
 } catch (const std::exception &e) {
   std::fprintf(stderr, "hetmem: internal error: %s\n", e.what());

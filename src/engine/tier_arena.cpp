@@ -967,6 +967,15 @@ void *tier_arena::reallocate(void *p, std::size_t bytes) noexcept {
   return q;
 }
 
+void tier_arena::window_range(std::uintptr_t *base, std::size_t *bytes) noexcept {
+  *base = 0;
+  *bytes = 0;
+  if (va_window *w = va_window::peek()) {
+    *base = w->base();
+    *bytes = w->total_bytes();
+  }
+}
+
 unsigned tier_arena::id_of(const void *p) noexcept {
   std::uint8_t m = 0;
   return va_window::arena_and_mark(p, &m);

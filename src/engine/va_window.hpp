@@ -29,6 +29,8 @@ class va_window {
 
   // The window, reserving it on first call; nullptr (errno set) when no range could be reserved.
   static va_window *get() noexcept;
+  // The window without reserving it: its base and size are 0 until get() reserved it.
+  static va_window *peek() noexcept { return &instance_; }
   // fork(): the window's mutex is held across it (taken after the arenas' grow mutexes).
   static void lock_for_fork() noexcept;
   static void unlock_after_fork() noexcept;

@@ -1,4 +1,5 @@
 // parse.cpp — the policy language and memkind's / autohbw's variables, text to policy.
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
@@ -522,6 +523,9 @@ result<policy> from_memkind(std::string_view tiers, std::string_view thresholds)
         if (!v) return error{EINVAL, "MEMKIND_MEM_THRESHOLDS: " + name + ": " + v.error().message};
         (which == 0 ? b.start : which == 1 ? b.min : b.max) = *v;
       }
+      // Bounds not given follow the start value as memkind's defaults do (1024: 513 to 1536).
+      if (seen[0] && !seen[1]) b.min = std::min(b.start, b.start / 2 + 1);
+      if (seen[0] && !seen[2]) b.max = b.start + b.start / 2;
       if (!(b.min <= b.start && b.start <= b.max))
         return error{EINVAL, "MEMKIND_MEM_THRESHOLDS: threshold " + std::to_string(n + 1) +
                                  " must hold MIN_VAL <= INIT_VAL <= MAX_VAL"};

@@ -67,7 +67,10 @@ memory_kind kind_of(const topology &t, const node_set &nodes) {
 tier nodes_tier(const topology &t, const std::string &label, const node_set &nodes) {
   tier out;
   const memory_kind k = kind_of(t, nodes);
-  const std::string kind_text(to_string(k));
+  bool mixed = false;
+  for (auto id : nodes.to_vector())
+    if (const node_info *n = t.find(id); n && n->kind != k) mixed = true;
+  const std::string kind_text = mixed ? "mixed" : std::string(to_string(k));
   out.name = label == kind_text ? label + " (nodes " + nodes.to_string() + ")"
                                 : label + " (" + kind_text + ", nodes " + nodes.to_string() + ")";
   out.kind = k;
@@ -390,8 +393,8 @@ std::string describe_machine(const topology &topo) {
 std::string explain(const plan &p) {
   std::string s;
   s += "policy: " +
-       (p.source.empty() ? std::string("the default (none of HETMEM_POLICY, HETMEM_CONFIG, "
-                                       "MEMKIND_MEM_TIERS, AUTO_HBW_SIZE is set)")
+       (p.source.empty() ? std::string("the built-in default (for when none of HETMEM_POLICY, HETMEM_CONFIG, "
+                                       "MEMKIND_MEM_TIERS, AUTO_HBW_SIZE is set, or the one set cannot be used)")
                          : "from " + p.source) +
        "\n";
   s += "rules (the first that matches an allocation's size decides):\n";

@@ -9,6 +9,7 @@ namespace {
 
 // Per thread: live-byte counts not yet published, per arena id.
 struct pending_counts {
+  policy_runtime *owner;  // the runtime these counts belong to (a process normally has one)
   std::int64_t bytes[max_tier_arenas + 1];
   std::uint32_t allocations;
 };
@@ -30,11 +31,14 @@ result<policy_runtime *> policy_runtime::create(const policy::plan &p) {
   if (p.rules.size() > max_rules)
     return error{E2BIG, "policy has " + std::to_string(p.rules.size()) + " rules; at most " +
                             std::to_string(max_rules) + " are supported"};
+  // A tier whose arena cannot be made (a node the kernel refuses, say) is dropped from chains,
+  // which go on with their other tiers; any other rule needs all of its tiers.
   std::vector<tier_arena *> arenas;
+  std::vector<std::string> failures;
   for (const auto &t : p.tiers) {
     auto a = tier_arena::get(t.where, t.fill_limit_percent);
-    if (!a) return error{a.error().code, t.where.name + ": " + a.error().message};
-    arenas.push_back(*a);
+    arenas.push_back(a ? *a : nullptr);
+    failures.push_back(a ? std::string() : a.error().message);
   }
   auto *rt = new (std::nothrow) policy_runtime();
   if (!rt) return error{ENOMEM, "out of memory"};
@@ -49,16 +53,28 @@ result<policy_runtime *> policy_runtime::create(const policy::plan &p) {
     r.min_size = pr.min_size;
     r.max_size = pr.max_size;
     r.kind = pr.where.kind;
-    r.n = static_cast<unsigned>(pr.where.tiers.size());
-    for (unsigned k = 0; k < r.n; ++k) {
-      r.arenas[k] = arenas[pr.where.tiers[k]];
-      r.ids[k] = r.arenas[k]->id();
-      r.shares[k] = k < pr.where.shares.size() ? pr.where.shares[k] : 1;
+    std::string why;
+    for (unsigned k = 0; k < pr.where.tiers.size(); ++k) {
+      const unsigned ti = pr.where.tiers[k];
+      if (!arenas[ti]) {
+        why += (why.empty() ? "" : "; ") + failures[ti];
+        if (r.kind == policy::route_kind::chain) continue;
+        delete rt;
+        return error{EINVAL, pr.origin + ": " + pr.text + ": " + failures[ti]};
+      }
+      const unsigned n = r.n++;
+      r.arenas[n] = arenas[ti];
+      r.ids[n] = r.arenas[n]->id();
+      r.shares[n] = k < pr.where.shares.size() ? pr.where.shares[k] : 1;
       if (k < pr.where.thresholds.size()) {
         r.threshold[k].store(pr.where.thresholds[k].start, std::memory_order_relaxed);
         r.threshold_min[k] = pr.where.thresholds[k].min;
         r.threshold_max[k] = pr.where.thresholds[k].max;
       }
+    }
+    if (r.n == 0) {
+      delete rt;
+      return error{EINVAL, pr.origin + ": " + pr.text + ": no tier of it can be used: " + why};
     }
     if (r.kind == policy::route_kind::ratio || r.kind == policy::route_kind::threshold) rt->counting_ = true;
   }
@@ -73,10 +89,11 @@ std::int64_t policy_runtime::live_bytes(unsigned arena_id) const noexcept {
 }
 
 std::int64_t policy_runtime::live_seen(unsigned id) const noexcept {
-  return live_[id].load(std::memory_order_relaxed) + tl_pending.bytes[id];
+  return live_[id].load(std::memory_order_relaxed) + (tl_pending.owner == this ? tl_pending.bytes[id] : 0);
 }
 
 void policy_runtime::publish_thread_counts() noexcept {
+  if (tl_pending.owner != this) return;
   for (unsigned id = 1; id <= max_tier_arenas; ++id)
     if (tl_pending.bytes[id] != 0) {
       live_[id].fetch_add(tl_pending.bytes[id], std::memory_order_relaxed);
@@ -86,6 +103,10 @@ void policy_runtime::publish_thread_counts() noexcept {
 
 void policy_runtime::count(const void *p, unsigned id, std::int64_t sign) noexcept {
   if (id == 0 || id > max_tier_arenas) return;
+  if (tl_pending.owner != this) [[unlikely]] {  // another runtime's counts: publish them there
+    if (tl_pending.owner) tl_pending.owner->publish_thread_counts();
+    tl_pending.owner = this;
+  }
   std::int64_t &pending = tl_pending.bytes[id];
   pending += sign * static_cast<std::int64_t>(tier_arena::usable_size(p));
   if (pending >= publish_every || pending <= -publish_every) {

@@ -17,10 +17,12 @@
 // - Fork: the engine's fork handlers keep its mutexes consistent; the child goes on allocating.
 // - HETMEM_EXPLAIN=1 prints the effective policy on stderr at start.
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -174,6 +176,83 @@ void start() noexcept {
   } catch (...) {
     say("hetmem: out of memory while starting; hetmem stays out of the way\n");
   }
+}
+
+// HETMEM_REPORT=FILE (or "stderr"): at exit, one line with the pages of hetmem's memory per
+// node as the kernel counts them (/proc/self/numa_maps, the mappings inside hetmem's window),
+// and those of the rest of the process's mappings. The proof of placement for programs that
+// cannot be asked.
+struct node_pages {
+  std::uint64_t bytes[64];
+};
+
+void add_numa_line(const char *line, std::size_t len, std::uintptr_t base, std::size_t size, node_pages *in,
+                   node_pages *out) noexcept {
+  char *end = nullptr;
+  const std::uintptr_t start = std::strtoull(line, &end, 16);
+  node_pages *target = start >= base && start - base < size ? in : out;
+  std::uint64_t kps = 4;  // kernelpagesize_kB
+  for (std::size_t i = 0; i + 18 < len; ++i)
+    if (std::memcmp(line + i, "kernelpagesize_kB=", 18) == 0) kps = std::strtoull(line + i + 18, nullptr, 10);
+  for (std::size_t i = 0; i + 1 < len; ++i) {
+    if (line[i] != 'N' || (i > 0 && line[i - 1] != ' ')) continue;
+    char *eq = nullptr;
+    const unsigned long node = std::strtoul(line + i + 1, &eq, 10);
+    if (eq == line + i + 1 || *eq != '=' || node >= 64) continue;
+    target->bytes[node] += std::strtoull(eq + 1, nullptr, 10) * kps * 1024;
+  }
+}
+
+int append_counts(char *buf, std::size_t cap, std::size_t used, const node_pages &np) noexcept {
+  int n = 0;
+  bool any = false;
+  for (unsigned k = 0; k < 64; ++k)
+    if (np.bytes[k]) {
+      n += std::snprintf(buf + used + static_cast<std::size_t>(n), cap - used - static_cast<std::size_t>(n),
+                         " N%u=%llu", k, static_cast<unsigned long long>(np.bytes[k] >> 10));
+      any = true;
+    }
+  if (!any) n += std::snprintf(buf + used, cap - used, " none");
+  return n;
+}
+
+[[gnu::destructor]] void preload_report() noexcept {
+  const char *to = secure_getenv("HETMEM_REPORT");  // NOLINT(concurrency-mt-unsafe): at exit
+  if (!to || !*to) return;
+  std::uintptr_t base = 0;
+  std::size_t size = 0;
+  tier_arena::window_range(&base, &size);
+  static node_pages in, out;
+  static char buf[1 << 16];
+  const int fd = ::open("/proc/self/numa_maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  std::size_t have = 0;
+  for (;;) {
+    const ssize_t n = ::read(fd, buf + have, sizeof buf - 1 - have);
+    if (n <= 0) break;
+    have += static_cast<std::size_t>(n);
+    std::size_t start = 0;
+    for (std::size_t i = 0; i < have; ++i)
+      if (buf[i] == '\n') {
+        add_numa_line(buf + start, i - start, base, size, &in, &out);
+        start = i + 1;
+      }
+    std::memmove(buf, buf + start, have - start);
+    have -= start;
+    if (have == sizeof buf - 1) have = 0;  // a line longer than the buffer: dropped
+  }
+  ::close(fd);
+  static char line[2048];
+  int n = std::snprintf(line, sizeof line, "hetmem report: pid %d: hetmem heap KiB per node:", ::getpid());
+  n += append_counts(line, sizeof line, static_cast<std::size_t>(n), in);
+  n += std::snprintf(line + n, sizeof line - static_cast<std::size_t>(n), "; rest of the process:");
+  n += append_counts(line, sizeof line, static_cast<std::size_t>(n), out);
+  n += std::snprintf(line + n, sizeof line - static_cast<std::size_t>(n), "\n");
+  const int rfd =
+      std::strcmp(to, "stderr") == 0 ? STDERR_FILENO : ::open(to, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (rfd < 0) return;
+  (void)!::write(rfd, line, static_cast<std::size_t>(n));
+  if (rfd != STDERR_FILENO) ::close(rfd);
 }
 
 [[gnu::constructor]] void preload_constructor() noexcept {

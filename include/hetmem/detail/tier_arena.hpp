@@ -69,6 +69,9 @@ class tier_arena {
   [[nodiscard]] static void *reallocate(void *p, std::size_t bytes) noexcept;
   [[nodiscard]] static std::size_t usable_size(const void *p) noexcept;
 
+  // The address window all tier arenas take their memory from ([*base, *base + *bytes); 0 bytes
+  // before the first arena exists).
+  static void window_range(std::uintptr_t *base, std::size_t *bytes) noexcept;
   // The arena's number (1..max_tier_arenas), and that of the arena owning `p` (0: none).
   [[nodiscard]] unsigned id() const noexcept { return id_; }
   [[nodiscard]] static unsigned id_of(const void *p) noexcept;
