@@ -731,9 +731,10 @@ void *tier_arena::allocate_default(std::size_t bytes) noexcept {
 }
 
 void *tier_arena::allocate(std::size_t bytes, std::size_t alignment) noexcept {
-  // Alignments up to 16 are what every object of the cached classes has anyway.
+  // Every object of the cached classes from 16 bytes up is 16-byte aligned (the 8-byte class
+  // only to 8): smaller requests with an alignment take the class of the alignment.
   if (alignment <= 16 && (alignment & (alignment - 1)) == 0) [[likely]]
-    return allocate_default(bytes);
+    return allocate_default(bytes < alignment ? alignment : bytes);
   return allocate_slow(bytes, alignment);
 }
 

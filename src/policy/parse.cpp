@@ -74,10 +74,22 @@ std::string lower(std::string_view s) {
   return r;
 }
 
-// A parse error pointing at `column` of `line`.
+// Long tokens are cut in messages: "aaaa...aaaa" (first 32 characters and "...").
+std::string shorten(std::string_view s) {
+  return s.size() <= 40 ? std::string(s) : std::string(s.substr(0, 32)) + "...";
+}
+
+// A parse error pointing at `column` of `line` (a window of it around the column when long).
 error at(std::string_view origin, std::string_view line, std::size_t column, const std::string &what) {
-  std::string msg = std::string(origin) + ", column " + std::to_string(column) + ": " + what + "\n  " +
-                    std::string(line) + "\n  " + std::string(column > 0 ? column - 1 : 0, ' ') + "^";
+  std::size_t from = 0, caret = column > 0 ? column - 1 : 0;
+  std::string shown(line);
+  if (line.size() > 100) {
+    from = caret > 40 ? caret - 40 : 0;
+    shown = (from > 0 ? "..." : "") + std::string(line.substr(from, 80)) + (from + 80 < line.size() ? "..." : "");
+    caret = caret - from + (from > 0 ? 3 : 0);
+  }
+  std::string msg = std::string(origin) + ", column " + std::to_string(column) + ": " + what + "\n  " + shown + "\n  " +
+                    std::string(caret, ' ') + "^";
   return error{EINVAL, msg};
 }
 
@@ -108,8 +120,9 @@ class parser {
   bool is_op(const char *op) const { return peek().t == token::type::op && peek().text == op; }
   bool is_word(const char *w) const { return peek().t == token::type::word && lower(peek().text) == w; }
   error fail(const token &t, const std::string &what) const {
-    return at(origin_, line_, t.column,
-              what + (t.t == token::type::end ? std::string(" but the text ends") : " but found '" + t.text + "'"));
+    return at(
+        origin_, line_, t.column,
+        what + (t.t == token::type::end ? std::string(" but the text ends") : " but found '" + shorten(t.text) + "'"));
   }
 
   result<std::uint64_t> size_value() {
@@ -182,7 +195,7 @@ class parser {
       r.text += " " + path.text + " " + t_[i_ - 1].text;
       return r;
     }
-    return at(origin_, line_, t.column, "unknown tier '" + t.text + "' (expected " + tier_names + ")");
+    return at(origin_, line_, t.column, "unknown tier '" + shorten(t.text) + "' (expected " + tier_names + ")");
   }
 
   result<std::vector<tier_ref>> tier_list() {

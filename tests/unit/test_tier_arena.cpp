@@ -100,6 +100,21 @@ TEST_CASE("tier arena: every size lands on the bound node, data intact, tier_of 
   CHECK(std::string(last_error()).find("alignment 3 is not a power of two") != std::string::npos);
 }
 
+TEST_CASE("tier arena: a small request with an alignment of 16 is 16-byte aligned", "[engine]") {
+  // jemalloc's 8-byte class is only 8-byte aligned: memalign(16, 4) must not get it.
+  auto a = detail::tier_arena::get(node0("small aligned"));
+  REQUIRE(a);
+  std::vector<void *> ps;
+  for (std::size_t n = 1; n <= 16; ++n)
+    for (int i = 0; i < 8; ++i) {
+      void *p = (*a)->allocate(n, 16);
+      REQUIRE(p != nullptr);
+      CHECK(reinterpret_cast<std::uintptr_t>(p) % 16 == 0);
+      ps.push_back(p);
+    }
+  for (void *p : ps) detail::tier_arena::deallocate(p);
+}
+
 TEST_CASE("tier arena: one per (tier, fill limit), for the life of the process", "[engine]") {
   auto a = detail::tier_arena::get(node0("same"));
   auto b = detail::tier_arena::get(node0("same"));

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# test_preload.sh MODE BUILD_DIR — libhetmem-preload.so on this machine.
+#   lifecycle  the C and C++ checks (tests/preload/*.c, cxx.cpp) under the preload, and the
+#              report at exit (HETMEM_REPORT) shows hetmem's heap in use
+#   config     bad configurations: one message naming the cause, the default policy, exit 0;
+#              strict mode stops with status 1; config files; memkind's and autohbw's variables
+#   programs   real programs: python3, sqlite3, git, g++, redis-server with redis-benchmark
+#   gdb        the lifecycle checks under gdb
+#   run        hetmem run: --explain, --policy, --report, exit statuses
+set -uo pipefail
+mode=$1 build=$2
+preload="$build/src/preload/libhetmem-preload.so"
+bin="$build/tests"
+hetmem="$build/src/cli/hetmem"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fails=0 out= err= rc=0 heap=0
+ok() { echo "ok   $*"; }
+fail() { echo "FAIL $*"; fails=$((fails + 1)); }
+# Runs "$@" under the preload with a report; sets $out, $err, $rc and $heap (KiB on hetmem's heap).
+under() {
+  rm -f "$work/report"
+  HETMEM_REPORT="$work/report" LD_PRELOAD="$preload" "$@" >"$work/out" 2>"$work/err"
+  rc=$?
+  out=$(cat "$work/out"); err=$(cat "$work/err")
+  heap=$(sed -n 's/.*hetmem heap KiB per node: N[0-9]*=\([0-9]*\).*/\1/p' "$work/report" 2>/dev/null | sort -n | tail -1)
+  heap=${heap:-0}
+}
+expect() {  # expect CONDITION-RESULT DESCRIPTION
+  if [ "$1" = 0 ]; then ok "$2"; else fail "$2"; echo "--- stdout"; echo "$out" | tail -20; echo "--- stderr"; echo "$err" | tail -20; fi
+}
+
+case "$mode" in
+lifecycle)
+  under "$bin/hetmem_preload_lifecycle" "$bin/libhetmem_test_dl.so"
+  echo "$out"
+  [ $rc = 0 ] && grep -q "malloc from .*libhetmem-preload.so" <<<"$out"; expect $? "lifecycle checks pass with malloc from the preload"
+  [ "$heap" -gt 1000 ]; expect $? "the kernel counts the program's heap in hetmem's window ($heap KiB)"
+  [ -z "$err" ]; expect $? "nothing on stderr"
+  under "$bin/hetmem_preload_cxx"
+  echo "$out"
+  [ $rc = 0 ]; expect $? "C++ operator checks pass"
+  # The same checks hold for glibc itself (the checks test the interface, not hetmem's habits).
+  "$bin/hetmem_preload_lifecycle" "$bin/libhetmem_test_dl.so" >"$work/glibc" 2>&1; expect $? "the lifecycle checks pass on glibc too"
+  ;;
+config)
+  under env HETMEM_POLICY="size>=1M -> hmb" /bin/echo hello
+  [ $rc = 0 ] && [ "$out" = hello ] && grep -q "column 13: unknown tier 'hmb'" <<<"$err" && grep -q "using the default policy" <<<"$err"
+  expect $? "a bad policy: the program runs, one message names the token, the default is used"
+  [ "$(grep -c '\^' <<<"$err")" = 1 ]; expect $? "the message points at the token with a caret"
+  under env HETMEM_POLICY="hmb" HETMEM_STRICT=1 /bin/echo hello
+  [ $rc = 1 ] && [ -z "$out" ] && grep -q "strict mode" <<<"$err"; expect $? "strict mode: the program stops with status 1 and the message"
+  under env HETMEM_POLICY="strict; bind ddr; ddr" /bin/echo hello
+  [ $rc = 0 ] && [ "$out" = hello ]; expect $? "strict with a good policy runs"
+  printf '# job policy\nsize>=64K -> ratio local:1, ddr:1\nwatermark 90%%\nlocal\n' >"$work/p.conf"
+  under env HETMEM_CONFIG="$work/p.conf" HETMEM_EXPLAIN=1 python3 -c "x=[bytearray(100000) for _ in range(200)]; print(len(x))"
+  [ $rc = 0 ] && [ "$out" = 200 ] && grep -q "from HETMEM_CONFIG ($work/p.conf)" <<<"$err" && grep -q "ratio" <<<"$err"
+  expect $? "HETMEM_CONFIG: a file policy, explained with its origin"
+  printf 'local\nbind !\n' >"$work/bad.conf"
+  under env HETMEM_CONFIG="$work/bad.conf" /bin/true
+  [ $rc = 0 ] && grep -q "bad.conf:2, column 6" <<<"$err"; expect $? "a bad config file: the message names file, line and column"
+  under env HETMEM_CONFIG="$work/missing.conf" /bin/true
+  [ $rc = 0 ] && grep -q "cannot read $work/missing.conf" <<<"$err"; expect $? "a missing config file is named"
+  under env MEMKIND_MEM_TIERS="KIND:DRAM,RATIO:1;POLICY:STATIC_RATIO" HETMEM_EXPLAIN=1 /bin/true
+  [ $rc = 0 ] && grep -q "from MEMKIND_MEM_TIERS" <<<"$err"; expect $? "memkind's MEMKIND_MEM_TIERS is honoured"
+  under env MEMKIND_MEM_TIERS="KIND:DRAM,RATIO:1" /bin/true
+  [ $rc = 0 ] && grep -q "no POLICY" <<<"$err"; expect $? "a bad MEMKIND_MEM_TIERS is named, the program runs"
+  under env AUTO_HBW_SIZE=4K HETMEM_EXPLAIN=1 /bin/true
+  [ $rc = 0 ] && grep -q "from AUTO_HBW_SIZE" <<<"$err"; expect $? "autohbw's AUTO_HBW_SIZE is honoured"
+  # 1 MiB in one environment string is past the kernel's limit for one string (128 KiB):
+  # a config file of 1 MiB stands for it, and the longest string the kernel takes.
+  head -c 1100000 /dev/zero | tr '\0' 'a' >"$work/huge.conf"
+  under env HETMEM_CONFIG="$work/huge.conf" /bin/true
+  [ $rc = 0 ] && grep -q "larger than 1 MiB" <<<"$err"; expect $? "a config file over 1 MiB: a clear error, the program runs"
+  big=$(head -c 130000 /dev/zero | tr '\0' 'a')
+  under env HETMEM_POLICY="$big" /bin/true
+  [ $rc = 0 ] && grep -q "unknown tier 'aaaa" <<<"$err" && [ "$(wc -c <<<"$err")" -lt 2000 ]
+  expect $? "a 130 KB policy string: a clear error, the program runs"
+  under env HETMEM_DISABLE=1 HETMEM_POLICY=bad /bin/true
+  [ $rc = 0 ] && [ -z "$err" ] && [ "$heap" = 0 ]; expect $? "HETMEM_DISABLE=1 leaves the program to glibc"
+  ;;
+programs)
+  cd "$work" || exit 1
+  cat >alloc.py <<'PY'
+import json, sqlite3, threading
+objs = [{"k": i, "v": str(i) * 20} for i in range(200000)]
+s = json.dumps(objs); back = json.loads(s)
+assert len(back) == 200000 and back[-1]["v"] == "199999" * 20
+def work(n):
+    d = {}
+    for i in range(50000): d[i] = bytearray(n)
+threads = [threading.Thread(target=work, args=(n,)) for n in (100, 1000, 10000)]
+[t.start() for t in threads]; [t.join() for t in threads]
+print("python ok")
+PY
+  under python3 alloc.py
+  [ $rc = 0 ] && [ "$out" = "python ok" ] && [ "$heap" -gt 100000 ]; expect $? "python3: a script that allocates ($heap KiB on hetmem's heap)"
+  under sqlite3 db.sqlite "create table t(a integer primary key, b text); with recursive c(x) as (select 1 union all select x+1 from c where x < 200000) insert into t select x, hex(randomblob(40)) from c; create index tb on t(b); select count(*), sum(a) from t;"
+  [ $rc = 0 ] && [ "$out" = "200000|20000100000" ]; expect $? "sqlite3: a generated database of 200000 rows, indexed and queried ($heap KiB)"
+  git init -q repo && for i in $(seq 1 200); do echo "line $i $RANDOM" >"repo/f$i.txt"; done
+  under sh -c 'cd repo && git add . && git -c user.name=t -c user.email=t@t commit -qm init && git gc -q && git log --oneline | wc -l && git fsck --strict 2>&1 | wc -l'
+  [ $rc = 0 ] && [ "$out" = "$(printf '1\n0')" ]; expect $? "git: add, commit, gc, log, fsck on a repository"
+  cat >prog.cpp <<'CPP'
+#include <iostream>
+#include <map>
+#include <string>
+int main() { std::map<int, std::string> m; for (int i = 0; i < 1000; ++i) m[i] = std::to_string(i); std::cout << m.size() << "\n"; }
+CPP
+  under g++ -O2 prog.cpp -o prog
+  [ $rc = 0 ] && [ "$(./prog)" = 1000 ]; expect $? "g++: compiles a C++ file ($heap KiB on the compiler's hetmem heap)"
+  if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
+    port=$((20000 + RANDOM % 20000))
+    HETMEM_REPORT="$work/redis-report" LD_PRELOAD="$preload" redis-server --port $port --save "" --appendonly no \
+      --daemonize no >"$work/redis.log" 2>&1 &
+    rpid=$!
+    for _ in $(seq 1 50); do redis-cli -p $port ping >/dev/null 2>&1 && break; sleep 0.1; done
+    under redis-benchmark -p $port -q -n 20000 -d 512 -t set,get,lpush,lpop,sadd
+    bench_rc=$rc
+    redis-cli -p $port set key value >/dev/null && val=$(redis-cli -p $port get key)
+    redis-cli -p $port shutdown nosave >/dev/null 2>&1; wait $rpid
+    rheap=$(sed -n 's/.*hetmem heap KiB per node: N[0-9]*=\([0-9]*\).*/\1/p' "$work/redis-report" | head -1)
+    [ $bench_rc = 0 ] && [ "$val" = value ] && [ "$(grep -c 'requests per second' <<<"$out")" = 5 ] && [ "${rheap:-0}" -gt 1000 ]
+    expect $? "redis-server and redis-benchmark, both preloaded (server heap ${rheap:-0} KiB)"
+    grep "requests per second" <<<"$out" | tr '\r' '\n' | grep "requests per second" | sed 's/^/     /'
+  else
+    fail "redis-server / redis-benchmark not installed (scripts/setup.sh installs them)"
+  fi
+  ;;
+gdb)
+  out=$(gdb -q -batch -ex "set environment LD_PRELOAD=$preload" -ex run -ex "info sharedlibrary" \
+        --args "$bin/hetmem_preload_lifecycle" 2>&1)
+  grep -q "lifecycle: 0 failure(s)" <<<"$out" && grep -q "exited normally" <<<"$out"; expect $? "the lifecycle checks under gdb"
+  ;;
+run)
+  out=$("$hetmem" run --explain --policy "size>=1M -> local; local" -- /bin/echo ran 2>&1); rc=$?
+  [ $rc = 0 ] && grep -q "^policy: from HETMEM_POLICY" <<<"$out" && grep -q '"size>=1M -> local"' <<<"$out" && grep -q "^ran$" <<<"$out"
+  expect $? "hetmem run --explain prints the policy with its origin, then runs the program"
+  out=$("$hetmem" run --report "$work/run-report" -- /bin/echo ran 2>&1); rc=$?
+  [ $rc = 0 ] && grep -q "hetmem report: pid" "$work/run-report"; expect $? "hetmem run --report FILE"
+  out=$("$hetmem" run --report stderr -- python3 -c 'print("ran")' 2>&1); rc=$?
+  [ $rc = 0 ] && grep -q "hetmem report: pid" <<<"$out"; expect $? "hetmem run --report stderr"
+  "$hetmem" run -- sh -c 'exit 7'; [ $? = 7 ]; expect $? "hetmem run exits with the program's status"
+  "$hetmem" run -- /nonexistent/program 2>"$work/err"; [ $? = 127 ] && grep -q "cannot run /nonexistent/program" "$work/err"
+  expect $? "hetmem run: a missing program is 127 with a message"
+  out=$("$hetmem" run --strict --explain --policy "bind hmb" -- /bin/echo ran 2>&1); rc=$?
+  [ $rc = 2 ] && ! grep -q "^ran$" <<<"$out" && grep -q "strict mode" <<<"$out"; expect $? "hetmem run --strict --explain with a bad policy does not run it (2)"
+  "$hetmem" run 2>/dev/null; [ $? = 2 ]; expect $? "hetmem run without a command: usage error (2)"
+  ;;
+*) echo "test_preload.sh: unknown mode $mode"; exit 2 ;;
+esac
+echo "preload $mode: $fails failure(s)"
+[ $fails = 0 ]
