@@ -78,10 +78,17 @@ topology_args() {
       echo "-object memory-backend-file,id=nv2,share=on,mem-path=$2/nvdimm2.img,size=256M,pmem=on"
       echo "-device nvdimm,memdev=nv2,id=nvdimm2,node=1"
       ;;
+    ddr-cxl)  # DDR with the CPUs and a CPU-less CXL-like expander, large enough for the preload's 1 GiB workloads
+      echo "-machine pc,hmat=on -m 4G -smp 2,sockets=1,cores=2"
+      mem 0 2G; mem 1 2G
+      echo "-numa node,nodeid=0,memdev=m0,cpus=0-1 -numa node,nodeid=1,memdev=m1,initiator=0"
+      echo "-numa dist,src=0,dst=1,val=20"
+      lb 0 0 100 100G; lb 0 1 250 30G
+      ;;
     *) return 1 ;;
   esac
 }
-topologies="ddr-hbm-slow two-socket-hbm slit-only memside-cache pmem-kmem"
+topologies="ddr-hbm-slow two-socket-hbm slit-only memside-cache pmem-kmem ddr-cxl"
 
 # --- guest image --------------------------------------------------------------------------------
 build_image() {
