@@ -321,7 +321,8 @@ void flush_bin(bin &b, arena_cache &ac, std::uint32_t keep, std::uint32_t object
   const std::uint32_t n = count_of(b);
   if (n <= keep) return;
   const std::uint32_t drop = n - keep;
-  for (std::uint32_t i = 0; i < drop; ++i) hetmem_je_dallocx(b.stack[i], ac.tcache_flag);
+  // Sized: jemalloc then needs no lookup to find the size class.
+  for (std::uint32_t i = 0; i < drop; ++i) hetmem_je_sdallocx(b.stack[i], object_bytes, ac.tcache_flag);
   std::memmove(b.stack, b.stack + drop, keep * sizeof(void *));
   set_count(b, keep);
   bump(ac.allocated, -static_cast<std::int64_t>(drop) * object_bytes);
@@ -738,12 +739,48 @@ void *tier_arena::allocate(std::size_t bytes, std::size_t alignment) noexcept {
   return allocate_slow(bytes, alignment);
 }
 
-// The calling thread's bin for class `c` is empty: one object from jemalloc (through the
-// thread's explicit tcache for this arena, which refills in batches).
+namespace {
+// jemalloc's experimental.batch_alloc: up to `num` objects of `size` in one call (from the
+// explicit tcache's bin, or fresh slabs of the arena), 0 when unavailable.
+std::size_t batch_alloc(void **ptrs, std::size_t num, std::size_t size, int flags) noexcept {
+  struct packet {
+    void **ptrs;
+    std::size_t num, size;
+    int flags;
+  };
+  static std::size_t mib[3];
+  static std::size_t miblen = 0;
+  static const bool have = [] {
+    miblen = 3;
+    return hetmem_je_mallctlnametomib("experimental.batch_alloc", mib, &miblen) == 0;
+  }();
+  if (!have) return 0;
+  packet in{ptrs, num, size, flags};
+  std::size_t filled = 0, len = sizeof filled;
+  if (hetmem_je_mallctlbymib(mib, miblen, &filled, &len, &in, sizeof in) != 0) return 0;
+  return filled;
+}
+}  // namespace
+
+// The calling thread's bin for class `c` is empty: half a bin of objects from jemalloc in one
+// batch (through the thread's explicit tcache for this arena), or one when batching fails.
 void *tier_arena::refill(void *cache, unsigned c, std::size_t bytes) noexcept {
   auto *ac = static_cast<arena_cache *>(cache);
   const std::uint32_t size = classes.bytes[c];
   hook_reported = false;
+  bin &b = ac->bins[c];
+  const std::uint32_t want = std::max<std::uint32_t>(1, b.cap / 2);
+  if (const std::size_t got = batch_alloc(b.stack, want, size, ac->arena_flag | ac->tcache_flag)) [[likely]] {
+    // Objects of one batch mostly share slab pages: mark only pages not marked for this class.
+    const auto m = static_cast<std::uint8_t>(c + 1);
+    for (std::size_t i = 0; i < got; ++i) {
+      const auto *o = static_cast<const char *>(b.stack[i]);
+      if (va_window::page_mark(o) != m || va_window::page_mark(o + size - 1) != m) va_window::mark_pages(o, size, m);
+    }
+    bump(ac->allocated, static_cast<std::int64_t>(got) * size);
+    set_count(b, static_cast<std::uint32_t>(got - 1));
+    return b.stack[got - 1];
+  }
   void *p = hetmem_je_mallocx(size, ac->arena_flag | ac->tcache_flag);
   if (!p && per_node_) p = other_nodes(size, 0, ac->shard);
   if (p) [[likely]] {

@@ -117,6 +117,13 @@ void policy_runtime::count(const void *p, unsigned id, std::int64_t sign) noexce
 
 void policy_runtime::note_free(const void *p) noexcept { count(p, tier_arena::id_of(p), -1); }
 
+void policy_runtime::note_resize(const void *p, std::size_t old_usable) noexcept {
+  const unsigned id = tier_arena::id_of(p);
+  if (id == 0 || id > max_tier_arenas) return;
+  count(p, id, +1);  // the new usable size, through the batching
+  if (tl_pending.owner == this) tl_pending.bytes[id] -= static_cast<std::int64_t>(old_usable);
+}
+
 // The tier of a ratio or threshold rule for `bytes`.
 unsigned policy_runtime::choose(rule &r, std::size_t bytes) noexcept {
   if (r.kind == policy::route_kind::threshold) {

@@ -101,11 +101,16 @@ void *reallocate(void *p, std::size_t bytes, const void *site) noexcept {
   policy_runtime *rt = ready();
   if (!rt) {
     if (!ours(p)) return __libc_realloc(p, bytes);
-  } else if (ours(p) && !rt->counting()) {
-    if (void *q = tier_arena::reallocate(p, bytes)) return q;  // in place, or within its tier
+  } else if (ours(p)) {
+    // In place, or moved within its tier arena (ratio and threshold rules count the change).
+    const std::size_t before = rt->counting() ? tier_arena::usable_size(p) : 0;
+    if (void *q = tier_arena::reallocate(p, bytes)) {
+      if (rt->counting()) rt->note_resize(q, before);
+      return q;
+    }
   }
-  // Across allocators (a glibc block, or counting rules that must see the move), or its tier
-  // is full: a new block where the policy says, the contents, then the old block goes.
+  // A glibc block, or its tier is full: a new block where the policy says, the contents, then
+  // the old block goes.
   const std::size_t old = usable(p);
   void *q = allocate(bytes, 0, site);
   if (!q) return nullptr;  // p untouched, errno ENOMEM

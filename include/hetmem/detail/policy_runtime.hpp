@@ -40,6 +40,8 @@ class policy_runtime {
   [[nodiscard]] bool counting() const noexcept { return counting_; }
   // A block of this runtime's arenas is about to be freed (only needed when counting()).
   void note_free(const void *p) noexcept;
+  // A block of this runtime's arenas was resized within its arena: it had `old_usable` bytes.
+  void note_resize(const void *p, std::size_t old_usable) noexcept;
   // Live bytes the runtime has seen on arena `id` (published counts; for tests and stats).
   [[nodiscard]] std::int64_t live_bytes(unsigned arena_id) const noexcept;
   // Flushes the calling thread's pending counts.

@@ -1,0 +1,351 @@
+// bench_preload.cpp — allocation-heavy programs (in the style of mimalloc-bench) run whole under
+// each allocator, side by side in one run: glibc, Debian's libjemalloc.so.2 preloaded, memkind's
+// libmemtier.so with a one-tier STATIC_RATIO, and libhetmem-preload.so with the default policy
+// and with a ratio policy. Each workload is this program re-executed (`--workload NAME`) in a
+// child; wall time and peak RSS (getrusage of the child) are the medians of interleaved runs.
+// Also the preload's start-up cost on /bin/true.
+//
+// Usage: hetmem_bench_preload [--quick] [--reps N] [--preload PATH]
+// Targets (issue 5): hetmem default within 1.1x of jemalloc's time and memory; at least 4x
+// faster than libmemtier where it completes; start-up under 2 ms.
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+bool quick = false;
+unsigned scale() { return quick ? 20 : 1; }  // --quick: a twentieth of the work
+
+std::uint64_t next(std::uint64_t &s) {
+  s ^= s << 13;
+  s ^= s >> 7;
+  s ^= s << 17;
+  return s;
+}
+void touch(void *p, std::size_t n) {
+  auto *c = static_cast<volatile unsigned char *>(p);
+  c[0] = 1;
+  c[n - 1] = 2;
+}
+
+// larson-like server churn: each thread replaces random slots of its own array with blocks of
+// random sizes; every so often it hands a batch to the next thread, which frees them.
+void larson() {
+  constexpr unsigned threads = 4, slots = 2000;
+  const unsigned rounds = 2'000'000 / scale();
+  std::vector<std::atomic<void **>> mailbox(threads);
+  for (auto &m : mailbox) m.store(nullptr);
+  std::vector<std::thread> ts;
+  for (unsigned t = 0; t < threads; ++t)
+    ts.emplace_back([&, t] {
+      std::uint64_t s = 0x1234567ull * (t + 1);
+      std::vector<void *> mine(slots, nullptr);
+      for (unsigned i = 0; i < rounds; ++i) {
+        const unsigned k = static_cast<unsigned>(next(s) % slots);
+        std::free(mine[k]);
+        const std::size_t n = 16 + next(s) % 1000;
+        mine[k] = std::malloc(n);
+        touch(mine[k], n);
+        if ((i & 4095) == 0) {  // hand 64 blocks to the next thread, take what was left for us
+          auto **batch = static_cast<void **>(std::malloc(64 * sizeof(void *)));
+          for (unsigned j = 0; j < 64; ++j) {
+            batch[j] = mine[(k + j) % slots];
+            mine[(k + j) % slots] = nullptr;
+          }
+          void **old = mailbox[(t + 1) % threads].exchange(batch);
+          if (old) {
+            for (unsigned j = 0; j < 64; ++j) std::free(old[j]);
+            std::free(old);
+          }
+        }
+      }
+      for (void *p : mine) std::free(p);
+    });
+  for (auto &t : ts) t.join();
+  for (auto &m : mailbox)
+    if (void **old = m.exchange(nullptr)) {
+      for (unsigned j = 0; j < 64; ++j) std::free(old[j]);
+      std::free(old);
+    }
+}
+
+// One producer allocates, one consumer frees, through a ring.
+void producer_consumer() {
+  constexpr std::size_t ring = 4096;
+  const std::size_t count = 4'000'000 / scale();
+  std::vector<std::atomic<void *>> slots(ring);
+  for (auto &s : slots) s.store(nullptr);
+  std::thread consumer([&] {
+    std::size_t got = 0, at = 0;
+    while (got < count) {
+      void *p = slots[at].exchange(nullptr, std::memory_order_acquire);
+      if (p) {
+        std::free(p);
+        ++got;
+        at = (at + 1) % ring;
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  });
+  std::uint64_t s = 99;
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::size_t n = 32 + next(s) % 480;
+    void *p = std::malloc(n);
+    touch(p, n);
+    while (slots[at].load(std::memory_order_acquire) != nullptr) std::this_thread::yield();
+    slots[at].store(p, std::memory_order_release);
+    at = (at + 1) % ring;
+  }
+  consumer.join();
+}
+
+// Many small objects: a linked structure of 16-64 byte nodes, built, walked, freed.
+void small_objects() {
+  struct node {
+    node *next;
+    std::uint64_t v;
+  };
+  const std::size_t count = 6'000'000 / scale();
+  std::uint64_t s = 5;
+  node *head = nullptr;
+  for (std::size_t i = 0; i < count; ++i) {
+    auto *n = static_cast<node *>(std::malloc(sizeof(node) + next(s) % 48));
+    n->next = head;
+    n->v = i;
+    head = n;
+  }
+  std::uint64_t sum = 0;
+  for (node *n = head; n; n = n->next) sum += n->v;
+  if (sum != count * (count - 1) / 2) std::abort();
+  while (head) {
+    node *n = head->next;
+    std::free(head);
+    head = n;
+  }
+}
+
+// Mixed sizes: 8 B to 256 KiB, log-distributed, a random live set of 20000.
+void mixed_sizes() {
+  constexpr unsigned live = 20000;
+  const unsigned rounds = 3'000'000 / scale();
+  std::vector<void *> set(live, nullptr);
+  std::uint64_t s = 77;
+  for (unsigned i = 0; i < rounds; ++i) {
+    const unsigned k = static_cast<unsigned>(next(s) % live);
+    std::free(set[k]);
+    const unsigned bits = 3 + static_cast<unsigned>(next(s) % 16);  // 8 B .. 256 KiB
+    const std::size_t n = (std::size_t{1} << bits) + next(s) % (std::size_t{1} << bits);
+    set[k] = std::malloc(n);
+    touch(set[k], n);
+  }
+  for (void *p : set) std::free(p);
+}
+
+// realloc growth: buffers grown a little at a time (string builders, vectors).
+void realloc_growth() {
+  const unsigned buffers = 2000 / scale() + 1;
+  std::uint64_t s = 3;
+  for (unsigned b = 0; b < buffers; ++b) {
+    char *p = nullptr;
+    std::size_t n = 0;
+    const std::size_t target = 1000 + next(s) % (1u << 20);
+    while (n < target) {
+      n += 1 + next(s) % 512;
+      p = static_cast<char *>(std::realloc(p, n));
+      p[n - 1] = static_cast<char>(n);
+    }
+    std::free(p);
+  }
+}
+
+struct workload {
+  const char *name;
+  void (*run)();
+};
+const workload workloads[] = {{"larson-churn", larson},
+                              {"producer-consumer", producer_consumer},
+                              {"small-objects", small_objects},
+                              {"mixed-sizes", mixed_sizes},
+                              {"realloc-growth", realloc_growth}};
+
+struct config {
+  std::string name;
+  std::vector<std::string> env;  // NAME=VALUE added to the child's environment
+};
+
+struct sample {
+  bool ok = false;
+  double seconds = 0;
+  long max_rss_kib = 0;
+};
+
+sample run_child(const std::vector<std::string> &argv, const config &c, bool quiet) {
+  sample out;
+  std::fflush(stdout);  // or the child's freopen would print our buffer again
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    for (const auto &e : c.env) ::putenv(const_cast<char *>(e.c_str()));  // NOLINT
+    if (quiet) {
+      std::freopen("/dev/null", "w", stdout);
+      std::freopen("/dev/null", "w", stderr);
+    }
+    std::vector<char *> args;
+    for (const auto &a : argv) args.push_back(const_cast<char *>(a.c_str()));  // NOLINT
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  struct rusage ru {};
+  if (pid < 0 || ::wait4(pid, &status, 0, &ru) != pid) return out;
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  out.max_rss_kib = ru.ru_maxrss;
+  out.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  return out;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+std::string self_path() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  int reps = 5;
+  std::string preload = HETMEM_PRELOAD_PATH;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0)
+      quick = true;
+    else if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
+      reps = std::max(1, std::atoi(argv[++i]));
+    else if (std::strcmp(argv[i], "--preload") == 0 && i + 1 < argc)
+      preload = argv[++i];
+    else if (std::strcmp(argv[i], "--workload") == 0 && i + 1 < argc) {
+      const char *w = argv[++i];
+      for (int j = i + 1; j < argc; ++j)
+        if (std::strcmp(argv[j], "--quick") == 0) quick = true;
+      for (const auto &wl : workloads)
+        if (std::strcmp(wl.name, w) == 0) {
+          wl.run();
+          return 0;
+        }
+      std::fprintf(stderr, "unknown workload %s\n", w);
+      return 2;
+    }
+  }
+  if (quick) reps = std::min(reps, 1);
+  const std::string jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
+  const std::string memtier = "/usr/lib/x86_64-linux-gnu/libmemtier.so.0";
+  std::vector<config> configs = {
+      {"glibc", {}},
+      {"jemalloc", {"LD_PRELOAD=" + jemalloc}},
+      {"memtier", {"LD_PRELOAD=" + memtier, "MEMKIND_MEM_TIERS=KIND:DRAM,RATIO:1;POLICY:STATIC_RATIO"}},
+      {"hetmem", {"LD_PRELOAD=" + preload, "HETMEM_POLICY=", "HETMEM_CONFIG="}},
+      {"hetmem-ratio", {"LD_PRELOAD=" + preload, "HETMEM_POLICY=ratio local:1, fastest:1"}},
+  };
+  // An empty HETMEM_POLICY is an error (reported, default used): drop the variables instead.
+  configs[3].env = {"LD_PRELOAD=" + preload};
+  ::unsetenv("HETMEM_POLICY");
+  ::unsetenv("HETMEM_CONFIG");
+  ::unsetenv("MEMKIND_MEM_TIERS");
+  ::unsetenv("AUTO_HBW_SIZE");
+  for (const auto &lib : {jemalloc, memtier, preload})
+    if (::access(lib.c_str(), R_OK) != 0) std::printf("note: %s is missing: its column will fail\n", lib.c_str());
+
+  const std::string self = self_path();
+  std::printf("hetmem_bench_preload: %d interleaved run(s) per cell, medians%s; time in s, peak RSS in MiB\n", reps,
+              quick ? " (--quick: a twentieth of the work)" : "");
+  std::printf("%-18s", "workload");
+  for (const auto &c : configs) std::printf(" %17s", c.name.c_str());
+  std::printf("   hetmem/jemalloc  memtier/hetmem\n");
+  bool targets_met = true;
+  for (const auto &wl : workloads) {
+    std::vector<std::vector<double>> t(configs.size()), m(configs.size());
+    std::vector<bool> failed(configs.size(), false);
+    std::vector<std::string> args = {self, "--workload", wl.name};
+    if (quick) args.emplace_back("--quick");
+    for (int r = 0; r < reps; ++r)
+      for (std::size_t c = 0; c < configs.size(); ++c) {
+        if (failed[c]) continue;
+        sample s = run_child(args, configs[c], configs[c].name == "memtier");
+        if (!s.ok) {
+          failed[c] = true;
+          continue;
+        }
+        t[c].push_back(s.seconds);
+        m[c].push_back(static_cast<double>(s.max_rss_kib) / 1024.0);
+      }
+    std::printf("%-18s", wl.name);
+    for (std::size_t c = 0; c < configs.size(); ++c) {
+      if (failed[c])
+        std::printf(" %17s", "failed");
+      else
+        std::printf(" %8.3fs %6.1fM", median(t[c]), median(m[c]));
+    }
+    const double ht = median(t[3]), hm = median(m[3]), jt = median(t[1]), jm = median(m[1]);
+    if (!failed[1] && !failed[3]) {
+      std::printf("   %5.2fx %5.2fx", ht / jt, hm / jm);
+      if (ht / jt > 1.1 || hm / jm > 1.1) targets_met = false;
+    } else {
+      std::printf("   %12s", "-");
+      targets_met = false;
+    }
+    if (!failed[2] && !failed[3]) {
+      std::printf("    %6.1fx", median(t[2]) / ht);
+      if (median(t[2]) / ht < 4) targets_met = false;
+    } else {
+      std::printf("    %7s", failed[2] ? "(failed)" : "-");
+    }
+    std::printf("\n");
+  }
+  // Start-up: /bin/true, many times, per configuration.
+  const int starts = quick ? 20 : 200;
+  std::printf("start-up (/bin/true, mean of %d runs):", starts);
+  double base = 0;
+  for (std::size_t c = 0; c < configs.size(); ++c) {
+    if (configs[c].name == "hetmem-ratio") continue;
+    double total = 0;
+    bool ok = true;
+    for (int i = 0; i < starts && ok; ++i) {
+      sample s = run_child({"/bin/true"}, configs[c], false);
+      ok = s.ok;
+      total += s.seconds;
+    }
+    const double mean_ms = total / starts * 1000;
+    if (c == 0) base = mean_ms;
+    std::printf(" %s %.2f ms%s", configs[c].name.c_str(), mean_ms, ok ? "" : " (failed)");
+    if (configs[c].name == "hetmem") {
+      std::printf(" (+%.2f ms)", mean_ms - base);
+      if (mean_ms - base > 2.0) targets_met = false;
+    }
+    std::printf(";");
+  }
+  std::printf(
+      "\ntargets (hetmem within 1.1x of jemalloc's time and memory, >= 4x memtier's speed, start-up "
+      "+2 ms at most): %s\n",
+      targets_met ? "met" : "NOT met");
+  return 0;
+}
