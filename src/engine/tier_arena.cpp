@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -769,7 +770,20 @@ void *tier_arena::refill(void *cache, unsigned c, std::size_t bytes) noexcept {
   const std::uint32_t size = classes.bytes[c];
   hook_reported = false;
   bin &b = ac->bins[c];
-  const std::uint32_t want = std::max<std::uint32_t>(1, b.cap / 2);
+  // Fewer than a slab's worth: a batch of a slab or more would take fresh slabs and leave the
+  // freed regions of partly used ones behind (memory grows).
+  static const auto regions_per_slab = [] {
+    std::array<std::uint32_t, cached_classes> n{};
+    for (unsigned k = 0; k < cached_classes; ++k) {
+      char name[64];
+      std::snprintf(name, sizeof name, "arenas.bin.%u.nregs", k);
+      std::uint32_t v = 0;
+      std::size_t len = sizeof v;
+      n[k] = hetmem_je_mallctl(name, &v, &len, nullptr, 0) == 0 ? v : 1;
+    }
+    return n;
+  }();
+  const std::uint32_t want = std::max<std::uint32_t>(1, std::min(b.cap / 2, regions_per_slab[c] / 2));
   if (const std::size_t got = batch_alloc(b.stack, want, size, ac->arena_flag | ac->tcache_flag)) [[likely]] {
     // Objects of one batch mostly share slab pages: mark only pages not marked for this class.
     const auto m = static_cast<std::uint8_t>(c + 1);

@@ -355,10 +355,24 @@ extern "C" {
 // ---------------------------------------------------------------------------------------------
 // The C++ operators: the throwing forms call the new-handler and throw std::bad_alloc.
 namespace {
+// The program's new-handler lives in the program's libstdc++ (ours is linked in privately):
+// ask that one, found by name.
+std::new_handler program_new_handler() noexcept {
+  using getter = std::new_handler (*)();
+  static std::atomic<getter> get{nullptr};
+  getter g = get.load(std::memory_order_acquire);
+  if (!g) {
+    g = reinterpret_cast<getter>(::dlsym(RTLD_DEFAULT, "_ZSt15get_new_handlerv"));
+    if (!g) return nullptr;  // no libstdc++ in the program: no handler can have been set
+    get.store(g, std::memory_order_release);
+  }
+  return g();
+}
+
 [[gnu::noinline]] void *new_slow(std::size_t bytes, std::size_t alignment, const void *site) {
   for (;;) {
     if (void *p = aligned(alignment, bytes, site)) return p;
-    std::new_handler h = std::get_new_handler();
+    std::new_handler h = program_new_handler();
     if (!h) throw std::bad_alloc();
     h();
   }
