@@ -9,6 +9,10 @@ case "$mode" in
   package)
     cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
     test -x "$tmp/prefix/bin/hetmem"
+    # The installed CLI finds the installed preload (no build tree, no HETMEM_PRELOAD).
+    out=$(HETMEM_PRELOAD= HETMEM_REPORT=stderr "$tmp/prefix/bin/hetmem" run --explain -- python3 -c 'print("ran")' 2>&1)
+    grep -q "under $tmp/prefix/lib.*/libhetmem-preload.so" <<<"$out" && grep -q "^ran$" <<<"$out" &&
+      grep -q "hetmem report: pid" <<<"$out" || { echo "installed hetmem run failed:"; echo "$out"; exit 1; }
     cmake -S "$src/tests/consumer" -B "$tmp/b" "${gen[@]}" -DMODE=package -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
     cmake --build "$tmp/b" >/dev/null
     ;;
