@@ -45,18 +45,14 @@ std::vector<token> tokenize(std::string_view s, std::size_t offset) {
       t.t = token::type::op;
       t.text = std::string(1, c) + "=";
       i += 2;
-    } else if (c == '>' || c == '<' || c == ',' || c == ':' || c == '=' || c == '%') {
-      t.t = token::type::op;
-      t.text = std::string(1, c);
-      ++i;
     } else if (word_char(c) || c == '-') {
       std::size_t j = i;
       while (j < s.size() && (word_char(s[j]) || (s[j] == '-' && !(j + 1 < s.size() && s[j + 1] == '>')))) ++j;
       t.text = std::string(s.substr(i, j - i));
       t.t = std::isdigit(static_cast<unsigned char>(c)) ? token::type::number : token::type::word;
       i = j;
-    } else {
-      t.t = token::type::op;  // unknown: the parser reports it
+    } else {  // > < , : = %, or a character the parser reports
+      t.t = token::type::op;
       t.text = std::string(1, c);
       ++i;
     }
