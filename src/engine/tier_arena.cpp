@@ -791,6 +791,9 @@ void *tier_arena::refill(void *cache, unsigned c, std::size_t bytes) noexcept {
       const auto *o = static_cast<const char *>(b.stack[i]);
       if (va_window::page_mark(o) != m || va_window::page_mark(o + size - 1) != m) va_window::mark_pages(o, size, m);
     }
+    // Popped from the top: reversed, consecutive allocations get ascending addresses, as
+    // from jemalloc's own cache (what a program walking its objects in order is fastest with).
+    std::reverse(b.stack, b.stack + got);
     bump(ac->allocated, static_cast<std::int64_t>(got) * size);
     set_count(b, static_cast<std::uint32_t>(got - 1));
     return b.stack[got - 1];
