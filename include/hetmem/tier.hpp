@@ -45,6 +45,10 @@ struct tier {
 [[nodiscard]] result<tier> fastest_tier(const topology &t);
 // The kind with the most capacity (all its allowed nodes).
 [[nodiscard]] result<tier> largest_tier(const topology &t);
+// `t` with the kernel given a say: bind becomes preferred (one node) or preferred-many (several,
+// where the kernel has it), so that a node running short is a fallback rather than the OOM
+// killer. Other modes, and file-backed tiers, come back as they are.
+[[nodiscard]] tier softened(tier t);
 // Exactly these nodes (must be memory nodes of `t`).
 [[nodiscard]] result<tier> tier_of_nodes(const topology &t, const node_set &nodes);
 // A file-backed PMEM tier on `path`: a devdax device or a directory (see file_backing). The

@@ -10,22 +10,6 @@
 #include "va_window.hpp"
 
 namespace hetmem {
-namespace {
-
-// With on_full::next_tier the kernel gets the same say: a bind tier becomes preferred
-// (preferred-many for several nodes, where the kernel has it).
-tier soften(tier t) {
-  if (t.where.mode != policy_mode::bind) return t;
-  if (t.where.nodes.count() == 1) {
-    t.where.mode = policy_mode::preferred;
-  } else {
-    auto k = probe_kernel_policy_support();
-    if (k && k->preferred_many) t.where.mode = policy_mode::preferred_many;
-  }
-  return t;
-}
-
-}  // namespace
 
 heap::~heap() = default;
 
@@ -40,7 +24,7 @@ result<std::unique_ptr<heap>> heap::create(const tier &t, heap_options options) 
   std::vector<tier> chain{t};
   if (options.when_full == on_full::next_tier) {
     for (const auto &n : t.next) chain.push_back(n);
-    for (auto &c : chain) c = soften(c);
+    for (auto &c : chain) c = softened(c);  // the kernel gets the same say
   }
   if (chain.size() > max_chain) chain.resize(max_chain);
   for (std::size_t i = 0; i < chain.size(); ++i) {

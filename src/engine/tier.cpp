@@ -83,6 +83,17 @@ result<tier> tier_by_rank(const topology &t, std::uint32_t rank, const initiator
 
 result<tier> fastest_tier(const topology &t) { return tier_by_rank(t, 0); }
 
+tier softened(tier t) {
+  if (t.file || t.where.mode != policy_mode::bind) return t;
+  if (t.where.nodes.count() == 1) {
+    t.where.mode = policy_mode::preferred;
+  } else {
+    auto k = probe_kernel_policy_support();
+    if (k && k->preferred_many) t.where.mode = policy_mode::preferred_many;
+  }
+  return t;
+}
+
 result<tier> largest_tier(const topology &t) {
   std::map<memory_kind, std::pair<std::uint64_t, std::vector<std::uint32_t>>> by_kind;
   for (const auto &n : t.nodes) {

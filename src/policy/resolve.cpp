@@ -130,20 +130,6 @@ result<tier> resolve_ref(const tier_ref &r, const topology &t) {
   return error{EINVAL, "unknown tier form"};
 }
 
-// A chain member: the kernel gets a say too (bind becomes preferred), so that a node that is
-// short before our watermark sees it is a fallback, not the OOM killer. Several nodes become
-// preferred-many (per-node shards, each preferring its node) where the kernel has it.
-tier soften(tier t) {
-  if (t.file || t.where.mode != policy_mode::bind) return t;
-  if (t.where.nodes.count() == 1) {
-    t.where.mode = policy_mode::preferred;
-  } else {
-    auto k = probe_kernel_policy_support();
-    if (k && k->preferred_many) t.where.mode = policy_mode::preferred_many;
-  }
-  return t;
-}
-
 std::string placement_text(const tier &t) {
   if (t.file) return "file " + t.file->path + ", at most " + format_bytes(t.file->max_bytes);
   std::string s = to_string(t.where.mode);
@@ -233,7 +219,7 @@ class resolver {
         for (std::size_t i = 0; i < tiers.size(); ++i) {
           const bool last = i + 1 == tiers.size();
           pr.tiers.push_back(add_with_watermark(
-              soften(std::move(tiers[i])), last ? 100 : default_watermark,
+              softened(std::move(tiers[i])), last ? 100 : default_watermark,
               last ? "no watermark (the chain's last tier)"
                    : "watermark " + std::to_string(default_watermark) + "% (default for a chain's earlier tiers)"));
         }
@@ -269,7 +255,7 @@ class resolver {
       }
       case route_kind::ratio:
       case route_kind::threshold:
-        for (auto &tr : tiers) pr.tiers.push_back(add_with_watermark(soften(std::move(tr)), 100, "no watermark"));
+        for (auto &tr : tiers) pr.tiers.push_back(add_with_watermark(softened(std::move(tr)), 100, "no watermark"));
         break;
     }
     return pr;
@@ -323,7 +309,7 @@ void append_default(plan &out, const topology &t, const policy &p) {
     return;
   }
   const std::string wm = "watermark " + std::to_string(default_watermark) + "% (default: spill before reclaim)";
-  rule.where.tiers.push_back(rs.add_with_watermark(soften(nodes_tier(t, "local", local)), default_watermark, wm));
+  rule.where.tiers.push_back(rs.add_with_watermark(softened(nodes_tier(t, "local", local)), default_watermark, wm));
   // The other tiers, in the rank order of the first initiator, HBM and device memory aside.
   node_set taken = local;
   if (!t.initiators.empty())
@@ -335,7 +321,7 @@ void append_default(plan &out, const topology &t, const policy &p) {
       if (ns.empty()) continue;
       for (auto n : ns.to_vector()) taken.insert(n);
       rule.where.tiers.push_back(
-          rs.add_with_watermark(soften(nodes_tier(t, std::string(to_string(g.kind)), ns)), default_watermark, wm));
+          rs.add_with_watermark(softened(nodes_tier(t, std::string(to_string(g.kind)), ns)), default_watermark, wm));
     }
   rule.where.tiers.push_back(rs.add(anywhere, 100, "no watermark (last resort)"));
   out.rules.push_back(std::move(rule));
