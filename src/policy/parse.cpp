@@ -89,16 +89,17 @@ error at(std::string_view origin, std::string_view line, std::size_t column, con
   return error{EINVAL, msg};
 }
 
+// The topology's kind names (ddr/dram, hbm/mcdram, pmem/nvm/optane, cxl, device/gpu) and
+// memkind's spellings (hbw, kmem_dax) and nvdimm; "unknown" names no tier.
 std::optional<memory_kind> kind_named(const std::string &w) {
-  if (w == "hbm" || w == "hbw" || w == "mcdram") return memory_kind::hbm;
-  if (w == "ddr" || w == "dram") return memory_kind::ddr;
-  if (w == "pmem" || w == "kmem_dax" || w == "optane" || w == "nvdimm") return memory_kind::pmem;
-  if (w == "cxl") return memory_kind::cxl;
-  if (w == "device" || w == "gpu") return memory_kind::device;
-  return std::nullopt;
+  if (w == "hbw") return memory_kind::hbm;
+  if (w == "kmem_dax" || w == "nvdimm") return memory_kind::pmem;
+  auto k = parse_memory_kind(w);
+  if (k == memory_kind::unknown) return std::nullopt;
+  return k;
 }
 
-std::string trim(std::string_view s);
+std::string trim(std::string_view s) { return std::string(sysfs::trim(s)); }
 
 constexpr const char *tier_names =
     "hbm, ddr, pmem, cxl, device, fastest, largest, local, rank N, node N[+N], file PATH SIZE";
@@ -335,13 +336,6 @@ result<void> parser::statement(policy &p, const std::string &rule_origin) {
   r.text = trim(statement_);
   p.rules.push_back(std::move(r));
   return {};
-}
-
-std::string trim(std::string_view s) {
-  std::size_t b = 0, e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
-  return std::string(s.substr(b, e - b));
 }
 
 }  // namespace
