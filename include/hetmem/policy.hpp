@@ -147,6 +147,14 @@ struct plan {
 [[nodiscard]] result<plan> default_plan(const topology &topo);
 // `p` on this machine, its rules followed by the default's when it has no unconditional rule.
 [[nodiscard]] result<plan> resolve(const loaded_policy &p, const topology &topo);
+// The plan a program runs under: the configured policy (load(env), resolved on `topo`), or,
+// when it cannot be used, the default, with why in `problem` ("" when the configured policy is
+// used). The preload and `hetmem run --explain` both decide with this.
+struct chosen_plan {
+  plan used;
+  std::string problem;
+};
+[[nodiscard]] chosen_plan choose_plan(const environment &env, const topology &topo);
 // Human-readable: every rule, its tiers with nodes, kinds, placement and watermark, and where
 // each setting came from.
 [[nodiscard]] std::string explain(const plan &p);

@@ -124,19 +124,16 @@ int run_program(const run_args &a) {
     std::printf("hetmem run: %s under %s\n%s\n", a.command.front().c_str(), preload.c_str(),
                 hetmem::policy::describe_machine(t).c_str());
     if (!topo) std::printf("topology unreadable (%s): the kernel's default placement\n", topo.error().message.c_str());
-    auto loaded = hetmem::policy::load(env);
-    hetmem::result<hetmem::policy::plan> plan =
-        loaded ? hetmem::policy::resolve(*loaded, t) : hetmem::result<hetmem::policy::plan>(loaded.error());
-    if (!plan) {
-      std::printf("the configured policy cannot be used:\n  %s\n", plan.error().message.c_str());
+    auto chosen = hetmem::policy::choose_plan(env, t);
+    if (!chosen.problem.empty()) {
+      std::printf("the configured policy cannot be used:\n  %s\n", chosen.problem.c_str());
       if (hetmem::policy::strict_requested(env)) {
         std::printf("strict mode: the program would stop; not running it\n");
         return exit_usage;
       }
       std::printf("the preload falls back to the default:\n");
-      plan = hetmem::policy::default_plan(t);
     }
-    if (plan) std::fputs(hetmem::policy::explain(*plan).c_str(), stdout);
+    std::fputs(hetmem::policy::explain(chosen.used).c_str(), stdout);
     std::fflush(stdout);
   }
   std::string ld = preload;

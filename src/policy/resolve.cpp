@@ -367,6 +367,19 @@ result<plan> resolve(const loaded_policy &lp, const topology &topo) {
   return out;
 }
 
+chosen_plan choose_plan(const environment &env, const topology &topo) {
+  chosen_plan out;
+  auto loaded = load(env);
+  auto resolved = loaded ? resolve(*loaded, topo) : result<plan>(loaded.error());
+  if (resolved) {
+    out.used = std::move(*resolved);
+    return out;
+  }
+  out.problem = resolved.error().message;
+  out.used = std::move(*default_plan(topo));  // the default always resolves
+  return out;
+}
+
 std::string describe_machine(const topology &topo) {
   std::string s;
   for (const auto &n : topo.nodes)

@@ -140,41 +140,29 @@ void start() noexcept {
         std::_Exit(1);
       }
     };
-    auto loaded = hetmem::policy::load(env);
-    if (!loaded) complain(loaded.error().message + (strict ? "" : "\nhetmem: using the default policy instead"));
     auto topo = hetmem::load_topology();
     if (!topo) {
       complain("cannot read the memory topology: " + topo.error().message + "; using the kernel's default placement");
     }
     hetmem::topology empty;
     const hetmem::topology &t = topo ? *topo : empty;
-    hetmem::result<hetmem::policy::plan> plan = hetmem::policy::default_plan(t);
-    if (loaded) {
-      auto resolved = hetmem::policy::resolve(*loaded, t);
-      if (resolved) {
-        plan = std::move(resolved);
-      } else {
-        complain(resolved.error().message + (strict ? "" : "\nhetmem: using the default policy instead"));
-      }
-    }
-    if (!plan) {
-      complain("no usable policy: " + plan.error().message + "; hetmem stays out of the way");
-      return;
-    }
-    auto rt = policy_runtime::create(*plan);
-    if (!rt) {
+    auto chosen = hetmem::policy::choose_plan(env, t);
+    if (!chosen.problem.empty())
+      complain(chosen.problem + (strict ? "" : "\nhetmem: using the default policy instead"));
+    auto rt = policy_runtime::create(chosen.used);
+    if (!rt && chosen.problem.empty()) {
       complain("cannot set up the policy's tiers: " + rt.error().message + "; using the default policy");
-      auto fallback = hetmem::policy::default_plan(t);
-      if (fallback) rt = policy_runtime::create(*fallback);
-      if (!rt) {
-        complain("the default policy failed too (" + rt.error().message + "); hetmem stays out of the way");
-        return;
-      }
+      chosen.used = std::move(*hetmem::policy::default_plan(t));
+      rt = policy_runtime::create(chosen.used);
+    }
+    if (!rt) {
+      complain("the default policy cannot be set up (" + rt.error().message + "); hetmem stays out of the way");
+      return;
     }
     const char *explain = secure_getenv("HETMEM_EXPLAIN");  // NOLINT(concurrency-mt-unsafe): start-up
     if (explain && *explain && std::strcmp(explain, "0") != 0)
       say(("hetmem: pid " + std::to_string(::getpid()) + ", " + hetmem::policy::describe_machine(t) + "\n" +
-           hetmem::policy::explain(*plan))
+           hetmem::policy::explain(chosen.used))
               .c_str());
     runtime = *rt;
     state.store(state_ready, std::memory_order_release);
