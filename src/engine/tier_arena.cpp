@@ -931,7 +931,8 @@ void release_uncached(tier_arena::state *s, void *p, std::size_t usable) noexcep
 }  // namespace
 
 namespace {
-inline void deallocate_any(void *p) noexcept {
+// Frees `p` if hetmem allocated it (a tier arena's or a reservation's) and says whether it did.
+inline bool deallocate_owned(void *p) noexcept {
   std::uint8_t m = 0;
   if (const unsigned id = va_window::arena_and_mark(p, &m)) [[likely]] {
     if (m) [[likely]] {
@@ -943,27 +944,30 @@ inline void deallocate_any(void *p) noexcept {
           if (n != b.cap) [[likely]] {
             b.stack[n] = p;
             set_count(b, n + 1);
-            return;
+            return true;
           }
         }
       }
       release_class(static_cast<tier_arena::state *>(va_window::owner_of(p)), p, m - 1u);
-      return;
+      return true;
     }
     release(static_cast<tier_arena::state *>(va_window::owner_of(p)), p, hetmem_je_sallocx(p, 0));
-    return;
+    return true;
   }
-  if (!p) return;
   va_owner *o = va_window::owner_of(p);
   if (o && o->type == va_owner::kind::reservation) {
     reservation_deallocate(o, p);
-    return;
+    return true;
   }
-  foreign_pointer(p);
+  return false;
 }
 }  // namespace
 
-void tier_arena::deallocate(void *p) noexcept { deallocate_any(p); }
+void tier_arena::deallocate(void *p) noexcept {
+  if (!deallocate_owned(p) && p) foreign_pointer(p);
+}
+
+bool tier_arena::deallocate_if_owned(void *p) noexcept { return deallocate_owned(p); }
 
 void *arena_allocate(tier_arena *a, std::size_t bytes, std::size_t alignment) noexcept {
   return a->allocate(bytes, alignment);
@@ -974,7 +978,7 @@ void *arena_allocate(tier_arena *a, std::size_t bytes) noexcept { return a->allo
 }  // namespace hetmem::detail
 
 namespace hetmem {
-void deallocate(void *p) noexcept { detail::deallocate_any(p); }
+void deallocate(void *p) noexcept { detail::tier_arena::deallocate(p); }
 }  // namespace hetmem
 
 namespace hetmem::detail {

@@ -78,12 +78,8 @@ inline bool ours(const void *p) noexcept { return tier_arena::id_of(p) != 0; }
 
 inline void release(void *p) noexcept {
   if (!p) return;
-  if (ours(p)) [[likely]] {
-    if (runtime && runtime->counting()) runtime->note_free(p);
-    tier_arena::deallocate(p);
-    return;
-  }
-  __libc_free(p);
+  if (runtime && runtime->counting()) runtime->note_free(p);  // counts hetmem's blocks only
+  if (!tier_arena::deallocate_if_owned(p)) __libc_free(p);
 }
 
 std::size_t usable(void *p) noexcept {

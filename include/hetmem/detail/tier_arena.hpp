@@ -63,6 +63,9 @@ class tier_arena {
   [[nodiscard]] void *allocate_default(std::size_t bytes) noexcept;
   // Frees `p`, which must come from some tier_arena (any thread may free).
   static void deallocate(void *p) noexcept;
+  // Frees `p` when hetmem allocated it and returns true; false (p untouched, nothing reported)
+  // otherwise: one lookup for callers that hand other pointers elsewhere (the preload, to glibc).
+  [[nodiscard]] static bool deallocate_if_owned(void *p) noexcept;
   // Same, with the size (and alignment) it was allocated with: skips a lookup.
   static void deallocate(void *p, std::size_t bytes, std::size_t alignment) noexcept;
   // Grows or shrinks in place when jemalloc can, else moves within the same arena.
