@@ -49,31 +49,24 @@ node_set local_nodes(const topology &t) {
   return out;
 }
 
-memory_kind kind_of(const topology &t, const node_set &nodes) {
-  memory_kind k = memory_kind::unknown;
-  bool first = true;
+// A tier of exactly `nodes`, named "LABEL (nodes N)" with their kind when they share one
+// ("LABEL (KIND, nodes N)" when the label is not the kind, "mixed" when they differ).
+tier nodes_tier(const topology &t, const std::string &label, const node_set &nodes) {
+  std::optional<memory_kind> shared;
+  bool mixed = false;
   for (auto id : nodes.to_vector()) {
     const node_info *n = t.find(id);
-    const memory_kind nk = n ? n->kind : memory_kind::unknown;
-    if (first)
-      k = nk;
-    else if (k != nk)
-      k = memory_kind::unknown;
-    first = false;
+    const memory_kind k = n ? n->kind : memory_kind::unknown;
+    if (!shared)
+      shared = k;
+    else if (*shared != k)
+      mixed = true;
   }
-  return k;
-}
-
-tier nodes_tier(const topology &t, const std::string &label, const node_set &nodes) {
   tier out;
-  const memory_kind k = kind_of(t, nodes);
-  bool mixed = false;
-  for (auto id : nodes.to_vector())
-    if (const node_info *n = t.find(id); n && n->kind != k) mixed = true;
-  const std::string kind_text = mixed ? "mixed" : std::string(to_string(k));
+  out.kind = mixed || !shared ? memory_kind::unknown : *shared;
+  const std::string kind_text = mixed ? "mixed" : std::string(to_string(out.kind));
   out.name = label == kind_text ? label + " (nodes " + nodes.to_string() + ")"
                                 : label + " (" + kind_text + ", nodes " + nodes.to_string() + ")";
-  out.kind = k;
   out.where.mode = policy_mode::bind;
   out.where.nodes = nodes;
   return out;
