@@ -345,16 +345,25 @@ TEST_CASE("one memory node: the default is the kernel's own placement", "[policy
 
 // The runtime on this machine: two distinct tier arenas on node 0 stand for two tiers (the
 // kernel's side of the split is proven in the VM, by numa_maps).
-TEST_CASE("runtime: a ratio rule splits live bytes within 1%", "[policy][runtime]") {
+namespace {
+detail::policy_runtime *runtime_here(std::string_view text) {
   auto t = load_topology();
   REQUIRE(t);
-  auto p = parse("ratio node 0:1, local:3");
-  REQUIRE(p);
-  auto pl = resolve({*p, "test"}, *t);
-  REQUIRE(pl);
-  auto rt = detail::policy_runtime::create(*pl);
+  auto rt = detail::policy_runtime::create(resolved(text, *t));
   REQUIRE(rt);
-  REQUIRE((*rt)->counting());
+  return *rt;
+}
+void free_all(detail::policy_runtime *rt, const std::vector<void *> &blocks) {
+  for (void *q : blocks) {
+    rt->note_free(q);
+    detail::tier_arena::deallocate(q);
+  }
+}
+}  // namespace
+
+TEST_CASE("runtime: a ratio rule splits live bytes within 1%", "[policy][runtime]") {
+  detail::policy_runtime *rt = runtime_here("ratio node 0:1, local:3");
+  REQUIRE(rt->counting());
   std::map<unsigned, std::uint64_t> bytes;
   std::vector<void *> blocks;
   std::mt19937 rng(7);
@@ -362,7 +371,7 @@ TEST_CASE("runtime: a ratio rule splits live bytes within 1%", "[policy][runtime
   std::uint64_t total = 0;
   while (total < (256u << 20)) {
     const std::size_t n = size(rng);
-    void *q = (*rt)->allocate(n, 0, nullptr);
+    void *q = rt->allocate(n, 0, nullptr);
     REQUIRE(q != nullptr);
     blocks.push_back(q);
     bytes[detail::tier_arena::id_of(q)] += detail::tier_arena::usable_size(q);
@@ -372,30 +381,20 @@ TEST_CASE("runtime: a ratio rule splits live bytes within 1%", "[policy][runtime
   const double first = static_cast<double>(bytes.begin()->second) / static_cast<double>(total);
   INFO("first tier share " << first);
   CHECK(std::abs(first - 0.25) < 0.01);
-  (*rt)->publish_thread_counts();
-  for (void *q : blocks) {
-    (*rt)->note_free(q);
-    detail::tier_arena::deallocate(q);
-  }
-  (*rt)->publish_thread_counts();
-  for (auto [id, b] : bytes) CHECK((*rt)->live_bytes(id) == 0);
+  rt->publish_thread_counts();
+  free_all(rt, blocks);
+  rt->publish_thread_counts();
+  for (auto [id, b] : bytes) CHECK(rt->live_bytes(id) == 0);
 }
 
 TEST_CASE("runtime: a threshold rule moves its threshold to hold the shares", "[policy][runtime]") {
-  auto t = load_topology();
-  REQUIRE(t);
-  auto p = parse("threshold node 0:1, local:1 start 64 min 16 max 8K");
-  REQUIRE(p);
-  auto pl = resolve({*p, "test"}, *t);
-  REQUIRE(pl);
-  auto rt = detail::policy_runtime::create(*pl);
-  REQUIRE(rt);
+  detail::policy_runtime *rt = runtime_here("threshold node 0:1, local:1 start 64 min 16 max 8K");
   std::map<unsigned, std::uint64_t> bytes;
   std::vector<void *> blocks;
   std::mt19937 rng(11);
   std::uniform_int_distribution<std::size_t> size(16, 4096);
   for (int i = 0; i < 200000; ++i) {
-    void *q = (*rt)->allocate(size(rng), 0, nullptr);
+    void *q = rt->allocate(size(rng), 0, nullptr);
     REQUIRE(q != nullptr);
     blocks.push_back(q);
   }
@@ -406,27 +405,17 @@ TEST_CASE("runtime: a threshold rule moves its threshold to hold the shares", "[
   const double a = static_cast<double>(bytes.begin()->second), b = static_cast<double>(bytes.rbegin()->second);
   INFO("split " << a << " / " << b);
   CHECK(std::abs(a / (a + b) - 0.5) < 0.1);
-  for (void *q : blocks) {
-    (*rt)->note_free(q);
-    detail::tier_arena::deallocate(q);
-  }
+  free_all(rt, blocks);
 }
 
 TEST_CASE("runtime: with callsite, one call site's allocations stay on one tier", "[policy][runtime]") {
-  auto t = load_topology();
-  REQUIRE(t);
-  auto p = parse("ratio node 0:1, local:1; callsite");
-  REQUIRE(p);
-  auto pl = resolve({*p, "test"}, *t);
-  REQUIRE(pl);
-  auto rt = detail::policy_runtime::create(*pl);
-  REQUIRE(rt);
+  detail::policy_runtime *rt = runtime_here("ratio node 0:1, local:1; callsite");
   std::map<const void *, std::map<unsigned, int>> per_site;
   std::vector<void *> blocks;
   static const char sites[8] = {};
   for (int i = 0; i < 4000; ++i) {
     const void *site = &sites[i % 8];
-    void *q = (*rt)->allocate(4096, 0, site);
+    void *q = rt->allocate(4096, 0, site);
     REQUIRE(q != nullptr);
     blocks.push_back(q);
     ++per_site[site][detail::tier_arena::id_of(q)];
@@ -437,8 +426,5 @@ TEST_CASE("runtime: with callsite, one call site's allocations stay on one tier"
     ++sites_per_tier[tiers.begin()->first];
   }
   CHECK(sites_per_tier.size() == 2);  // the sites themselves are spread by the ratio
-  for (void *q : blocks) {
-    (*rt)->note_free(q);
-    detail::tier_arena::deallocate(q);
-  }
+  free_all(rt, blocks);
 }
