@@ -29,6 +29,23 @@ thread_local char error_buffer[256];
 
 }  // namespace
 
+std::size_t read_text(const char *path, char *buf, std::size_t len) noexcept {
+  if (len == 0) return 0;
+  buf[0] = '\0';
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  std::size_t used = 0;
+  while (used + 1 < len) {
+    const ssize_t r = ::read(fd, buf + used, len - 1 - used);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    used += static_cast<std::size_t>(r);
+  }
+  ::close(fd);
+  buf[used] = '\0';
+  return used;
+}
+
 bool read_node_memory(const char *root, unsigned node, node_memory *out) noexcept {
   char path[512];
   int n = std::snprintf(path, sizeof path, "%s/sys/devices/system/node/node%u/meminfo", root, node);
@@ -36,18 +53,8 @@ bool read_node_memory(const char *root, unsigned node, node_memory *out) noexcep
     errno = ENAMETOOLONG;
     return false;
   }
-  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
   char text[8192];
-  std::size_t used = 0;
-  while (used + 1 < sizeof text) {
-    ssize_t r = ::read(fd, text + used, sizeof text - 1 - used);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    used += static_cast<std::size_t>(r);
-  }
-  ::close(fd);
-  text[used] = '\0';
+  if (read_text(path, text, sizeof text) == 0) return false;
   if (!std::strstr(text, "MemTotal:")) {
     errno = EINVAL;
     return false;

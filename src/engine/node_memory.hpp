@@ -13,6 +13,10 @@ struct node_memory {
   std::uint64_t available = 0;  // MemFree + Inactive(file) + SReclaimable: what can be had without swapping
 };
 
+// Reads the file at `path` into buf (at most len - 1 bytes, NUL-terminated, EINTR retried)
+// without allocating; the number of bytes read, 0 (errno set) when it cannot be opened.
+std::size_t read_text(const char *path, char *buf, std::size_t len) noexcept;
+
 // Reads <root>/sys/devices/system/node/node<N>/meminfo; root "" is "/". False (errno set) when
 // the file is missing or unreadable.
 bool read_node_memory(const char *root, unsigned node, node_memory *out) noexcept;

@@ -463,13 +463,10 @@ result<void> open_backing(const file_backing &f, const char *root, tier_arena::s
     if (s.fd < 0) return error{errno, "opening " + f.path + ": " + error_text(errno)};
     const std::string dev = f.path.substr(f.path.find_last_of('/') + 1);
     auto read_u64 = [&](const char *attr, std::uint64_t fallback) -> std::uint64_t {
-      char path[512], text[64] = {};
+      char path[512], text[64];
       std::snprintf(path, sizeof path, "%s/sys/bus/dax/devices/%s/%s", root, dev.c_str(), attr);
-      int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-      if (fd < 0) return fallback;
-      ssize_t n = ::read(fd, text, sizeof text - 1);
-      ::close(fd);
-      return n > 0 ? static_cast<std::uint64_t>(std::strtoull(text, nullptr, 0)) : fallback;
+      return read_text(path, text, sizeof text) > 0 ? static_cast<std::uint64_t>(std::strtoull(text, nullptr, 0))
+                                                    : fallback;
     };
     const std::uint64_t size = read_u64("size", f.max_bytes);
     s.file_align = read_u64("align", 2u << 20);
@@ -497,14 +494,8 @@ result<void> open_backing(const file_backing &f, const char *root, tier_arena::s
 namespace {
 // The text of `<root>/sys/devices/system/node/<name>` ("" when unreadable).
 std::string node_file(const char *root, const std::string &name) {
-  const std::string path = std::string(root) + "/sys/devices/system/node/" + name;
-  std::string text;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return text;
-  char buf[4096];
-  ssize_t n = 0;
-  while (text.size() < 65536 && (n = ::read(fd, buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
-  ::close(fd);
+  char text[8192];
+  read_text((std::string(root) + "/sys/devices/system/node/" + name).c_str(), text, sizeof text);
   return text;
 }
 
