@@ -84,7 +84,7 @@ inline void release(void *p) noexcept {
 
 std::size_t usable(void *p) noexcept {
   if (!p) return 0;
-  if (ours(p)) return tier_arena::usable_size(p);
+  if (const std::size_t n = tier_arena::usable_size(p)) return n;  // 0: not hetmem's
   return libc_usable_size ? libc_usable_size(p) : 0;
 }
 
