@@ -369,7 +369,7 @@ chosen_plan choose_plan(const environment &env, const topology &topo) {
     return out;
   }
   out.problem = resolved.error().message;
-  out.used = std::move(*default_plan(topo));  // the default always resolves
+  out.used = *default_plan(topo);  // the default always resolves
   return out;
 }
 

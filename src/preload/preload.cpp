@@ -148,7 +148,7 @@ void start() noexcept {
     auto rt = policy_runtime::create(chosen.used);
     if (!rt && chosen.problem.empty()) {
       complain("cannot set up the policy's tiers: " + rt.error().message + "; using the default policy");
-      chosen.used = std::move(*hetmem::policy::default_plan(t));
+      chosen.used = *hetmem::policy::default_plan(t);
       rt = policy_runtime::create(chosen.used);
     }
     if (!rt) {
