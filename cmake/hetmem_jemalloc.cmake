@@ -29,7 +29,7 @@ ExternalProject_Add(hetmem_jemalloc_build
   INSTALL_DIR "${_je_prefix}"
   CONFIGURE_COMMAND <SOURCE_DIR>/configure --prefix=<INSTALL_DIR> --with-jemalloc-prefix=hetmem_je_
                     --with-private-namespace=hetmem_je_int_ --disable-cxx --disable-initial-exec-tls --disable-doc
-                    --disable-libdl CC=${CMAKE_C_COMPILER} "CFLAGS=-O2 -g -fPIC"
+                    --disable-libdl CC=${CMAKE_C_COMPILER} "CFLAGS=-O2 -g -fPIC -mtls-dialect=gnu2"
   BUILD_COMMAND ${HETMEM_MAKE} -j2 build_lib_static
   INSTALL_COMMAND ${HETMEM_MAKE} install_include install_lib_static
   BUILD_BYPRODUCTS "${_je_lib}"

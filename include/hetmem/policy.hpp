@@ -93,6 +93,9 @@ struct policy {
 [[nodiscard]] result<policy> from_autohbw(std::string_view size, std::string_view mem_type = {});
 // "4K", "1M", "2G", "4096" -> bytes; the error names the token.
 [[nodiscard]] result<std::uint64_t> parse_size(std::string_view text);
+// One tier as the language writes it ("cxl", "node 1+2", "rank 1", "fastest", "file PATH SIZE"),
+// the whole text; errors point at the token as parse() does.
+[[nodiscard]] result<tier_ref> parse_tier(std::string_view text, std::string_view origin = "tier");
 
 // The environment a policy comes from (read with secure_getenv).
 struct environment {
@@ -145,6 +148,8 @@ struct plan {
 };
 // The built-in default for this topology (see the contract above).
 [[nodiscard]] result<plan> default_plan(const topology &topo);
+// One tier on this machine: its nodes (those this process may use), kind and placement (bind).
+[[nodiscard]] result<tier> resolve_tier(const tier_ref &r, const topology &topo);
 // `p` on this machine, its rules followed by the default's when it has no unconditional rule.
 [[nodiscard]] result<plan> resolve(const loaded_policy &p, const topology &topo);
 // The plan a program runs under: the configured policy (load(env), resolved on `topo`), or,

@@ -398,6 +398,9 @@ thread_cache *thread_cache_init() noexcept {
   return tc;
 }
 
+// The arena backed by jemalloc's automatic thread caches (tier_arena::use_thread_tcache), 0 for none.
+constinit std::atomic<unsigned> tcache_arena{0};
+
 arena_cache *arena_cache_init(thread_cache *tc, unsigned id, unsigned je_arena, unsigned shard) noexcept {
   std::size_t slots = 0;
   for (unsigned c = 0; c < cached_classes; ++c) slots += bin_cap(c);
@@ -413,7 +416,11 @@ arena_cache *arena_cache_init(thread_cache *tc, unsigned id, unsigned je_arena, 
     stacks += bin_cap(c);
   }
   std::size_t sz = sizeof ac->tcache;
-  if (hetmem_je_mallctl("tcache.create", &ac->tcache, &sz, nullptr, 0) == 0) {
+  if (id == tcache_arena.load(std::memory_order_acquire)) {
+    // The thread's automatic tcache behind the bins: refills name the shard (batch_alloc and
+    // mallocx refill that cache from it), flushes take jemalloc's inlined sized free.
+    ac->tcache_flag = 0;
+  } else if (hetmem_je_mallctl("tcache.create", &ac->tcache, &sz, nullptr, 0) == 0) {
     ac->has_tcache = true;
     ac->tcache_flag = static_cast<int>(MALLOCX_TCACHE(ac->tcache));
   }  // else (too many explicit tcaches): bins still work, misses go straight to the arena
@@ -696,6 +703,18 @@ result<tier_arena *> tier_arena::get_locked(const tier &t, unsigned fill_limit_p
   return raw;
 }
 
+bool tier_arena::use_thread_tcache() noexcept {
+  std::lock_guard<std::mutex> lock(arenas_mutex);
+  if (thread_tcache_) return true;
+  if (used_.load(std::memory_order_acquire) || tcache_arena.load(std::memory_order_relaxed) != 0) return false;
+  bool on = false;
+  std::size_t len = sizeof on;
+  if (hetmem_je_mallctl("opt.tcache", &on, &len, nullptr, 0) != 0 || !on) return false;
+  thread_tcache_ = true;
+  tcache_arena.store(id_, std::memory_order_release);
+  return true;
+}
+
 tier_arena *tier_arena::find(const tier &t, unsigned fill_limit_percent) noexcept {
   std::lock_guard<std::mutex> lock(arenas_mutex);
   return find_locked(t, fill_limit_percent);
@@ -826,6 +845,7 @@ void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexce
     if (tc) {
       own = cache_of(tc, id_);
       if (!own) {
+        if (!used_.load(std::memory_order_relaxed)) used_.store(true, std::memory_order_release);
         // Per-node shards: the shard of the node the thread runs on, when the tier has it.
         // Otherwise the least used shard (as jemalloc picks arenas): threads spread evenly,
         // and a thread that exits gives its place back.

@@ -110,6 +110,13 @@ class parser {
       : origin_(origin), line_(line), statement_(statement), t_(std::move(toks)) {}
 
   result<void> statement(policy &p, const std::string &rule_origin);
+  // The whole text is one tier.
+  result<tier_ref> single_tier() {
+    auto r = tier();
+    if (!r) return r.error();
+    if (peek().t != token::type::end) return fail(peek(), std::string("expected the end after the tier"));
+    return r;
+  }
 
  private:
   const token &peek(std::size_t k = 0) const { return t_[std::min(i_ + k, t_.size() - 1)]; }
@@ -394,6 +401,14 @@ result<std::uint64_t> parse_size(std::string_view text) {
   }
   if (v > UINT64_MAX / unit) return error{ERANGE, "size '" + t + "' is too large"};
   return v * unit;
+}
+
+result<tier_ref> parse_tier(std::string_view text, std::string_view origin) {
+  if (text.size() > 4096) return error{E2BIG, std::string(origin) + ": longer than 4 KiB"};
+  if (text.find_first_of("\n;") != std::string_view::npos)
+    return error{EINVAL, std::string(origin) + ": one tier expected (" + tier_names + ")"};
+  parser ps(origin, text, text, tokenize(text, 0));
+  return ps.single_tier();
 }
 
 result<policy> parse(std::string_view text, std::string_view origin) {

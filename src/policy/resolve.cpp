@@ -432,3 +432,7 @@ std::string explain(const plan &p) {
 }
 
 }  // namespace hetmem::policy
+
+namespace hetmem::policy {
+result<tier> resolve_tier(const tier_ref &r, const topology &t) { return resolve_ref(r, t); }
+}  // namespace hetmem::policy

@@ -160,6 +160,7 @@ void start() noexcept {
       say(("hetmem: pid " + std::to_string(::getpid()) + ", " + hetmem::policy::describe_machine(t) + "\n" +
            hetmem::policy::explain(chosen.used))
               .c_str());
+    (void)(*rt)->use_thread_tcache();  // the catch-all tier through jemalloc's own thread caches
     runtime = *rt;
     state.store(state_ready, std::memory_order_release);
   } catch (...) {

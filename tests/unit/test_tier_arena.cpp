@@ -4,11 +4,13 @@
 
 #include <sys/mman.h>
 #include <unistd.h>
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -159,6 +161,70 @@ TEST_CASE("thread caches never hand one tier's memory to another", "[engine][liv
     CHECK(detail::tier_arena::of(again) == *a);
     detail::tier_arena::deallocate(again);
   }
+}
+
+TEST_CASE("an arena behind jemalloc's own thread caches still never mixes tiers", "[engine][live]") {
+  // One arena per process may use jemalloc's automatic thread caches (the preload's catch-all
+  // tier). Objects of other arenas must never come out of those caches, nor its objects out of
+  // theirs, whichever thread frees what.
+  auto fast = detail::tier_arena::get(node0("thread-tcache tier"));
+  auto other = detail::tier_arena::get(node0("beside thread-tcache tier", policy_mode::preferred));
+  REQUIRE((fast && other));
+  void *warm = (*other)->allocate(64);  // `other` is in use now: it could not switch any more
+  REQUIRE(warm != nullptr);
+  CHECK_FALSE((*other)->use_thread_tcache());
+  REQUIRE((*fast)->use_thread_tcache());
+  CHECK((*fast)->use_thread_tcache());  // asking again is fine
+  CHECK_FALSE((*other)->use_thread_tcache());
+  detail::tier_arena::deallocate(warm);
+  const auto before = (*fast)->counters();
+
+  struct block {
+    void *p;
+    detail::tier_arena *arena;
+    std::size_t size;
+  };
+  std::mutex pool_mutex;
+  std::vector<block> pool;  // blocks handed between threads
+  std::atomic<unsigned> wrong{0}, corrupt{0};
+  auto worker = [&](unsigned seed) {
+    std::uint64_t s = seed;
+    const std::size_t sizes[] = {8, 16, 48, 112, 512, 4096, 20000, 100000};
+    for (int i = 0; i < 20000; ++i) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      detail::tier_arena *a = (s >> 33) & 1 ? *fast : *other;
+      const std::size_t size = sizes[(s >> 40) % 8];
+      auto *p = static_cast<unsigned char *>(a->allocate(size));
+      if (!p) continue;
+      if (detail::tier_arena::of(p) != a) wrong.fetch_add(1);
+      std::memset(p, static_cast<int>(size & 0xff), size);
+      block mine{p, a, size};
+      {
+        std::lock_guard<std::mutex> lock(pool_mutex);
+        pool.push_back(mine);
+        if (pool.size() > 64 || (s >> 50) % 4 == 0) {  // free someone's block (often another thread's)
+          mine = pool[(s >> 20) % pool.size()];
+          pool[(s >> 20) % pool.size()] = pool.back();
+          pool.pop_back();
+        } else {
+          continue;
+        }
+      }
+      const auto *q = static_cast<const unsigned char *>(mine.p);
+      if (q[0] != (mine.size & 0xff) || q[mine.size - 1] != (mine.size & 0xff)) corrupt.fetch_add(1);
+      if (detail::tier_arena::of(mine.p) != mine.arena) wrong.fetch_add(1);
+      detail::tier_arena::deallocate(mine.p);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < 4; ++t) threads.emplace_back(worker, 17 + t);
+  for (auto &t : threads) t.join();
+  for (const block &b : pool) detail::tier_arena::deallocate(b.p);
+  CHECK(wrong.load() == 0);
+  CHECK(corrupt.load() == 0);
+  // The workers' bins went back at their exit; what this thread freed last sits in its bins.
+  const auto after = (*fast)->counters();
+  CHECK(after.allocated_bytes == before.allocated_bytes);
 }
 
 TEST_CASE("statistics count what the program holds, across threads and thread exit", "[engine][live]") {

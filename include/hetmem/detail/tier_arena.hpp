@@ -14,6 +14,11 @@
 // - Thread caches never mix tiers: each thread keeps, per arena, small bins of freed objects
 //   (size classes up to 32 KiB, jemalloc's classes) in front of an explicit jemalloc tcache
 //   of its own. Bins are flushed when full and when the thread exits.
+// - One arena per process may put jemalloc's automatic per-thread caches behind its bins
+//   instead (use_thread_tcache): bin refills and flushes then take jemalloc's fast paths. Tiers
+//   still never mix: only that arena's objects ever enter those caches (every other jemalloc
+//   call of the engine names an explicit tcache or none), and every call that may refill them
+//   names a shard of that arena.
 // - allocate() returns nullptr with errno ENOMEM (EINVAL for a bad alignment) and leaves a
 //   message in detail::thread_error() naming the tier and the cause: the tier above its fill
 //   limit, the mbind that failed, the address window exhausted.
@@ -80,6 +85,13 @@ class tier_arena {
   [[nodiscard]] static unsigned id_of(const void *p) noexcept;
   [[nodiscard]] const tier &description() const noexcept { return tier_; }
   [[nodiscard]] unsigned fill_limit_percent() const noexcept { return fill_limit_; }
+
+  // Makes this arena the process's one arena backed by jemalloc's automatic thread caches (the
+  // fastest refills and flushes; for the arena most requests reach). Only before any thread has
+  // allocated from it, and for one arena per process: false otherwise, and the arena keeps its
+  // explicit tcaches (always correct).
+  [[nodiscard]] bool use_thread_tcache() noexcept;
+  [[nodiscard]] bool uses_thread_tcache() const noexcept { return thread_tcache_; }
   // Counters: summed over threads; resident asks jemalloc to refresh its statistics (µs).
   [[nodiscard]] arena_counters counters() const noexcept;
 
@@ -112,6 +124,8 @@ class tier_arena {
   // A bind (or preferred-many) tier over several nodes: one shard (and state) per node, bound
   // to (or preferring) that node alone.
   bool per_node_ = false;
+  bool thread_tcache_ = false;     // see use_thread_tcache()
+  std::atomic<bool> used_{false};  // a thread has its cache for this arena
   std::uint8_t nearest_shard_[64] = {};  // per node id: the shard a thread there uses
   state *state_ = nullptr;
   friend struct arena_hooks;
