@@ -41,7 +41,8 @@ main_pkgs=(build-essential cmake ninja-build pkg-config git bzip2 tar xz-utils
            libbenchmark-dev libjemalloc-dev libmemkind-dev  # side-by-side benchmarks
            gdb sqlite3 redis-server redis-tools)  # programs the preload tests run under it
 bpo_pkgs=(libhwloc-dev catch2)
-[ "$want_vm" = 1 ] && main_pkgs+=(qemu-system-x86 busybox-static cpio ndctl daxctl e2fsprogs)
+[ "$want_vm" = 1 ] && main_pkgs+=(qemu-system-x86 busybox-static cpio ndctl daxctl e2fsprogs
+                                 numactl)  # migspeed: the migration benchmark's mbind baseline
 vm_cache=${HETMEM_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hetmem-vm}
 guest_kernel_meta=linux-image-6.12-amd64  # backports meta-package; resolved to a concrete version
 

@@ -99,6 +99,30 @@ int hetmem_reservation_create(const hetmem_heap_t *heap, size_t bytes, hetmem_re
 void *hetmem_reservation_malloc(hetmem_reservation_t *r, size_t size);
 void hetmem_reservation_destroy(hetmem_reservation_t *r);
 
+/* Page migration (hetmem/migrate.hpp): the pages of [ptr, ptr+len) of process `pid` (0: the
+ * caller) move to the nodes of tier `kind`, or to `nodes`; with from_nodes (from_count > 0) only
+ * pages now on those nodes move. move_pages in batches; every count is the kernel's word.
+ * Returns 0 when the kernel ran the moves (the report says, page by page, what happened), or
+ * -errno: -ESRCH no such process, -EPERM not allowed (another user's pages need CAP_SYS_NICE),
+ * -EINVAL a tier or node this process cannot use; hetmem_last_error() says which. */
+typedef struct {
+  uint64_t pages;         /* pages in the range */
+  uint64_t not_present;   /* not faulted in, or unmapped */
+  uint64_t already_there; /* on a target node before */
+  uint64_t not_selected;  /* on a node outside from_nodes */
+  uint64_t moved;         /* on a target node afterwards */
+  uint64_t busy;          /* -EBUSY: pinned, locked or under I/O */
+  uint64_t no_memory;     /* -ENOMEM: the target nodes are full */
+  uint64_t shared;        /* -EACCES: mapped by other processes too */
+  uint64_t other_failed;  /* other per-page errors (first_error) */
+  int first_error;
+  double seconds;
+} hetmem_migration_report_t;
+int hetmem_migrate_kind(int pid, const void *ptr, size_t len, hetmem_kind_t kind, const unsigned *from_nodes,
+                        size_t from_count, hetmem_migration_report_t *report);
+int hetmem_migrate_nodes(int pid, const void *ptr, size_t len, const unsigned *nodes, size_t count,
+                         const unsigned *from_nodes, size_t from_count, hetmem_migration_report_t *report);
+
 /* The memory nodes of `kind` (all of them, any initiator), ascending: up to max written,
  * *count gets how many there are. 0 or -errno. */
 int hetmem_nodes_of_kind(hetmem_kind_t kind, unsigned *nodes, size_t max, size_t *count);

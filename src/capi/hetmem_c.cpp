@@ -11,6 +11,7 @@
 
 #include "../engine/node_memory.hpp"
 #include "hetmem/heap.hpp"
+#include "hetmem/migrate.hpp"
 #include "hetmem/reservation.hpp"
 
 struct hetmem_heap {
@@ -123,6 +124,43 @@ int create(Choose choose, const hetmem_heap_options_t *options, hetmem_heap_t **
   }
 }
 
+template <class Choose>
+int migrate_to(Choose choose, int pid, const void *ptr, size_t len, const unsigned *from_nodes, size_t from_count,
+               hetmem_migration_report_t *report) noexcept {
+  if (report) *report = hetmem_migration_report_t{};
+  if (pid < 0) return fail(EINVAL, "hetmem_migrate: pid " + std::to_string(pid) + " is not a process");
+  if (from_count > 0 && !from_nodes) return fail(EINVAL, "hetmem_migrate: from_nodes is NULL");
+  try {
+    const auto &t = topo();
+    if (!t) return fail(t.error().code, "cannot read the topology: " + t.error().message);
+    hetmem::result<hetmem::tier> tier = choose(*t);
+    if (!tier) return fail(tier.error().code, tier.error().message);
+    hetmem::migration_options o;
+    o.pid = pid;
+    for (size_t i = 0; i < from_count; ++i) o.only_from.insert(from_nodes[i]);
+    auto r = hetmem::migrate(ptr, len, *tier, o);
+    if (!r) return fail(r.error().code, r.error().message);
+    if (report) {
+      report->pages = r->pages;
+      report->not_present = r->not_present;
+      report->already_there = r->already_there;
+      report->not_selected = r->not_selected;
+      report->moved = r->moved;
+      report->busy = r->busy;
+      report->no_memory = r->no_memory;
+      report->shared = r->shared;
+      report->other_failed = r->other_failed;
+      report->first_error = r->first_error;
+      report->seconds = r->seconds;
+    }
+    return 0;
+  } catch (const std::bad_alloc &) {
+    return fail(ENOMEM, "out of memory");
+  } catch (...) {
+    return fail(EINVAL, "unexpected error migrating pages");
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -161,6 +199,27 @@ int hetmem_heap_create_file(const char *path, uint64_t max_bytes, const hetmem_h
 }
 
 void hetmem_heap_destroy(hetmem_heap_t *heap) { delete heap; }
+
+int hetmem_migrate_kind(int pid, const void *ptr, size_t len, hetmem_kind_t kind, const unsigned *from_nodes,
+                        size_t from_count, hetmem_migration_report_t *report) {
+  const int k = raw(kind);
+  if (k < HETMEM_KIND_DDR || k > HETMEM_KIND_DEVICE)
+    return fail(EINVAL, "hetmem_migrate_kind: kind " + std::to_string(k) + " is not a kind");
+  return migrate_to([&](const hetmem::topology &t) { return hetmem::tier_by_kind(t, to_kind(k)); }, pid, ptr, len,
+                    from_nodes, from_count, report);
+}
+
+int hetmem_migrate_nodes(int pid, const void *ptr, size_t len, const unsigned *nodes, size_t count,
+                         const unsigned *from_nodes, size_t from_count, hetmem_migration_report_t *report) {
+  if (!nodes || count == 0) return fail(EINVAL, "hetmem_migrate_nodes: no nodes given");
+  return migrate_to(
+      [&](const hetmem::topology &t) {
+        hetmem::node_set ns;
+        for (size_t i = 0; i < count; ++i) ns.insert(nodes[i]);
+        return hetmem::tier_of_nodes(t, ns);
+      },
+      pid, ptr, len, from_nodes, from_count, report);
+}
 
 const char *hetmem_heap_name(const hetmem_heap_t *heap) { return heap ? heap->h->get_tier().name.c_str() : ""; }
 hetmem_kind_t hetmem_heap_kind(const hetmem_heap_t *heap) {

@@ -17,6 +17,7 @@
 #include "hetmem/policy.hpp"
 #include "hetmem/sysfs/reader.hpp"
 #include "hetmem/topology.hpp"
+#include "migrate_cmd.hpp"
 #include "topo_render.hpp"
 
 namespace {
@@ -196,6 +197,29 @@ int main(int argc, char **argv) try {
       "Exit status: the program's; 127 when it cannot be found, 2 bad usage (or, with --explain and\n"
       "--strict, a policy that cannot be used), 1 the preload library is missing.");
 
+  hetmem::cli::migrate_args ma;
+  auto *mig = app.add_subcommand("migrate", "Move a process's pages to a tier (move_pages, in batches)");
+  mig->add_option("--pid", ma.pid, "The process whose pages move")->required();
+  mig->add_option("--to", ma.to,
+                  "Target tier, as the policy language writes one: hbm, ddr, cxl, pmem, node 1+2, rank 1")
+      ->required();
+  mig->add_option("--from", ma.from, "Move only pages now on this tier's nodes");
+  mig->add_option("--range", ma.ranges, "Only this address range, START-END in hex (repeatable)");
+  mig->add_flag("--all-mappings", ma.all_mappings,
+                "Also file-backed shared mappings (default: anonymous and private writable memory)");
+  mig->add_option("--rate", ma.rate_mib_s, "At most this many MiB/s (default: as fast as the kernel goes)");
+  mig->add_flag("--json", ma.json, "Print the report as JSON (schema hetmem.migrate/1)");
+  mig->add_flag("--quiet", ma.quiet, "Print nothing; the exit status tells");
+  mig->add_flag("--progress", ma.progress, "Show a progress bar even when stderr is not a terminal");
+  mig->footer(
+      "Examples:\n"
+      "  hetmem migrate --pid 4242 --to cxl                 all of its data to the CXL tier\n"
+      "  hetmem migrate --pid 4242 --to ddr --from cxl      bring back what is on CXL\n"
+      "  hetmem migrate --pid 4242 --to 'node 1' --range 7f00000000-7f40000000 --rate 500\n"
+      "Exit status: 0 all selected pages moved (or nothing to move); 1 the system refused (no such\n"
+      "process, no permission: moving another user's pages needs CAP_SYS_NICE); 2 bad usage or a tier\n"
+      "this machine lacks; 4 some pages could not be moved (busy, target full, shared), as reported.");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError &e) {
@@ -204,6 +228,7 @@ int main(int argc, char **argv) try {
   }
   if (topo->parsed()) return run_topo(ta);
   if (run->parsed()) return run_program(ra);
+  if (mig->parsed()) return hetmem::cli::run_migrate(ma);
   return exit_usage;
 } catch (const std::exception &e) {
   std::fprintf(stderr, "hetmem: internal error: %s\n", e.what());

@@ -1046,6 +1046,11 @@ void tier_arena::window_range(std::uintptr_t *base, std::size_t *bytes) noexcept
   }
 }
 
+std::size_t tier_arena::window_slot_bytes() noexcept {
+  va_window *w = va_window::peek();
+  return w->total_bytes() ? w->slot_bytes() : 0;
+}
+
 unsigned tier_arena::id_of(const void *p) noexcept {
   std::uint8_t m = 0;
   return va_window::arena_and_mark(p, &m);

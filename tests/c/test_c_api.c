@@ -46,6 +46,24 @@ int main(void) {
   hetmem_free(al);
   hetmem_free(NULL);
 
+  /* migration: on node 0 already (this test runs on any machine: node 0 is where rank 0 is
+   * on one-node machines; elsewhere the counts still add up) */
+  {
+    char *m = NULL;
+    CHECK(hetmem_posix_memalign(h, (void **)&m, 4096, 1 << 20) == 0 && m != NULL);
+    memset(m, 7, 1 << 20);
+    hetmem_migration_report_t rep;
+    unsigned node0 = 0;
+    CHECK(hetmem_migrate_nodes(0, m, 1 << 20, &node0, 1, NULL, 0, &rep) == 0);
+    CHECK(rep.pages == 256 && rep.moved + rep.already_there + rep.not_present == 256 && rep.busy == 0);
+    CHECK(hetmem_migrate_nodes(0, m, 1 << 20, NULL, 0, NULL, 0, &rep) == -EINVAL);
+    CHECK(hetmem_migrate_nodes(-1, m, 1 << 20, &node0, 1, NULL, 0, &rep) == -EINVAL);
+    CHECK(hetmem_migrate_kind(0, m, 1 << 20, (hetmem_kind_t)99, NULL, 0, &rep) == -EINVAL);
+    CHECK(hetmem_migrate_nodes(999999999, m, 4096, &node0, 1, NULL, 0, &rep) == -ESRCH);
+    CHECK(strstr(hetmem_last_error(), "no process") != NULL);
+    hetmem_free(m);
+  }
+
   /* statistics */
   void *keep = hetmem_malloc(h, 1 << 20);
   hetmem_tier_stats_t st[4];

@@ -41,8 +41,7 @@ class policy_runtime {
   // jemalloc's own per-thread caches (tier_arena::use_thread_tcache), the fastest path there is.
   // Right after create(), before anything is allocated; false when that arena cannot.
   bool use_thread_tcache() noexcept {
-    return rule_count_ != 0 && rules_[rule_count_ - 1].n != 0 &&
-           rules_[rule_count_ - 1].arenas[0]->use_thread_tcache();
+    return rule_count_ != 0 && rules_[rule_count_ - 1].n != 0 && rules_[rule_count_ - 1].arenas[0]->use_thread_tcache();
   }
   [[nodiscard]] bool counting() const noexcept { return counting_; }
   // A block of this runtime's arenas is about to be freed (only needed when counting()).

@@ -80,6 +80,8 @@ class tier_arena {
   // The address window all tier arenas take their memory from ([*base, *base + *bytes); 0 bytes
   // before the first arena exists).
   static void window_range(std::uintptr_t *base, std::size_t *bytes) noexcept;
+  // The window's slot size: each slot belongs to one arena (or reservation) at most.
+  [[nodiscard]] static std::size_t window_slot_bytes() noexcept;
   // The arena's number (1..max_tier_arenas), and that of the arena owning `p` (0: none).
   [[nodiscard]] unsigned id() const noexcept { return id_; }
   [[nodiscard]] static unsigned id_of(const void *p) noexcept;
@@ -124,8 +126,8 @@ class tier_arena {
   // A bind (or preferred-many) tier over several nodes: one shard (and state) per node, bound
   // to (or preferring) that node alone.
   bool per_node_ = false;
-  bool thread_tcache_ = false;     // see use_thread_tcache()
-  std::atomic<bool> used_{false};  // a thread has its cache for this arena
+  bool thread_tcache_ = false;           // see use_thread_tcache()
+  std::atomic<bool> used_{false};        // a thread has its cache for this arena
   std::uint8_t nearest_shard_[64] = {};  // per node id: the shard a thread there uses
   state *state_ = nullptr;
   friend struct arena_hooks;
