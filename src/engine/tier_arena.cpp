@@ -705,12 +705,11 @@ result<tier_arena *> tier_arena::get_locked(const tier &t, unsigned fill_limit_p
 
 bool tier_arena::use_thread_tcache() noexcept {
   std::lock_guard<std::mutex> lock(arenas_mutex);
-  if (thread_tcache_) return true;
-  if (used_.load(std::memory_order_acquire) || tcache_arena.load(std::memory_order_relaxed) != 0) return false;
+  if (const unsigned id = tcache_arena.load(std::memory_order_relaxed)) return id == id_;
+  if (used_.load(std::memory_order_acquire)) return false;
   bool on = false;
   std::size_t len = sizeof on;
   if (hetmem_je_mallctl("opt.tcache", &on, &len, nullptr, 0) != 0 || !on) return false;
-  thread_tcache_ = true;
   tcache_arena.store(id_, std::memory_order_release);
   return true;
 }

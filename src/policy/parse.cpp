@@ -339,7 +339,6 @@ result<void> parser::statement(policy &p, const std::string &rule_origin) {
   if (peek().t != token::type::end)
     return fail(peek(), r.where.kind == route_kind::chain ? "expected '>' (a chain), ';' or the end"
                                                           : "expected ',' (more tiers), ';' or the end");
-  (void)first;
   r.text = trim(statement_);
   p.rules.push_back(std::move(r));
   return {};

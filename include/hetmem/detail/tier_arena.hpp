@@ -93,7 +93,6 @@ class tier_arena {
   // allocated from it, and for one arena per process: false otherwise, and the arena keeps its
   // explicit tcaches (always correct).
   [[nodiscard]] bool use_thread_tcache() noexcept;
-  [[nodiscard]] bool uses_thread_tcache() const noexcept { return thread_tcache_; }
   // Counters: summed over threads; resident asks jemalloc to refresh its statistics (µs).
   [[nodiscard]] arena_counters counters() const noexcept;
 
@@ -126,7 +125,6 @@ class tier_arena {
   // A bind (or preferred-many) tier over several nodes: one shard (and state) per node, bound
   // to (or preferring) that node alone.
   bool per_node_ = false;
-  bool thread_tcache_ = false;           // see use_thread_tcache()
   std::atomic<bool> used_{false};        // a thread has its cache for this arena
   std::uint8_t nearest_shard_[64] = {};  // per node id: the shard a thread there uses
   state *state_ = nullptr;
