@@ -123,6 +123,13 @@ struct compiled_placement {
 int apply_placement(const compiled_placement &c, void *addr, std::size_t bytes, char *why,
                     std::size_t why_len) noexcept;
 
+// Moves pages[i] to nodes[i] in process `pid` (0: the caller) with one move_pages call, then asks
+// again about the pages that failed (a huge page moves as one unit, and its other base pages
+// report busy while the kernel moves it) and gives those still busy elsewhere one more try.
+// status[i] ends as the node the page is on, or -errno. Returns 0, or errno when the first call
+// itself failed (no such process, no permission, a node not allowed).
+[[nodiscard]] int move_pages_confirmed(int pid, std::size_t n, void **pages, const int *nodes, int *status);
+
 }  // namespace detail
 
 }  // namespace hetmem

@@ -14,18 +14,17 @@
 #include <fstream>
 #include <map>
 #include <new>
+#include <optional>
 #include <sstream>
 #include <thread>
 
 #include "hetmem/detail/os.hpp"
 #include "hetmem/detail/tier_arena.hpp"
 #include "hetmem/format.hpp"
-#include "hetmem/sysfs/parse.hpp"
+#include "hetmem/sysfs/reader.hpp"
 
 namespace hetmem {
 namespace {
-
-constexpr int mpol_mf_move = 1 << 1;
 
 std::string errno_text(int err) { return detail::error_text(err); }
 
@@ -42,26 +41,23 @@ error call_failed(int err, pid_t pid, const char *what) {
   return error{err, m};
 }
 
-// The node of `targets` nearest to `from` by SLIT distance (ties: the lower id), from
-// /sys/devices/system/node/node<from>/distance; the first target when distances are unknown.
+// The node of `targets` nearest to `from` by SLIT distance (ties: the lower id), from the
+// sysfs snapshot (read once, and only for a target of several nodes); the first target when
+// distances are unknown.
 class nearest_target {
  public:
   explicit nearest_target(std::vector<std::uint32_t> targets) : targets_(std::move(targets)) {}
   std::uint32_t operator()(std::uint32_t from) {
     if (targets_.size() == 1) return targets_[0];
     if (auto it = cache_.find(from); it != cache_.end()) return it->second;
-    std::uint32_t best = targets_[0];
-    std::ifstream f("/sys/devices/system/node/node" + std::to_string(from) + "/distance");
-    std::string text;
-    std::getline(f, text);
-    if (auto row = sysfs::parse_distance_row(text)) {
-      std::uint32_t best_d = UINT32_MAX;
+    if (!snap_) snap_ = sysfs::read_snapshot({});
+    std::uint32_t best = targets_[0], best_d = UINT32_MAX;
+    if (*snap_)
       for (std::uint32_t t : targets_)
-        if (t < row->size() && (*row)[t] < best_d) {
-          best_d = (*row)[t];
+        if (auto d = (**snap_).distance(from, t); d && *d < best_d) {
+          best_d = *d;
           best = t;
         }
-    }
     cache_[from] = best;
     return best;
   }
@@ -69,6 +65,7 @@ class nearest_target {
  private:
   std::vector<std::uint32_t> targets_;
   std::map<std::uint32_t, std::uint32_t> cache_;
+  std::optional<result<sysfs::snapshot>> snap_;
 };
 
 class mover {
@@ -141,41 +138,9 @@ class mover {
   result<void> move_selected() {
     const pid_t pid = o_.pid;
     if (sel_.empty()) return {};
-    result_.assign(sel_.size(), -ENOENT);
-    if (detail::os().move_pages(pid, sel_.size(), sel_.data(), nodes_.data(), result_.data(), mpol_mf_move) < 0)
-      return call_failed(errno, pid, "moving pages");
-    // Failures are asked about again: the base pages of a huge page report busy while the
-    // kernel moves the whole of it for its first one. Those still busy and elsewhere get one
-    // more try.
-    again_.clear();
-    for (std::size_t i = 0; i < sel_.size(); ++i)
-      if (result_[i] < 0 && result_[i] != -ENOENT) again_.push_back(i);
-    if (!again_.empty()) {
-      std::vector<void *> addrs(again_.size());
-      std::vector<int> now(again_.size(), -ENOENT);
-      for (std::size_t j = 0; j < again_.size(); ++j) addrs[j] = sel_[again_[j]];
-      if (detail::os().move_pages(pid, addrs.size(), addrs.data(), nullptr, now.data(), 0) == 0) {
-        std::vector<void *> retry;
-        std::vector<int> retry_nodes;
-        std::vector<std::size_t> retry_idx;
-        for (std::size_t j = 0; j < again_.size(); ++j) {
-          const std::size_t i = again_[j];
-          if (now[j] == nodes_[i]) {
-            result_[i] = now[j];
-          } else if (result_[i] == -EBUSY && now[j] >= 0) {
-            retry.push_back(sel_[i]);
-            retry_nodes.push_back(nodes_[i]);
-            retry_idx.push_back(i);
-          }
-        }
-        if (!retry.empty()) {
-          std::vector<int> st(retry.size(), -ENOENT);
-          if (detail::os().move_pages(pid, retry.size(), retry.data(), retry_nodes.data(), st.data(), mpol_mf_move) >=
-              0)
-            for (std::size_t j = 0; j < retry.size(); ++j) result_[retry_idx[j]] = st[j];
-        }
-      }
-    }
+    result_.resize(sel_.size());
+    if (int err = detail::move_pages_confirmed(pid, sel_.size(), sel_.data(), nodes_.data(), result_.data()))
+      return call_failed(err, pid, "moving pages");
     for (std::size_t i = 0; i < sel_.size(); ++i) {
       const int s = result_[i];
       if (s == nodes_[i]) {
@@ -221,7 +186,6 @@ class mover {
   migration_report r_;
   std::vector<int> status_, nodes_, result_;
   std::vector<void *> sel_;
-  std::vector<std::size_t> again_;
 };
 
 result<void> check_target(const tier &to, pid_t pid) {

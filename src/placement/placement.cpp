@@ -417,42 +417,9 @@ result<move_report> move_to(void *addr, std::size_t bytes, std::uint32_t node) {
       targets.assign(n, static_cast<int>(node));
       status.assign(n, -ENOENT);
       for (std::size_t i = 0; i < n; ++i) batch[i] = static_cast<char *>(addr) + (done + i) * ps;
-      if (detail::os().move_pages(0, n, batch.data(), targets.data(), status.data(), static_cast<int>(mpol_mf_move)) <
-          0) {
-        int err = errno;
+      if (int err = detail::move_pages_confirmed(0, n, batch.data(), targets.data(), status.data()))
         return error{
             err, "move_pages to node " + std::to_string(node) + " at " + hex(batch[0]) + " failed: " + errno_text(err)};
-      }
-      // Ask again about the pages that failed: a huge page moves as one unit and its head can
-      // report -EBUSY while the kernel moves it. Busy pages still elsewhere get one retry.
-      std::vector<void *> again;
-      std::vector<std::size_t> where_in_batch;
-      for (std::size_t i = 0; i < n; ++i)
-        if (status[i] < 0 && status[i] != -ENOENT) {
-          again.push_back(batch[i]);
-          where_in_batch.push_back(i);
-        }
-      if (!again.empty()) {
-        std::vector<int> now(again.size(), -ENOENT);
-        if (detail::os().move_pages(0, again.size(), again.data(), nullptr, now.data(), 0) == 0) {
-          std::vector<void *> retry;
-          std::vector<std::size_t> retry_idx;
-          for (std::size_t j = 0; j < again.size(); ++j) {
-            if (now[j] == static_cast<int>(node))
-              status[where_in_batch[j]] = now[j];
-            else if (status[where_in_batch[j]] == -EBUSY) {
-              retry.push_back(again[j]);
-              retry_idx.push_back(where_in_batch[j]);
-            }
-          }
-          if (!retry.empty()) {
-            std::vector<int> t(retry.size(), static_cast<int>(node)), st(retry.size(), -ENOENT);
-            if (detail::os().move_pages(0, retry.size(), retry.data(), t.data(), st.data(),
-                                        static_cast<int>(mpol_mf_move)) >= 0)
-              for (std::size_t j = 0; j < retry.size(); ++j) status[retry_idx[j]] = st[j];
-          }
-        }
-      }
       for (int s : status) {
         if (s == -ENOENT) continue;  // never faulted in: nothing to move
         ++r.requested;
@@ -478,6 +445,39 @@ result<move_report> move_to(void *addr, std::size_t bytes, std::uint32_t node) {
 }
 
 namespace detail {
+
+int move_pages_confirmed(int pid, std::size_t n, void **pages, const int *nodes, int *status) {
+  const auto &os = detail::os();
+  for (std::size_t i = 0; i < n; ++i) status[i] = -ENOENT;
+  if (os.move_pages(pid, n, pages, nodes, status, static_cast<int>(mpol_mf_move)) < 0) return errno;
+  std::vector<std::size_t> failed;
+  for (std::size_t i = 0; i < n; ++i)
+    if (status[i] < 0 && status[i] != -ENOENT) failed.push_back(i);
+  if (failed.empty()) return 0;
+  std::vector<void *> addrs(failed.size());
+  std::vector<int> now(failed.size(), -ENOENT);
+  for (std::size_t j = 0; j < failed.size(); ++j) addrs[j] = pages[failed[j]];
+  if (os.move_pages(pid, addrs.size(), addrs.data(), nullptr, now.data(), 0) != 0) return 0;  // keep the first answer
+  std::vector<void *> retry;
+  std::vector<int> retry_nodes;
+  std::vector<std::size_t> retry_at;
+  for (std::size_t j = 0; j < failed.size(); ++j) {
+    const std::size_t i = failed[j];
+    if (now[j] == nodes[i]) {
+      status[i] = now[j];  // moved with its huge page
+    } else if (status[i] == -EBUSY) {
+      retry.push_back(pages[i]);
+      retry_nodes.push_back(nodes[i]);
+      retry_at.push_back(i);
+    }
+  }
+  if (retry.empty()) return 0;
+  std::vector<int> st(retry.size(), -ENOENT);
+  if (os.move_pages(pid, retry.size(), retry.data(), retry_nodes.data(), st.data(), static_cast<int>(mpol_mf_move)) >=
+      0)
+    for (std::size_t j = 0; j < retry.size(); ++j) status[retry_at[j]] = st[j];
+  return 0;
+}
 
 const char *error_text(int err) noexcept {
   const char *d = strerrordesc_np(err);  // thread-safe and allocation-free, unlike strerror
