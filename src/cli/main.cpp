@@ -1,5 +1,6 @@
 // hetmem — the command-line tool. Exit codes: 0 success; 1 the system or tree could not be
-// read; 2 bad usage; 3 --strict and some file could not be used.
+// read (or, for migrate, the system refused); 2 bad usage; 3 --strict and some file could not be
+// used; 4 migrate moved some pages but not all. `hetmem run` exits with the program's status.
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 

@@ -216,10 +216,7 @@ int speed_test(std::size_t mib, int rounds) {
     {
       char *a = on_node(bytes, 0);
       unbind(a, bytes);
-      migration_options o;
-      if (const char *b = std::getenv("MIGRATE_BATCH")) o.batch_pages = std::strtoul(b, nullptr, 10);
-      if (const char *q = std::getenv("MIGRATE_ASK")) o.ask_first = std::strcmp(q, "0") != 0;
-      auto r = migrate(a, bytes, node_tier(1), o);
+      auto r = migrate(a, bytes, node_tier(1));
       if (r && r->moved >= npages - 16) ours.push_back(static_cast<double>(bytes) / (1 << 20) / r->seconds);
       (void)unmap(a, bytes);
     }
