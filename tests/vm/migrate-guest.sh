@@ -9,6 +9,13 @@ fails=0
 ok() { echo "ok   $*"; }
 fail() { echo "FAIL $*"; fails=$((fails + 1)); }
 
+# Automatic NUMA balancing moves pages written from node 0's CPUs back to node 0 (it did, once,
+# 8704 of 65536 pages between the move and the check): off while these tests run, as the
+# kernel's own tiering is not what they measure; restored at the end.
+balancing=$(cat /proc/sys/kernel/numa_balancing 2> /dev/null)
+echo "kernel.numa_balancing: ${balancing:-absent}; 0 for these tests"
+[ -n "$balancing" ] && echo 0 > /proc/sys/kernel/numa_balancing
+
 echo "== API: 256 MiB to node 1 under two writers, and back"
 "$check" move || fails=$((fails + 1))
 echo "== API: transparent huge pages move whole"
@@ -62,5 +69,6 @@ fi
 echo "== migration throughput"
 "$check" speed 1024 5 || fails=$((fails + 1))
 
+[ -n "$balancing" ] && echo "$balancing" > /proc/sys/kernel/numa_balancing
 echo "migrate-guest: $fails failure(s)"
 [ $fails = 0 ]
