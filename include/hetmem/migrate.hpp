@@ -62,7 +62,6 @@ struct migration_report {
   [[nodiscard]] std::uint64_t bytes_moved() const noexcept { return moved * page_size; }
   // "moved 262144 pages (1.0 GiB) to node 1 in 0.41 s (2.4 GiB/s); 3 busy; 12 already there"
   [[nodiscard]] std::string summary() const;
-  void add(const migration_report &other);
 };
 
 // A range of a process's address space, [start, end).

@@ -26,6 +26,16 @@
 namespace hetmem {
 namespace {
 
+// Adds `n` pages moved to `node` in a per-node list.
+void count_moved(std::vector<std::pair<std::uint32_t, std::uint64_t>> &per_node, std::uint32_t node, std::uint64_t n) {
+  for (auto &e : per_node)
+    if (e.first == node) {
+      e.second += n;
+      return;
+    }
+  per_node.emplace_back(node, n);
+}
+
 std::string errno_text(int err) { return detail::error_text(err); }
 
 std::string who(pid_t pid) { return pid == 0 ? std::string("this process") : "process " + std::to_string(pid); }
@@ -145,12 +155,7 @@ class mover {
       const int s = result_[i];
       if (s == nodes_[i]) {
         ++r_.moved;
-        auto it = std::find_if(r_.moved_to.begin(), r_.moved_to.end(),
-                               [&](const auto &e) { return e.first == static_cast<std::uint32_t>(s); });
-        if (it == r_.moved_to.end())
-          r_.moved_to.emplace_back(static_cast<std::uint32_t>(s), 1);
-        else
-          ++it->second;
+        count_moved(r_.moved_to, static_cast<std::uint32_t>(s), 1);
         continue;
       }
       if (s == -ENOENT || s == -EFAULT) {  // gone (unmapped or freed) meanwhile
@@ -226,27 +231,6 @@ std::string migration_report::summary() const {
   if (shared) s << "; " << shared << " shared with other processes, left";
   if (other_failed) s << "; " << other_failed << " failed: " << detail::error_text(first_error);
   return s.str();
-}
-
-void migration_report::add(const migration_report &o) {
-  pages += o.pages;
-  not_present += o.not_present;
-  already_there += o.already_there;
-  not_selected += o.not_selected;
-  moved += o.moved;
-  busy += o.busy;
-  no_memory += o.no_memory;
-  shared += o.shared;
-  other_failed += o.other_failed;
-  if (first_error == 0) first_error = o.first_error;
-  for (const auto &[node, n] : o.moved_to) {
-    auto it = std::find_if(moved_to.begin(), moved_to.end(), [&](const auto &e) { return e.first == node; });
-    if (it == moved_to.end())
-      moved_to.emplace_back(node, n);
-    else
-      it->second += n;
-  }
-  seconds += o.seconds;
 }
 
 result<std::vector<address_range>> process_ranges(pid_t pid, bool include_files) {
