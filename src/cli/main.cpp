@@ -19,6 +19,7 @@
 #include "hetmem/sysfs/reader.hpp"
 #include "hetmem/topology.hpp"
 #include "migrate_cmd.hpp"
+#include "tierd_cmd.hpp"
 #include "topo_render.hpp"
 
 namespace {
@@ -221,6 +222,32 @@ int main(int argc, char **argv) try {
       "process, no permission: moving another user's pages needs CAP_SYS_NICE); 2 bad usage or a tier\n"
       "this machine lacks; 4 some pages could not be moved (busy, target full, shared), as reported.");
 
+  hetmem::cli::tierd_args da;
+  auto *tierd = app.add_subcommand("tierd", "Keep the hot pages of processes in the fast tier (automatic tiering)");
+  tierd->add_option("--pid", da.pids, "A process to manage (repeatable)");
+  tierd->add_option("--cgroup", da.cgroup, "A cgroup v2 directory: manage every process in it");
+  tierd->add_option("--fast", da.fast, "The fast tier (default: rank 0 for the CPUs running tierd)");
+  tierd->add_option("--slow", da.slow, "Where cold pages go (default: the next tier after --fast)");
+  tierd->add_option("--fast-limit", da.fast_limit,
+                    "Most bytes of the managed memory on the fast tier (e.g. 512M; default: its free memory "
+                    "above a 5% reserve)");
+  tierd->add_option("--rate", da.rate, "Migration limit in bytes per second, both ways (default 256M)");
+  tierd->add_option("--interval", da.interval, "Seconds between decisions (default 1)");
+  tierd->add_option("--threshold", da.threshold, "Heat (0..1) a 2 MiB chunk needs to be promoted (default 0.05)");
+  tierd->add_option("--source", da.source, "Hotness source: auto, damon or soft-dirty (default auto)");
+  tierd->add_option("--coexist", da.coexist,
+                    "With the kernel's NUMA-balancing tiering on: coexist (only demote), yield (do nothing), force");
+  tierd->add_option("--duration", da.duration, "Stop after this many seconds (default: until a signal)");
+  tierd->add_flag("--json", da.json, "One JSON object per interval (schema hetmem.tierd/1)");
+  tierd->add_flag("--quiet", da.quiet, "Print nothing");
+  tierd->footer(
+      "Examples:\n"
+      "  hetmem tierd --pid 4242                          DAMON (as root) or soft-dirty bits decide\n"
+      "  hetmem tierd --pid 4242 --fast-limit 512M --rate 128M --json\n"
+      "  hetmem tierd --cgroup /sys/fs/cgroup/db.slice --fast ddr --slow cxl\n"
+      "Exit status: 0 stopped by --duration, a signal, or the processes ending; 1 the engine could not\n"
+      "start (no hotness source, no permission, --coexist yield with kernel tiering on); 2 bad usage.");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError &e) {
@@ -230,6 +257,7 @@ int main(int argc, char **argv) try {
   if (topo->parsed()) return run_topo(ta);
   if (run->parsed()) return run_program(ra);
   if (mig->parsed()) return hetmem::cli::run_migrate(ma);
+  if (tierd->parsed()) return hetmem::cli::run_tierd(da);
   return exit_usage;
 } catch (const std::exception &e) {
   std::fprintf(stderr, "hetmem: internal error: %s\n", e.what());

@@ -16,8 +16,14 @@
 //   program stops with that message, exit status 1.
 // - Fork: the engine's fork handlers keep its mutexes consistent; the child goes on allocating.
 // - HETMEM_EXPLAIN=1 prints the effective policy on stderr at start.
+// - HETMEM_TIERING=1 (or settings, see parse_tiering_options in tiering.hpp) runs the automatic
+//   tiering engine for this process on a thread of its own ("hetmem-tiering"). Off by default.
+//   A setting it cannot use prints one message and leaves tiering off. At exit the thread is
+//   stopped (after the interval it is in) before the program's destructors run; a forked child
+//   runs without it (the parent keeps it).
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -29,6 +35,7 @@
 
 #include "hetmem/detail/policy_runtime.hpp"
 #include "hetmem/policy.hpp"
+#include "hetmem/tiering.hpp"
 #include "hetmem/topology.hpp"
 
 extern "C" {
@@ -122,6 +129,8 @@ void *aligned(std::size_t alignment, std::size_t bytes, const void *site) noexce
   return allocate(bytes, alignment <= 8 ? 0 : alignment, site);
 }
 
+void start_tiering(bool explain) noexcept;
+
 // ---------------------------------------------------------------------------------------------
 // Set-up: runs once, from the constructor, with every allocation going to glibc meanwhile.
 void start() noexcept {
@@ -163,8 +172,68 @@ void start() noexcept {
     (void)(*rt)->use_thread_tcache();  // the catch-all tier through jemalloc's own thread caches
     runtime = *rt;
     state.store(state_ready, std::memory_order_release);
+    start_tiering(explain && *explain && std::strcmp(explain, "0") != 0);
   } catch (...) {
     say("hetmem: out of memory while starting; hetmem stays out of the way\n");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Automatic tiering (HETMEM_TIERING).
+hetmem::tiering_engine *tiering = nullptr;  // leaked on purpose in a forked child
+
+void write_report_line(const std::string &text) noexcept {
+  const char *to = secure_getenv("HETMEM_REPORT");  // NOLINT(concurrency-mt-unsafe): at exit
+  if (!to || !*to) return;
+  const int fd =
+      std::strcmp(to, "stderr") == 0 ? STDERR_FILENO : ::open(to, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  (void)!::write(fd, text.data(), text.size());
+  if (fd != STDERR_FILENO) ::close(fd);
+}
+
+void stop_tiering() noexcept {
+  hetmem::tiering_engine *e = tiering;
+  if (!e) return;
+  tiering = nullptr;
+  e->stop();
+  try {
+    write_report_line("hetmem report: pid " + std::to_string(::getpid()) + ": tiering " + e->statistics().summary() +
+                      "\n");
+  } catch (...) {
+  }
+  delete e;  // gives back what the engine configured (DAMON's kdamonds)
+}
+
+void start_tiering(bool explain) noexcept {
+  const char *spec = secure_getenv("HETMEM_TIERING");  // NOLINT(concurrency-mt-unsafe): start-up
+  if (!spec || !*spec || std::strcmp(spec, "0") == 0 || std::strcmp(spec, "off") == 0) return;
+  try {
+    auto o = hetmem::parse_tiering_options(spec);
+    if (!o) {
+      say(("hetmem: HETMEM_TIERING: " + o.error().message + "; tiering stays off\n").c_str());
+      return;
+    }
+    auto e = hetmem::tiering_engine::create(*o);
+    if (!e) {
+      say(("hetmem: automatic tiering not started: " + e.error().message + "\n").c_str());
+      return;
+    }
+    if (auto ok = (*e)->start(); !ok) {
+      say(("hetmem: automatic tiering not started: " + ok.error().message + "\n").c_str());
+      return;
+    }
+    if (explain) {
+      const auto st = (*e)->statistics();
+      std::string text = "hetmem: automatic tiering on: hotness from " + st.source + "\n";
+      for (const auto &n : st.kernel_notes) text += "hetmem:   " + n + "\n";
+      say(text.c_str());
+    }
+    tiering = e->release();
+    (void)pthread_atfork(nullptr, nullptr, [] { tiering = nullptr; });
+    (void)std::atexit(stop_tiering);
+  } catch (...) {
+    say("hetmem: out of memory while starting automatic tiering; it stays off\n");
   }
 }
 

@@ -46,5 +46,12 @@ if [ -d "$fixtures/power9-v100-gpu-numa" ]; then
   check "--initiator must have CPUs" 2 'node 250 has no CPUs'            -- "$hetmem" topo --root "$fixtures/power9-v100-gpu-numa" --initiator 250
   check "--cpu picks its node"       0 'Ranks as seen from CPU 100'      -- "$hetmem" topo --root "$fixtures/power9-v100-gpu-numa" --cpu 100 --no-hwloc
 fi
+check "tierd help lists examples"   0 'Examples:'                       -- "$hetmem" tierd --help
+check "tierd needs processes"        2 'name the processes'              -- "$hetmem" tierd
+check "tierd bad rate names it"      2 'rate=fast'                       -- "$hetmem" tierd --pid 1 --rate fast
+check "tierd bad source names it"    2 'auto, damon or soft-dirty'       -- "$hetmem" tierd --pid 1 --source perf
+if [ "$(ls -d /sys/devices/system/node/node[0-9]* 2>/dev/null | wc -l)" = 1 ]; then
+  check "tierd on one tier says so"  1 'one memory tier'                 -- "$hetmem" tierd --pid $$ --duration 1
+fi
 echo "cli: $passed passed, $fail failed"
 [ "$fail" = 0 ]

@@ -85,10 +85,17 @@ topology_args() {
       echo "-numa dist,src=0,dst=1,val=20"
       lb 0 0 100 100G; lb 0 1 250 30G
       ;;
+    tiering)  # automatic tiering: a 1 GiB DDR node with the CPUs (the fast tier) and a 3 GiB CPU-less CXL-like node
+      echo "-machine pc,hmat=on -m 4G -smp 2,sockets=1,cores=2"
+      mem 0 1G; mem 1 3G
+      echo "-numa node,nodeid=0,memdev=m0,cpus=0-1 -numa node,nodeid=1,memdev=m1,initiator=0"
+      echo "-numa dist,src=0,dst=1,val=20"
+      lb 0 0 100 100G; lb 0 1 250 30G
+      ;;
     *) return 1 ;;
   esac
 }
-topologies="ddr-hbm-slow two-socket-hbm slit-only memside-cache pmem-kmem ddr-cxl"
+topologies="ddr-hbm-slow two-socket-hbm slit-only memside-cache pmem-kmem ddr-cxl tiering"
 
 # --- guest image --------------------------------------------------------------------------------
 build_image() {

@@ -1,0 +1,169 @@
+// hetmem/tiering.hpp — automatic tiering: keep the hot pages of one or more processes in the
+// fast tier and the cold ones out of it, within a byte budget and a migration rate.
+//
+// Contract:
+// - Hotness comes from the best source the machine allows, and the engine says which:
+//   1. DAMON through sysfs (/sys/kernel/mm/damon/admin; root, CONFIG_DAMON_SYSFS), used only
+//      when no kdamond is configured there already (DAMON's sysfs interface cannot add one
+//      without rebuilding the others, so hetmem never touches someone else's);
+//   2. soft-dirty bits (/proc/PID/clear_refs and pagemap; the process's owner may use them): a
+//      page written during a short window is hot. It sees writes only, and the clearing makes
+//      each page's first write in a window take a minor fault.
+//   The allocator's own knowledge and hardware sampling are not used (yet).
+// - Memory is judged in chunks (2 MiB by default, one transparent huge page): each interval
+//   every chunk gets a heat in [0, 1] (DAMON: the share of samples that saw an access; soft
+//   dirty: the share of its present pages written in the window), smoothed over intervals.
+// - Where pages are is the kernel's word: move_pages status for a sample of each chunk's pages.
+// - Decisions: the fast tier's budget (fast_limit_bytes, else the fast nodes' free memory above
+//   a reserve) is filled with the hottest chunks whose heat reaches promote_threshold. A chunk
+//   outside that set leaves the fast tier only to make room or to restore the reserve, coldest
+//   first, and to make room only if it is clearly colder (its heat below the coldest admitted
+//   chunk's by `hysteresis`, or below half the threshold). A chunk
+//   moved one way is not moved back within cooldown_seconds. Migration stays under
+//   max_bytes_per_second (demotions that make room come first).
+// - Memory pressure: PSI ("some" avg10 of /proc/pressure/memory, or the cgroup's
+//   memory.pressure) above psi_threshold doubles the reserve, so the fast tier is emptied of
+//   cold pages before the kernel starts reclaiming.
+// - The kernel: NUMA balancing in tiering mode (kernel.numa_balancing & 2) promotes on its own;
+//   by default hetmem then only demotes (coexist), or stands aside (yield) or runs fully
+//   (force). NUMA balancing in its normal mode (1) pulls pages back to the CPUs' node, which
+//   undoes demotion to CPU-less nodes: reported, not changed. kernel_notes() says what was seen.
+// - Data is never touched by hetmem; the kernel copies pages (see migrate.hpp).
+#pragma once
+#include <sys/types.h>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+#include "hetmem/migrate.hpp"
+#include "hetmem/result.hpp"
+#include "hetmem/tier.hpp"
+
+namespace hetmem {
+
+// What the running kernel does about tiering on its own (read only; nothing is changed).
+struct kernel_tiering_state {
+  int numa_balancing = -1;           // /proc/sys/kernel/numa_balancing: 0 off, 1 normal, 2 tiering, 3 both; -1 absent
+  int demotion_enabled = -1;         // /sys/kernel/mm/numa/demotion_enabled: 1 / 0; -1 absent
+  int promote_rate_limit_mbps = -1;  // /proc/sys/kernel/numa_balancing_promote_rate_limit_MBps
+  bool damon_sysfs = false;          // /sys/kernel/mm/damon/admin exists
+  int damon_kdamonds = 0;            // kdamonds configured there (by anyone)
+  int damon_running = 0;             // ... of which running
+  std::vector<std::string> damon_schemes;  // "kdamond 0: paddr pageout" for each scheme configured
+  bool damon_reclaim = false;              // the DAMON_RECLAIM module is enabled
+  bool damon_lru_sort = false;             // the DAMON_LRU_SORT module is enabled
+  bool psi = false;                        // /proc/pressure/memory readable
+  [[nodiscard]] bool kernel_promotes() const noexcept { return numa_balancing > 0 && (numa_balancing & 2) != 0; }
+  [[nodiscard]] bool balancing_pulls_back() const noexcept { return numa_balancing > 0 && (numa_balancing & 1) != 0; }
+  // One line per finding, plain words ("NUMA balancing is in tiering mode (2): the kernel
+  // promotes hot pages itself").
+  [[nodiscard]] std::vector<std::string> notes() const;
+};
+
+// Reads the state relative to `root` ("" for the real /proc and /sys).
+[[nodiscard]] kernel_tiering_state detect_kernel_tiering(const std::string &root = "");
+
+enum class hotness_source { automatic, damon, soft_dirty };
+enum class kernel_coexistence { coexist, yield, force };
+
+struct tiering_statistics;
+
+struct tiering_options {
+  std::vector<pid_t> pids;   // processes to manage; empty (and no cgroup): this process
+  std::string cgroup;        // a cgroup v2 directory: every process in its cgroup.procs, re-read each interval
+  std::optional<tier> fast;  // default: rank 0 for the calling thread's initiator
+  std::optional<tier> slow;  // default: the next tier after `fast` (its first `next`)
+  std::uint64_t fast_limit_bytes = 0;   // most managed bytes on the fast tier; 0: its free memory above the reserve
+  double fast_reserve_fraction = 0.05;  // keep this share of each fast node free (before the kernel reclaims)
+  double psi_threshold = 10.0;          // memory "some" avg10 in percent that doubles the reserve
+  double interval_seconds = 1.0;
+  std::uint64_t max_bytes_per_second = 256ULL << 20;  // migration, both directions together
+  double promote_threshold = 0.05;                    // heat a chunk needs to be worth the fast tier
+  double hysteresis = 0.05;        // heat margin below the coldest admitted chunk before a chunk leaves
+  double cooldown_seconds = 10.0;  // a chunk moved one way stays at least this long
+  double smoothing = 0.5;          // weight of the newest observation in a chunk's heat
+  std::size_t chunk_bytes = 2U << 20;
+  hotness_source source = hotness_source::automatic;
+  kernel_coexistence coexist = kernel_coexistence::coexist;
+  double soft_dirty_window_seconds = 0.1;  // writes seen within this window make a page hot
+  std::string damon_admin = "/sys/kernel/mm/damon/admin";
+  // Called by the engine after each interval (from its thread when started with start()).
+  std::function<void(const tiering_statistics &)> on_interval;
+};
+
+struct tiering_statistics {
+  std::string source;                     // "DAMON (kdamond 0, pid 123)", "soft-dirty bits (writes only)"
+  std::vector<std::string> kernel_notes;  // detect_kernel_tiering().notes() at start, plus what the engine decided
+  bool promoting = true;                  // false when the kernel promotes and hetmem coexists
+  std::uint64_t intervals = 0;
+  std::uint64_t pages_promoted = 0, pages_demoted = 0;
+  std::uint64_t promote_failed = 0, demote_failed = 0;  // pages the kernel refused (busy, no memory, ...)
+  std::uint64_t fast_bytes = 0, slow_bytes = 0;         // managed memory per tier now (sampled)
+  std::uint64_t hot_bytes = 0;                          // managed memory at or above promote_threshold
+  std::uint64_t managed_bytes = 0;                      // present memory in the managed ranges (sampled)
+  std::size_t processes = 0;
+  double psi_some_avg10 = 0;
+  double engine_cpu_seconds = 0;  // CPU time of the engine's own work
+  double source_cpu_seconds = 0;  // CPU time of the kdamond working for it (DAMON), 0 otherwise
+  double elapsed_seconds = 0;
+  std::string last_error;  // the latest failure that did not stop the engine
+  // "interval 12: fast 512.0 MiB, slow 1.5 GiB, hot 256.0 MiB; promoted 65536, demoted 65536 pages; cpu 0.21 s"
+  [[nodiscard]] std::string summary() const;
+};
+
+// The engine. create() checks the tiers and the processes and opens the hotness source;
+// step() runs one interval in the calling thread; start() runs intervals on a thread of its own
+// (named "hetmem-tiering") until stop() or destruction.
+class tiering_engine {
+ public:
+  [[nodiscard]] static result<std::unique_ptr<tiering_engine>> create(tiering_options options);
+  ~tiering_engine();
+  tiering_engine(const tiering_engine &) = delete;
+  tiering_engine &operator=(const tiering_engine &) = delete;
+
+  // One interval: observe (the soft-dirty source waits its window here), decide, migrate.
+  result<void> step();
+  [[nodiscard]] result<void> start();
+  void stop() noexcept;
+  [[nodiscard]] tiering_statistics statistics() const;
+
+  struct impl;
+
+ private:
+  explicit tiering_engine(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+// "fast-limit=512M,rate=256M,interval=1,source=damon,coexist=force,threshold=0.05,
+// cooldown=10,reserve=5%,chunk=2M,window=0.1": the preload's HETMEM_TIERING value ("1" or "on"
+// for the defaults). Errors name the bad key or value.
+[[nodiscard]] result<tiering_options> parse_tiering_options(const std::string &spec);
+
+namespace detail {
+// The decision of one interval, apart from any system call (unit-tested on its own).
+struct chunk_view {
+  double heat = 0;           // smoothed
+  std::uint64_t bytes = 0;   // present bytes in the chunk (sampled estimate)
+  double fast_share = 0;     // share of those on the fast tier
+  double last_move = -1e18;  // engine time of its last migration
+  int last_direction = 0;    // +1 promoted, -1 demoted
+};
+struct plan_limits {
+  std::int64_t room_bytes = 0;     // more bytes the fast tier may take now (negative: must give back)
+  std::uint64_t budget_bytes = 0;  // migration allowed this interval
+  bool promote = true;
+  double now = 0;
+  double promote_threshold = 0.05, hysteresis = 0.05, cooldown = 10;
+};
+struct tiering_plan {
+  std::vector<std::size_t> promote, demote;  // chunk indexes, in order of execution (demote first)
+  std::uint64_t promote_bytes = 0, demote_bytes = 0;
+  std::uint64_t hot_bytes = 0;  // present bytes of chunks at or above the threshold
+};
+[[nodiscard]] tiering_plan plan_interval(const std::vector<chunk_view> &chunks, const plan_limits &limits);
+}  // namespace detail
+
+}  // namespace hetmem

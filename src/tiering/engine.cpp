@@ -1,0 +1,887 @@
+// The tiering engine: observe (DAMON or soft-dirty bits), ask the kernel where pages are, plan
+// (plan.cpp), migrate (migrate.hpp). See the contract in tiering.hpp.
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cinttypes>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <new>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "hetmem/detail/os.hpp"
+#include "hetmem/format.hpp"
+#include "hetmem/placement.hpp"
+#include "hetmem/tiering.hpp"
+#include "hetmem/topology.hpp"
+
+namespace hetmem {
+namespace {
+
+double monotonic_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  (void)::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+std::string errno_text(int err) { return detail::error_text(err); }
+
+// Writes `value` to a sysfs or procfs file; the error names the file and the value.
+result<void> write_file(const std::string &path, const std::string &value) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    return error{err, "cannot open " + path + " for writing: " + errno_text(err)};
+  }
+  const ssize_t n = ::write(fd, value.data(), value.size());
+  const int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(value.size()))
+    return error{n < 0 ? err : EIO, "writing '" + value + "' to " + path + " failed: " + errno_text(n < 0 ? err : EIO)};
+  return {};
+}
+
+bool read_text(const std::string &path, std::string &out) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[512];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n < 0) return false;
+  out.assign(buf, static_cast<std::size_t>(n));
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return true;
+}
+
+bool read_u64(const std::string &path, std::uint64_t &v) {
+  std::string s;
+  if (!read_text(path, s) || s.empty()) return false;
+  char *end = nullptr;
+  errno = 0;
+  v = std::strtoull(s.c_str(), &end, 10);
+  return errno == 0 && end != s.c_str();
+}
+
+// CPU seconds a process or thread has used (utime + stime of /proc/PID/stat).
+double process_cpu_seconds(pid_t pid) {
+  std::string s;
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  if (!f || !std::getline(f, s)) return 0;
+  const auto close = s.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream in(s.substr(close + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && in >> field; ++i) {
+    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
+    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  const long hz = ::sysconf(_SC_CLK_TCK);
+  return static_cast<double>(utime + stime) / static_cast<double>(hz > 0 ? hz : 100);
+}
+
+bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
+
+// A chunk of a managed process: [start, end) within one mapping.
+struct chunk_range {
+  std::uintptr_t start = 0, end = 0;
+};
+
+struct target_view {
+  pid_t pid = 0;
+  const std::vector<chunk_range> *chunks = nullptr;
+  std::vector<double> heat;  // observation per chunk, [0, 1]
+};
+
+// A hotness source: fills target_view::heat for every chunk.
+class source {
+ public:
+  virtual ~source() = default;
+  source() = default;
+  source(const source &) = delete;
+  source &operator=(const source &) = delete;
+  [[nodiscard]] virtual std::string describe() const = 0;
+  virtual result<void> observe(std::vector<target_view> &targets) = 0;
+  [[nodiscard]] virtual double cpu_seconds() const { return 0; }
+};
+
+// ---- DAMON through sysfs ---------------------------------------------------------------------
+// One kdamond per process (DAMON's sysfs allows one context per kdamond, and tried regions do
+// not say which target they belong to), a `stat` scheme that records the regions with at least
+// one access, read back with update_schemes_tried_regions.
+class damon_source final : public source {
+ public:
+  // update_us: DAMON's own refresh of a vaddr target's regions (its "three regions" guess,
+  // which swallows hetmem's reserved address window whole) is kept out of the way; hetmem sets
+  // the regions itself, the process's populated mappings, and commits them when they change.
+  static constexpr unsigned sample_us = 10000, aggr_us = 200000;
+  static constexpr unsigned long update_us = 3600UL * 1000000UL;
+  static constexpr std::size_t max_target_regions = 64;
+  static constexpr double max_accesses = static_cast<double>(aggr_us) / sample_us;
+
+  static result<std::unique_ptr<damon_source>> open(const std::string &admin, std::string &note) {
+    std::uint64_t n = 0;
+    const std::string nr = admin + "/kdamonds/nr_kdamonds";
+    if (::access(nr.c_str(), F_OK) != 0)
+      return error{ENOTSUP, "DAMON's sysfs interface is absent (" + nr + "; needs CONFIG_DAMON_SYSFS)"};
+    if (!read_u64(nr, n)) return error{EACCES, "cannot read " + nr + " (DAMON needs root)"};
+    if (n > 0) {
+      // Reuse only what is plainly abandoned: every kdamond off and every target process gone.
+      for (std::uint64_t k = 0; k < n; ++k) {
+        const std::string kd = admin + "/kdamonds/" + std::to_string(k);
+        std::string state;
+        (void)read_text(kd + "/state", state);
+        std::uint64_t target = 0;
+        const bool dead_target = read_u64(kd + "/contexts/0/targets/0/pid_target", target) && target > 0 &&
+                                 !process_exists(static_cast<pid_t>(target));
+        if (state != "off" || !dead_target)
+          return error{EBUSY, "DAMON is in use: " + std::to_string(n) + " kdamond(s) configured in " + admin +
+                                  " by someone else (kdamond " + std::to_string(k) + " is " + state +
+                                  "); hetmem does not rebuild them"};
+      }
+      note = "reused " + std::to_string(n) + " abandoned kdamond(s) (off, targets gone)";
+    }
+    if (auto w = write_file(nr, "0"); !w)
+      return error{w.error().code, "DAMON: " + w.error().message + " (configuring DAMON needs root)"};
+    return std::unique_ptr<damon_source>(new damon_source(admin));
+  }
+
+  ~damon_source() override { shut_down(); }
+
+  [[nodiscard]] std::string describe() const override {
+    std::string s = "DAMON (sysfs, vaddr; sampling every " + std::to_string(sample_us / 1000) + " ms";
+    if (!kdamond_pids_.empty()) {
+      s += "; kdamond pid";
+      for (auto p : kdamond_pids_) s += " " + std::to_string(p);
+    }
+    return s + ")";
+  }
+
+  [[nodiscard]] double cpu_seconds() const override {
+    double s = cpu_before_;
+    for (auto p : kdamond_pids_) s += process_cpu_seconds(p);
+    return s;
+  }
+
+  result<void> observe(std::vector<target_view> &targets) override {
+    std::vector<pid_t> pids;
+    pids.reserve(targets.size());
+    for (const auto &t : targets) pids.push_back(t.pid);
+    std::vector<std::vector<std::pair<std::uintptr_t, std::uintptr_t>>> spans_of;
+    spans_of.reserve(targets.size());
+    for (const auto &t : targets) spans_of.push_back(target_regions(*t.chunks));
+    if (pids != pids_ || !all_running()) {
+      regions_ = spans_of;
+      if (auto ok = configure(pids); !ok) return ok;
+    } else if (spans_of != regions_) {
+      regions_ = spans_of;
+      for (std::size_t k = 0; k < pids_.size(); ++k)
+        if (auto ok = write_regions(k); !ok) return ok;
+      for (std::size_t k = 0; k < pids_.size(); ++k) (void)write_file(kdamond(k) + "/state", "commit");
+    }
+    for (std::size_t k = 0; k < targets.size(); ++k) {
+      auto &t = targets[k];
+      t.heat.assign(t.chunks->size(), 0.0);
+      const std::string kd = kdamond(k);
+      if (auto ok = write_file(kd + "/state", "update_schemes_tried_regions"); !ok) continue;  // target gone
+      const std::string tried = kd + "/contexts/0/schemes/0/tried_regions";
+      std::vector<std::pair<std::uintptr_t, std::uintptr_t>> spans;
+      std::vector<double> heats;
+      DIR *d = ::opendir(tried.c_str());
+      if (!d) continue;
+      while (const dirent *e = ::readdir(d)) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        const std::string r = tried + "/" + e->d_name;
+        std::uint64_t lo = 0, hi = 0, acc = 0;
+        if (read_u64(r + "/start", lo) && read_u64(r + "/end", hi) && read_u64(r + "/nr_accesses", acc) && hi > lo) {
+          spans.emplace_back(lo, hi);
+          heats.push_back(std::min(1.0, static_cast<double>(acc) / max_accesses));
+        }
+      }
+      ::closedir(d);
+      // Each chunk: the overlap-weighted heat of the regions over it (unreported: cold).
+      const auto &chunks = *t.chunks;
+      for (std::size_t r = 0; r < spans.size(); ++r) {
+        auto it = std::lower_bound(chunks.begin(), chunks.end(), spans[r].first,
+                                   [](const chunk_range &c, std::uintptr_t a) { return c.end <= a; });
+        for (; it != chunks.end() && it->start < spans[r].second; ++it) {
+          const std::uintptr_t lo = std::max(it->start, spans[r].first), hi = std::min(it->end, spans[r].second);
+          if (hi <= lo) continue;
+          t.heat[static_cast<std::size_t>(it - chunks.begin())] +=
+              heats[r] * static_cast<double>(hi - lo) / static_cast<double>(it->end - it->start);
+        }
+      }
+    }
+    return {};
+  }
+
+ private:
+  explicit damon_source(std::string admin) : admin_(std::move(admin)) {}
+
+  [[nodiscard]] std::string kdamond(std::size_t k) const { return admin_ + "/kdamonds/" + std::to_string(k); }
+
+  // The populated ranges of a process as DAMON regions: its chunks merged, the smallest gaps
+  // closed until at most max_target_regions remain.
+  static std::vector<std::pair<std::uintptr_t, std::uintptr_t>> target_regions(const std::vector<chunk_range> &chunks) {
+    std::vector<std::pair<std::uintptr_t, std::uintptr_t>> r;
+    for (const auto &c : chunks) {
+      if (!r.empty() && r.back().second == c.start)
+        r.back().second = c.end;
+      else
+        r.emplace_back(c.start, c.end);
+    }
+    while (r.size() > max_target_regions) {
+      std::size_t best = 0;
+      for (std::size_t i = 1; i + 1 < r.size(); ++i)
+        if (r[i + 1].first - r[i].second < r[best + 1].first - r[best].second) best = i;
+      r[best].second = r[best + 1].second;
+      r.erase(r.begin() + static_cast<std::ptrdiff_t>(best) + 1);
+    }
+    return r;
+  }
+
+  result<void> write_regions(std::size_t k) {
+    const std::string t = kdamond(k) + "/contexts/0/targets/0/regions";
+    const auto &r = regions_[k];
+    if (auto ok = write_file(t + "/nr_regions", std::to_string(r.size())); !ok)
+      return error{ok.error().code, "DAMON: " + ok.error().message};
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      const std::string d = t + "/" + std::to_string(i);
+      // end first: a start above the old end is refused
+      if (auto ok = write_file(d + "/end", std::to_string(r[i].second)); !ok)
+        return error{ok.error().code, "DAMON: " + ok.error().message};
+      if (auto ok = write_file(d + "/start", std::to_string(r[i].first)); !ok)
+        return error{ok.error().code, "DAMON: " + ok.error().message};
+    }
+    return {};
+  }
+
+  [[nodiscard]] bool all_running() const {
+    for (std::size_t k = 0; k < pids_.size(); ++k) {
+      std::string state;
+      if (!read_text(kdamond(k) + "/state", state) || state != "on") return false;
+    }
+    return true;
+  }
+
+  void shut_down() noexcept {
+    try {
+      for (auto p : kdamond_pids_) cpu_before_ += process_cpu_seconds(p);
+      kdamond_pids_.clear();
+      for (std::size_t k = 0; k < pids_.size(); ++k) {
+        std::string state;
+        if (read_text(kdamond(k) + "/state", state) && state == "on") (void)write_file(kdamond(k) + "/state", "off");
+      }
+      (void)write_file(admin_ + "/kdamonds/nr_kdamonds", "0");
+      pids_.clear();
+    } catch (...) {
+    }
+  }
+
+  result<void> configure(const std::vector<pid_t> &pids) {
+    shut_down();
+    if (pids.empty()) return {};
+    auto w = [](const std::string &path, const std::string &v) { return write_file(path, v); };
+    if (auto ok = w(admin_ + "/kdamonds/nr_kdamonds", std::to_string(pids.size())); !ok) return ok;
+    for (std::size_t k = 0; k < pids.size(); ++k) {
+      const std::string kd = kdamond(k), c = kd + "/contexts/0", s = c + "/schemes/0";
+      const std::pair<std::string, std::string> steps[] = {
+          {kd + "/contexts/nr_contexts", "1"},
+          {c + "/operations", "vaddr"},
+          {c + "/monitoring_attrs/intervals/sample_us", std::to_string(sample_us)},
+          {c + "/monitoring_attrs/intervals/aggr_us", std::to_string(aggr_us)},
+          {c + "/monitoring_attrs/intervals/update_us", std::to_string(update_us)},
+          {c + "/monitoring_attrs/nr_regions/max", "400"},
+          {c + "/monitoring_attrs/nr_regions/min", "10"},
+          {c + "/targets/nr_targets", "1"},
+          {c + "/targets/0/pid_target", std::to_string(pids[k])},
+          {c + "/schemes/nr_schemes", "1"},
+          {s + "/action", "stat"},
+          // Every range defaults to [0, 0], which matches nothing: open sz and age, and keep
+          // the regions with at least one access.
+          {s + "/access_pattern/sz/min", "0"},
+          {s + "/access_pattern/sz/max", std::to_string(UINTPTR_MAX)},
+          {s + "/access_pattern/nr_accesses/max", "4294967295"},
+          {s + "/access_pattern/nr_accesses/min", "1"},
+          {s + "/access_pattern/age/min", "0"},
+          {s + "/access_pattern/age/max", "4294967295"},
+      };
+      for (const auto &[path, value] : steps)
+        if (auto ok = w(path, value); !ok) return error{ok.error().code, "DAMON: " + ok.error().message};
+      if (k < regions_.size())
+        if (auto ok = write_regions(k); !ok) return ok;
+    }
+    pids_ = pids;
+    for (std::size_t k = 0; k < pids.size(); ++k) {
+      if (auto ok = w(kdamond(k) + "/state", "on"); !ok) {
+        if (!process_exists(pids[k])) continue;  // it went away meanwhile
+        return error{ok.error().code, "DAMON: " + ok.error().message};
+      }
+      std::uint64_t kp = 0;
+      if (read_u64(kdamond(k) + "/pid", kp) && kp > 0) kdamond_pids_.push_back(static_cast<pid_t>(kp));
+    }
+    return {};
+  }
+
+  std::string admin_;
+  std::vector<pid_t> pids_;
+  std::vector<pid_t> kdamond_pids_;
+  std::vector<std::vector<std::pair<std::uintptr_t, std::uintptr_t>>> regions_;
+  double cpu_before_ = 0;
+};
+
+// ---- soft-dirty bits -------------------------------------------------------------------------
+// Whether this kernel keeps soft-dirty bits: a kernel without CONFIG_MEM_SOFT_DIRTY accepts
+// clear_refs "4" and never sets bit 55, so ask by writing a page of our own.
+result<void> soft_dirty_supported() {
+  const auto ps = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  void *m = ::mmap(nullptr, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return error{errno, "soft-dirty probe: mmap failed"};
+  auto *page = static_cast<volatile char *>(m);
+  page[0] = 1;
+  result<void> out = write_file("/proc/self/clear_refs", "4");
+  if (out) {
+    page[0] = 2;
+    std::uint64_t e = 0;
+    const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    const bool read_ok =
+        fd >= 0 && ::pread(fd, &e, sizeof e, static_cast<off_t>(reinterpret_cast<std::uintptr_t>(m) / ps * sizeof e)) ==
+                       static_cast<ssize_t>(sizeof e);
+    if (fd >= 0) ::close(fd);
+    if (!read_ok)
+      out = error{EACCES, "soft-dirty bits: cannot read /proc/self/pagemap"};
+    else if (((e >> 55) & 1U) == 0)
+      out = error{ENOTSUP, "soft-dirty bits: this kernel does not keep them (built without CONFIG_MEM_SOFT_DIRTY)"};
+  }
+  ::munmap(m, ps);
+  return out;
+}
+
+class soft_dirty_source final : public source {
+ public:
+  explicit soft_dirty_source(double window) : window_(window) {}
+  [[nodiscard]] std::string describe() const override {
+    return "soft-dirty bits (/proc/PID/clear_refs + pagemap; writes only, " +
+           std::to_string(static_cast<int>(window_ * 1000)) + " ms window)";
+  }
+  result<void> observe(std::vector<target_view> &targets) override {
+    for (auto &t : targets) {
+      if (auto ok = write_file("/proc/" + std::to_string(t.pid) + "/clear_refs", "4"); !ok) return ok;
+    }
+    std::this_thread::sleep_for(std::chrono::duration<double>(window_));
+    ++round_;
+    const auto ps = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    std::vector<std::uint64_t> entries;
+    for (auto &t : targets) {
+      t.heat.assign(t.chunks->size(), 0.0);
+      const std::string path = "/proc/" + std::to_string(t.pid) + "/pagemap";
+      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        const int err = errno;
+        return error{err, "cannot read " + path + ": " + errno_text(err)};
+      }
+      // A slice of up to 64 pages per chunk, at an offset that moves each interval: a sixteenth
+      // of the page-table walk a whole 2 MiB chunk would cost, every page seen over 8 intervals.
+      for (std::size_t i = 0; i < t.chunks->size(); ++i) {
+        const auto &c = (*t.chunks)[i];
+        const std::size_t pages = (c.end - c.start) / ps;
+        const std::size_t n = std::min<std::size_t>(pages, slice_pages);
+        const std::size_t first = pages > n ? (round_ * n) % (pages - n + 1) : 0;
+        entries.resize(n);
+        const ssize_t got = ::pread(fd, entries.data(), n * sizeof(std::uint64_t),
+                                    static_cast<off_t>((c.start / ps + first) * sizeof(std::uint64_t)));
+        if (got <= 0) continue;
+        std::size_t present = 0, dirty = 0;
+        for (std::size_t p = 0; p < static_cast<std::size_t>(got) / sizeof(std::uint64_t); ++p) {
+          const std::uint64_t e = entries[p];
+          if ((e >> 63) & 1U) {
+            ++present;
+            if ((e >> 55) & 1U) ++dirty;
+          }
+        }
+        if (present > 0) t.heat[i] = static_cast<double>(dirty) / static_cast<double>(present);
+      }
+      ::close(fd);
+    }
+    return {};
+  }
+
+ private:
+  static constexpr std::size_t slice_pages = 64;
+  double window_;
+  std::size_t round_ = 0;
+};
+
+struct chunk_state {
+  double heat = 0;
+  double last_move = -1e18;
+  int last_direction = 0;
+};
+
+struct process_state {
+  pid_t pid = 0;
+  std::vector<chunk_range> chunks;
+  std::unordered_map<std::uintptr_t, chunk_state> state;  // by chunk start
+  std::vector<std::uint64_t> present_bytes;
+  std::vector<double> fast_share;
+};
+
+struct node_memory_info {
+  std::uint64_t total = 0, free = 0;
+};
+
+bool node_memory(std::uint32_t node, node_memory_info &out) {
+  std::ifstream f("/sys/devices/system/node/node" + std::to_string(node) + "/meminfo");
+  if (!f) return false;
+  std::string line;
+  bool got_total = false, got_free = false;
+  while (std::getline(f, line)) {
+    unsigned n = 0;
+    unsigned long long kb = 0;
+    char key[64] = {};
+    if (std::sscanf(line.c_str(), "Node %u %63[^:]: %llu", &n, key, &kb) != 3) continue;
+    if (std::strcmp(key, "MemTotal") == 0) {
+      out.total = kb * 1024;
+      got_total = true;
+    } else if (std::strcmp(key, "MemFree") == 0) {
+      out.free = kb * 1024;
+      got_free = true;
+    }
+  }
+  return got_total && got_free;
+}
+
+double psi_some_avg10(const std::string &path) {
+  std::ifstream f(path);
+  std::string line;
+  while (std::getline(f, line)) {
+    double v = 0;
+    if (std::sscanf(line.c_str(), "some avg10=%lf", &v) == 1) return v;
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::string tiering_statistics::summary() const {
+  char cpu[64];
+  std::snprintf(cpu, sizeof cpu, "%.2f s", engine_cpu_seconds + source_cpu_seconds);
+  std::string s = "interval " + std::to_string(intervals) + ": fast " + format_bytes(fast_bytes) + ", slow " +
+                  format_bytes(slow_bytes) + ", hot " + format_bytes(hot_bytes) + "; promoted " +
+                  std::to_string(pages_promoted) + ", demoted " + std::to_string(pages_demoted) + " pages";
+  if (promote_failed + demote_failed > 0) s += " (" + std::to_string(promote_failed + demote_failed) + " refused)";
+  s += "; cpu " + std::string(cpu);
+  if (!last_error.empty()) s += "; last error: " + last_error;
+  return s;
+}
+
+struct tiering_engine::impl {
+  tiering_options options;
+  tier fast, slow;
+  std::unique_ptr<source> hotness;
+  std::vector<process_state> processes;
+  double started = monotonic_seconds();
+  double last_step = 0;
+  double budget = 0;  // bytes of migration allowed now (accumulates at max_bytes_per_second)
+  std::size_t page_size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+
+  mutable std::mutex lock;  // guards stats
+  tiering_statistics stats;
+
+  std::thread worker;
+  std::mutex wake_lock;
+  std::condition_variable wake;
+  bool stopping = false;
+
+  [[nodiscard]] std::vector<pid_t> wanted_pids() const {
+    std::vector<pid_t> pids = options.pids;
+    if (!options.cgroup.empty()) {
+      std::ifstream f(options.cgroup + "/cgroup.procs");
+      long p = 0;
+      while (f >> p)
+        if (p > 0) pids.push_back(static_cast<pid_t>(p));
+    }
+    if (pids.empty() && options.cgroup.empty()) pids.push_back(::getpid());
+    std::sort(pids.begin(), pids.end());
+    pids.erase(std::unique(pids.begin(), pids.end()), pids.end());
+    return pids;
+  }
+
+  // The chunks of each managed process now; processes that are gone are dropped.
+  result<void> refresh_processes() {
+    const auto pids = wanted_pids();
+    std::vector<process_state> next;
+    for (pid_t pid : pids) {
+      auto ranges = process_ranges(pid, false);
+      if (!ranges) {
+        if (ranges.error().code == ESRCH) continue;
+        return ranges.error();
+      }
+      process_state ps;
+      ps.pid = pid;
+      for (auto &old : processes)
+        if (old.pid == pid) ps.state = std::move(old.state);
+      const std::uintptr_t cb = options.chunk_bytes;
+      for (const auto &r : *ranges) {
+        for (std::uintptr_t a = r.start; a < r.end;) {
+          const std::uintptr_t boundary = (a / cb + 1) * cb;
+          const std::uintptr_t e = std::min(boundary, r.end);
+          ps.chunks.push_back({a, e});
+          a = e;
+        }
+      }
+      next.push_back(std::move(ps));
+    }
+    processes = std::move(next);
+    if (processes.empty())
+      return error{ESRCH,
+                   options.cgroup.empty() ? "no managed process is left" : "cgroup " + options.cgroup + " is empty"};
+    return {};
+  }
+
+  // Where the pages of each chunk are: move_pages status for up to 4 pages per chunk (8192 in all).
+  void sample_placement() {
+    std::size_t total_chunks = 0;
+    for (const auto &p : processes) total_chunks += p.chunks.size();
+    const std::size_t per_chunk = std::clamp<std::size_t>(total_chunks ? 8192 / total_chunks : 4, 1, 4);
+    std::vector<void *> pages;
+    std::vector<int> status;
+    for (auto &p : processes) {
+      pages.clear();
+      for (const auto &c : p.chunks) {
+        const std::size_t n = (c.end - c.start) / page_size;
+        const std::size_t k = std::min(per_chunk, std::max<std::size_t>(n, 1));
+        for (std::size_t i = 0; i < k; ++i)
+          pages.push_back(reinterpret_cast<void *>(c.start + ((i * n) / k) * page_size));
+      }
+      status.assign(pages.size(), -ENOENT);
+      for (std::size_t at = 0; at < pages.size(); at += 4096) {
+        const std::size_t n = std::min<std::size_t>(4096, pages.size() - at);
+        if (detail::os().move_pages(p.pid, n, pages.data() + at, nullptr, status.data() + at, 0) != 0)
+          std::fill(status.begin() + static_cast<std::ptrdiff_t>(at),
+                    status.begin() + static_cast<std::ptrdiff_t>(at + n), -ENOENT);
+      }
+      p.present_bytes.assign(p.chunks.size(), 0);
+      p.fast_share.assign(p.chunks.size(), 0);
+      std::size_t at = 0;
+      for (std::size_t i = 0; i < p.chunks.size(); ++i) {
+        const auto &c = p.chunks[i];
+        const std::size_t n = (c.end - c.start) / page_size;
+        const std::size_t k = std::min(per_chunk, std::max<std::size_t>(n, 1));
+        std::size_t present = 0, on_fast = 0;
+        for (std::size_t j = 0; j < k; ++j, ++at) {
+          const int st = status[at];
+          if (st < 0) continue;
+          ++present;
+          if (fast.where.nodes.contains(static_cast<std::uint32_t>(st))) ++on_fast;
+        }
+        p.present_bytes[i] = (c.end - c.start) * present / k;
+        p.fast_share[i] = present ? static_cast<double>(on_fast) / static_cast<double>(present) : 0.0;
+      }
+    }
+  }
+
+  result<void> step() {
+    const double cpu0 = thread_cpu_seconds();
+    const double now = monotonic_seconds() - started;
+    try {
+      if (auto ok = refresh_processes(); !ok) return ok;
+      std::vector<target_view> views;
+      views.reserve(processes.size());
+      for (auto &p : processes) views.push_back({p.pid, &p.chunks, {}});
+      std::string source_error;
+      if (auto ok = hotness->observe(views); !ok) source_error = ok.error().message;
+      // Smooth each chunk's heat.
+      const double a = std::clamp(options.smoothing, 0.01, 1.0);
+      for (std::size_t k = 0; k < processes.size(); ++k) {
+        auto &p = processes[k];
+        std::unordered_map<std::uintptr_t, chunk_state> kept;
+        kept.reserve(p.chunks.size());
+        for (std::size_t i = 0; i < p.chunks.size(); ++i) {
+          const double obs = views[k].heat.size() == p.chunks.size() ? views[k].heat[i] : 0.0;
+          auto it = p.state.find(p.chunks[i].start);
+          chunk_state s = it == p.state.end() ? chunk_state{obs, -1e18, 0} : it->second;
+          if (it != p.state.end()) s.heat = a * obs + (1 - a) * s.heat;
+          if (s.heat < 1e-3) s.heat = 0;
+          kept.emplace(p.chunks[i].start, s);
+        }
+        p.state = std::move(kept);
+      }
+      sample_placement();
+
+      // How much the fast tier may take.
+      std::vector<detail::chunk_view> views_all;
+      std::vector<std::pair<std::size_t, std::size_t>> where;  // (process, chunk)
+      std::uint64_t managed = 0, managed_fast = 0;
+      for (std::size_t k = 0; k < processes.size(); ++k) {
+        const auto &p = processes[k];
+        for (std::size_t i = 0; i < p.chunks.size(); ++i) {
+          const auto &s = p.state.at(p.chunks[i].start);
+          views_all.push_back({s.heat, p.present_bytes[i], p.fast_share[i], s.last_move, s.last_direction});
+          where.emplace_back(k, i);
+          managed += p.present_bytes[i];
+          managed_fast += static_cast<std::uint64_t>(static_cast<double>(p.present_bytes[i]) * p.fast_share[i]);
+        }
+      }
+      const double psi = psi_some_avg10(options.cgroup.empty() ? std::string("/proc/pressure/memory")
+                                                               : options.cgroup + "/memory.pressure");
+      const double reserve_share = options.fast_reserve_fraction * (psi > options.psi_threshold ? 2.0 : 1.0);
+      std::int64_t free_room = 0;
+      for (auto n : fast.where.nodes.to_vector()) {
+        node_memory_info m;
+        if (!node_memory(n, m)) continue;
+        free_room +=
+            static_cast<std::int64_t>(m.free) - static_cast<std::int64_t>(static_cast<double>(m.total) * reserve_share);
+      }
+      std::int64_t room = free_room;
+      if (options.fast_limit_bytes > 0)
+        room = std::min(room,
+                        static_cast<std::int64_t>(options.fast_limit_bytes) - static_cast<std::int64_t>(managed_fast));
+
+      // Migration budget: accumulates at the rate, carries over at most two intervals' worth.
+      const double dt = last_step > 0 ? now - last_step : options.interval_seconds;
+      last_step = now;
+      const double rate = options.max_bytes_per_second > 0 ? static_cast<double>(options.max_bytes_per_second) : 1e18;
+      const double cap = std::max(rate * options.interval_seconds * 2, 2.0 * static_cast<double>(options.chunk_bytes));
+      budget = std::min(budget + rate * dt, cap);
+
+      detail::plan_limits limits;
+      limits.room_bytes = room;
+      limits.budget_bytes = static_cast<std::uint64_t>(std::min(budget, 1e18));
+      limits.promote = stats_promoting();
+      limits.now = now;
+      limits.promote_threshold = options.promote_threshold;
+      limits.hysteresis = options.hysteresis;
+      limits.cooldown = options.cooldown_seconds;
+      const auto plan = detail::plan_interval(views_all, limits);
+
+      // Carry it out: demotions first (they make the room), one migrate call per process and direction.
+      std::uint64_t promoted = 0, demoted = 0, promote_failed = 0, demote_failed = 0;
+      std::string error_text = source_error;
+      auto run = [&](const std::vector<std::size_t> &list, bool up) {
+        std::map<std::size_t, std::vector<address_range>> per_process;
+        for (std::size_t idx : list) {
+          const auto [k, i] = where[idx];
+          auto &ranges = per_process[k];
+          const auto &c = processes[k].chunks[i];
+          if (!ranges.empty() && ranges.back().end == c.start)
+            ranges.back().end = c.end;
+          else
+            ranges.push_back({c.start, c.end, {}});
+          auto &s = processes[k].state[c.start];
+          s.last_move = now;
+          s.last_direction = up ? 1 : -1;
+        }
+        for (auto &[k, ranges] : per_process) {
+          migration_options mo;
+          mo.pid = processes[k].pid;
+          if (!up) mo.only_from = fast.where.nodes;
+          auto r = migrate(ranges, up ? fast : slow, mo);
+          if (!r) {
+            error_text = r.error().message;
+            continue;
+          }
+          (up ? promoted : demoted) += r->moved;
+          (up ? promote_failed : demote_failed) += r->failed();
+          budget -= static_cast<double>(r->moved * r->page_size);
+        }
+      };
+      run(plan.demote, false);
+      run(plan.promote, true);
+      budget = std::max(budget, 0.0);
+
+      const double cpu = thread_cpu_seconds() - cpu0;
+      std::lock_guard<std::mutex> g(lock);
+      stats.intervals++;
+      stats.pages_promoted += promoted;
+      stats.pages_demoted += demoted;
+      stats.promote_failed += promote_failed;
+      stats.demote_failed += demote_failed;
+      // After the moves: the sampled state plus what moved.
+      const std::uint64_t moved_up = promoted * page_size, moved_down = demoted * page_size;
+      stats.fast_bytes = managed_fast + moved_up > moved_down ? managed_fast + moved_up - moved_down : 0;
+      stats.managed_bytes = managed;
+      stats.slow_bytes = managed > stats.fast_bytes ? managed - stats.fast_bytes : 0;
+      stats.hot_bytes = plan.hot_bytes;
+      stats.processes = processes.size();
+      stats.psi_some_avg10 = psi;
+      stats.engine_cpu_seconds += cpu;
+      stats.source_cpu_seconds = hotness->cpu_seconds();
+      stats.elapsed_seconds = monotonic_seconds() - started;
+      if (!error_text.empty()) stats.last_error = error_text;
+    } catch (const std::bad_alloc &) {
+      return error{ENOMEM, "tiering: out of memory"};
+    }
+    if (options.on_interval) options.on_interval(statistics());
+    return {};
+  }
+
+  bool stats_promoting() {
+    std::lock_guard<std::mutex> g(lock);
+    return stats.promoting;
+  }
+
+  [[nodiscard]] tiering_statistics statistics() const {
+    std::lock_guard<std::mutex> g(lock);
+    return stats;
+  }
+
+  void loop() {
+    (void)pthread_setname_np(pthread_self(), "hetmem-tiering");
+    for (;;) {
+      const auto t0 = std::chrono::steady_clock::now();
+      {
+        std::lock_guard<std::mutex> g(wake_lock);
+        if (stopping) return;
+      }
+      auto r = step();
+      if (!r) {
+        std::lock_guard<std::mutex> g(lock);
+        stats.last_error = r.error().message;
+        if (r.error().code == ESRCH) return;  // nothing left to manage
+      }
+      std::unique_lock<std::mutex> g(wake_lock);
+      wake.wait_until(g,
+                      t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                               std::chrono::duration<double>(options.interval_seconds)),
+                      [this] { return stopping; });
+      if (stopping) return;
+    }
+  }
+};
+
+result<std::unique_ptr<tiering_engine>> tiering_engine::create(tiering_options options) {
+  try {
+    if (options.interval_seconds <= 0 || options.interval_seconds > 3600)
+      return error{EINVAL, "tiering: the interval must be between 0 and 3600 s"};
+    if (options.chunk_bytes < static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) ||
+        (options.chunk_bytes & (options.chunk_bytes - 1)) != 0)
+      return error{EINVAL, "tiering: the chunk size must be a power of two of at least one page"};
+    if (options.fast_reserve_fraction < 0 || options.fast_reserve_fraction >= 1)
+      return error{EINVAL, "tiering: the fast tier's reserve must be a share in [0, 1)"};
+    auto p = std::make_unique<impl>();
+    if (!options.fast || !options.slow) {
+      auto topo = load_topology();
+      if (!topo) return error{topo.error().code, "tiering: cannot read the memory topology: " + topo.error().message};
+      if (!options.fast) {
+        auto f = tier_by_rank(*topo, 0);
+        if (!f) return error{f.error().code, "tiering: no fast tier: " + f.error().message};
+        options.fast = *f;
+      }
+      if (!options.slow) {
+        if (options.fast->next.empty())
+          return error{ENODEV, "tiering: this machine has one memory tier for these CPUs (" + options.fast->name +
+                                   "): nothing to demote to"};
+        options.slow = options.fast->next.front();
+      }
+    }
+    if (options.fast->file || options.slow->file)
+      return error{EINVAL, "tiering: file-backed tiers hold no NUMA pages to migrate"};
+    if (options.fast->where.nodes.empty() || options.slow->where.nodes.empty())
+      return error{EINVAL, "tiering: a tier without nodes"};
+    if (options.fast->where.nodes.intersects(options.slow->where.nodes))
+      return error{EINVAL, "tiering: the fast tier (" + options.fast->name + ") and the slow tier (" +
+                               options.slow->name + ") share nodes"};
+    p->fast = *options.fast;
+    p->slow = *options.slow;
+    p->options = options;
+    if (auto ok = p->refresh_processes(); !ok) return ok.error();
+
+    const auto kernel = detect_kernel_tiering();
+    p->stats.kernel_notes = kernel.notes();
+    if (kernel.kernel_promotes()) {
+      switch (options.coexist) {
+        case kernel_coexistence::yield:
+          return error{EBUSY, "tiering: the kernel's NUMA balancing is in tiering mode (kernel.numa_balancing=" +
+                                  std::to_string(kernel.numa_balancing) + ") and coexist=yield: hetmem stands aside"};
+        case kernel_coexistence::coexist:
+          p->stats.promoting = false;
+          p->stats.kernel_notes.emplace_back(
+              "hetmem demotes only: the kernel promotes (coexist=force makes hetmem promote too)");
+          break;
+        case kernel_coexistence::force:
+          p->stats.kernel_notes.emplace_back("hetmem promotes as well as the kernel (coexist=force)");
+          break;
+      }
+    }
+    std::string note;
+    if (options.source != hotness_source::soft_dirty) {
+      auto d = damon_source::open(options.damon_admin, note);
+      if (d) {
+        p->hotness = std::move(*d);
+        if (!note.empty()) p->stats.kernel_notes.push_back("DAMON: " + note);
+      } else if (options.source == hotness_source::damon) {
+        return d.error();
+      } else {
+        p->stats.kernel_notes.push_back("hotness: not DAMON: " + d.error().message);
+      }
+    }
+    if (!p->hotness) {
+      if (options.soft_dirty_window_seconds <= 0 || options.soft_dirty_window_seconds >= options.interval_seconds)
+        return error{EINVAL, "tiering: the soft-dirty window must be shorter than the interval"};
+      if (auto ok = soft_dirty_supported(); !ok) {
+        std::string why = "tiering: no source of hotness on this machine: " + ok.error().message;
+        for (const auto &n : p->stats.kernel_notes)
+          if (n.rfind("hotness: not DAMON: ", 0) == 0) why += "; " + n.substr(9);
+        return error{ok.error().code, why};
+      }
+      p->hotness = std::make_unique<soft_dirty_source>(options.soft_dirty_window_seconds);
+    }
+    p->stats.source = p->hotness->describe();
+    return std::unique_ptr<tiering_engine>(new tiering_engine(std::move(p)));
+  } catch (const std::bad_alloc &) {
+    return error{ENOMEM, "tiering: out of memory"};
+  }
+}
+
+tiering_engine::tiering_engine(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+
+tiering_engine::~tiering_engine() { stop(); }
+
+result<void> tiering_engine::step() { return impl_->step(); }
+
+result<void> tiering_engine::start() {
+  if (impl_->worker.joinable()) return error{EALREADY, "tiering: the engine is running already"};
+  try {
+    impl_->stopping = false;
+    impl_->worker = std::thread([p = impl_.get()] { p->loop(); });
+  } catch (const std::system_error &e) {
+    return error{e.code().value(), std::string("tiering: cannot start the engine's thread: ") + e.what()};
+  }
+  return {};
+}
+
+void tiering_engine::stop() noexcept {
+  if (!impl_) return;
+  {
+    std::lock_guard<std::mutex> g(impl_->wake_lock);
+    impl_->stopping = true;
+  }
+  impl_->wake.notify_all();
+  if (impl_->worker.joinable()) impl_->worker.join();
+}
+
+tiering_statistics tiering_engine::statistics() const { return impl_->statistics(); }
+
+}  // namespace hetmem

@@ -1,0 +1,117 @@
+// What the kernel does about tiering on its own: NUMA balancing's mode, demotion, DAMON users,
+// PSI. Read only, relative to a root so a captured tree reads the same.
+#include <dirent.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "hetmem/tiering.hpp"
+
+namespace hetmem {
+namespace {
+
+bool read_line(const std::string &path, std::string &out) {
+  std::ifstream in(path);
+  if (!in) return false;
+  std::getline(in, out);
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return true;
+}
+
+int read_int(const std::string &path, int absent) {
+  std::string s;
+  if (!read_line(path, s) || s.empty()) return absent;
+  if (s == "true" || s == "Y") return 1;
+  if (s == "false" || s == "N") return 0;
+  try {
+    return std::stoi(s);
+  } catch (...) {
+    return absent;
+  }
+}
+
+bool exists(const std::string &path) { return ::access(path.c_str(), F_OK) == 0; }
+
+}  // namespace
+
+kernel_tiering_state detect_kernel_tiering(const std::string &root) {
+  kernel_tiering_state s;
+  s.numa_balancing = read_int(root + "/proc/sys/kernel/numa_balancing", -1);
+  s.promote_rate_limit_mbps = read_int(root + "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps", -1);
+  s.demotion_enabled = read_int(root + "/sys/kernel/mm/numa/demotion_enabled", -1);
+  const std::string admin = root + "/sys/kernel/mm/damon/admin";
+  s.damon_sysfs = exists(admin + "/kdamonds/nr_kdamonds");
+  if (s.damon_sysfs) {
+    s.damon_kdamonds = read_int(admin + "/kdamonds/nr_kdamonds", 0);
+    for (int k = 0; k < s.damon_kdamonds && k < 1024; ++k) {
+      const std::string kd = admin + "/kdamonds/" + std::to_string(k);
+      std::string state;
+      const bool on = read_line(kd + "/state", state) && state == "on";
+      if (on) ++s.damon_running;
+      const int contexts = read_int(kd + "/contexts/nr_contexts", 0);
+      for (int c = 0; c < contexts && c < 64; ++c) {
+        const std::string ctx = kd + "/contexts/" + std::to_string(c);
+        std::string ops;
+        (void)read_line(ctx + "/operations", ops);
+        const int schemes = read_int(ctx + "/schemes/nr_schemes", 0);
+        for (int i = 0; i < schemes && i < 64; ++i) {
+          std::string action;
+          (void)read_line(ctx + "/schemes/" + std::to_string(i) + "/action", action);
+          s.damon_schemes.push_back("kdamond " + std::to_string(k) + (on ? " (running)" : " (off)") + ": " + ops + " " +
+                                    action);
+        }
+      }
+    }
+  }
+  s.damon_reclaim = read_int(root + "/sys/module/damon_reclaim/parameters/enabled", 0) == 1;
+  s.damon_lru_sort = read_int(root + "/sys/module/damon_lru_sort/parameters/enabled", 0) == 1;
+  std::string psi;
+  s.psi = read_line(root + "/proc/pressure/memory", psi) && psi.rfind("some", 0) == 0;
+  return s;
+}
+
+std::vector<std::string> kernel_tiering_state::notes() const {
+  std::vector<std::string> n;
+  switch (numa_balancing) {
+    case -1:
+      n.emplace_back("NUMA balancing: not built into this kernel");
+      break;
+    case 0:
+      n.emplace_back("NUMA balancing: off (kernel.numa_balancing=0)");
+      break;
+    default:
+      if (kernel_promotes())
+        n.push_back("NUMA balancing is in tiering mode (kernel.numa_balancing=" + std::to_string(numa_balancing) +
+                    "): the kernel promotes hot pages itself" +
+                    (promote_rate_limit_mbps >= 0 ? " (at most " + std::to_string(promote_rate_limit_mbps) + " MB/s)"
+                                                  : std::string()));
+      if (balancing_pulls_back())
+        n.emplace_back(
+            "NUMA balancing is in its normal mode (kernel.numa_balancing has bit 1): it moves pages to the node of the "
+            "CPUs using them, which undoes demotion to CPU-less nodes; `sysctl kernel.numa_balancing=0` (or 2) stops "
+            "that");
+      break;
+  }
+  if (demotion_enabled == 1)
+    n.emplace_back(
+        "demotion on reclaim is enabled (/sys/kernel/mm/numa/demotion_enabled): the kernel demotes when a "
+        "fast node is reclaimed; hetmem demotes earlier, before reclaim starts");
+  else if (demotion_enabled == 0)
+    n.emplace_back("demotion on reclaim is disabled: a full fast node reclaims (or swaps) instead of demoting");
+  if (!damon_sysfs)
+    n.emplace_back("DAMON sysfs interface: absent (no CONFIG_DAMON_SYSFS, or sysfs not mounted)");
+  else if (damon_kdamonds == 0)
+    n.emplace_back("DAMON: available, no kdamond configured");
+  else
+    n.push_back("DAMON: " + std::to_string(damon_kdamonds) + " kdamond(s) configured by someone else, " +
+                std::to_string(damon_running) + " running; hetmem leaves them alone");
+  for (const auto &sc : damon_schemes) n.push_back("DAMON scheme " + sc);
+  if (damon_reclaim) n.emplace_back("DAMON_RECLAIM is enabled: the kernel pages out cold memory itself");
+  if (damon_lru_sort) n.emplace_back("DAMON_LRU_SORT is enabled: the kernel sorts LRU lists by access itself");
+  if (!psi) n.emplace_back("PSI (/proc/pressure/memory): unavailable; pressure is judged by free memory only");
+  return n;
+}
+
+}  // namespace hetmem

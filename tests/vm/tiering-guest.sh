@@ -1,0 +1,95 @@
+#!/bin/bash
+# tiering-guest.sh — runs inside the `tiering` VM (node 0: 1 GiB DDR with the CPUs, the fast
+# tier; node 1: 3 GiB CPU-less CXL-like memory): GUPS with a moving hot set under no tiering,
+# the kernel's NUMA-balancing tiering, hetmem's engine in the preload (DAMON) and `hetmem tierd`
+# from outside (soft-dirty bits). The hot set's share in the fast tier comes from the kernel
+# (move_pages), every second. Timings under TCG are emulated: compare within this run only.
+# Usage: tiering-guest.sh BUILD_DIR   (cwd = the work dir)
+build=$1
+hetmem="$build/src/cli/hetmem"
+gups="$build/bench/hetmem_gups"
+preload="$build/src/preload/libhetmem-preload.so"
+seconds=${HETMEM_GUPS_SECONDS:-30}
+args=(--size 2G --hot 256M --hot-share 0.9 --seconds "$seconds" --move-at $((seconds / 2)) --fast-nodes 0 --start-node 1)
+fails=0
+ok() { echo "ok   $*"; }
+fail() { echo "FAIL $*"; fails=$((fails + 1)); }
+set_kernel() {  # numa_balancing demotion_enabled
+  echo "$1" > /proc/sys/kernel/numa_balancing
+  echo "$2" > /sys/kernel/mm/numa/demotion_enabled
+  echo "kernel.numa_balancing=$(cat /proc/sys/kernel/numa_balancing) demotion_enabled=$(cat /sys/kernel/mm/numa/demotion_enabled)"
+}
+settle() { sync; echo 3 > /proc/sys/vm/drop_caches; echo 1 > /proc/sys/vm/compact_memory 2> /dev/null; grep -h MemFree /sys/devices/system/node/node*/meminfo; }
+summary() { grep -a "summary:" "$1.txt" | sed 's/^/     /'; }
+reached() {  # FILE N -> seconds until hot set N was 90% in the fast tier, or "never"
+  python3 - "$1.txt" "$2" << 'PY'
+import re, sys
+t = open(sys.argv[1], errors="replace").read()
+m = re.search(r"90% of hot set 1 in the fast tier after (\S+)( s)?, of hot set 2 after (\S+)", t)
+print("never" if not m else (m.group(1) if sys.argv[2] == "1" else m.group(3)))
+PY
+}
+echo "DAMON: $(ls /sys/kernel/mm/damon/admin/kdamonds 2> /dev/null | tr '\n' ' '); soft-dirty: $(grep -c . /proc/self/clear_refs 2> /dev/null; echo present)"
+
+echo "== no tiering"
+set_kernel 0 0; settle
+"$gups" "${args[@]}" --label none > none.txt 2>&1 || fail "gups without tiering (exit $?)"
+summary none
+
+echo "== the kernel's tiering (NUMA balancing mode 2, demotion on reclaim)"
+set_kernel 2 1; settle
+"$gups" "${args[@]}" --label kernel > kernel.txt 2>&1 || fail "gups under kernel tiering (exit $?)"
+summary kernel
+
+echo "== hetmem: the preload's engine (HETMEM_TIERING, fast tier limited to 512 MiB)"
+set_kernel 0 0; settle
+HETMEM_TIERING="fast-limit=512M,rate=512M" HETMEM_EXPLAIN=1 HETMEM_REPORT=stderr LD_PRELOAD="$preload" \
+  "$gups" "${args[@]}" --label hetmem > hetmem.txt 2>&1 || fail "gups under hetmem's preload engine (exit $?)"
+summary hetmem
+grep -a "automatic tiering\|hetmem:   \|tiering interval" hetmem.txt | sed 's/^/     /'
+
+echo "== hetmem tierd --pid (from outside; soft-dirty bits; fast tier limited to 512 MiB)"
+set_kernel 0 0; settle
+coproc G { exec "$gups" "${args[@]}" --label tierd; }
+gpid=$G_PID
+# Wait for the table to be ready before managing it.
+exec 3<&"${G[0]}"
+: > tierd.txt
+while IFS= read -r line <&3; do
+  echo "$line" >> tierd.txt
+  case "$line" in *ready*) break ;; esac
+done
+"$hetmem" tierd --pid "$gpid" --fast-limit 512M --rate 512M --source soft-dirty --threshold 0.3 --json > tierd.json 2> tierd.err &
+tpid=$!
+while IFS= read -r line <&3; do echo "$line" >> tierd.txt; done
+wait "$gpid"; grc=$?
+wait "$tpid"; trc=$?
+[ $grc = 0 ] || fail "gups under tierd (exit $grc)"
+[ $trc = 0 ] || { fail "hetmem tierd (exit $trc)"; cat tierd.err; }
+summary tierd
+head -c 600 tierd.json | head -2 | sed 's/^/     /'
+tail -1 tierd.json | sed 's/^/     /'
+set_kernel 0 0
+
+echo "== results"
+printf "     %-8s %-22s %-22s %s\n" mode "hot set 1: 90% after" "hot set 2: 90% after" "updates/s, tiering cpu"
+for m in none kernel hetmem tierd; do
+  line=$(grep -a "summary:" "$m.txt")
+  ups=$(sed -n 's/.*; \([0-9.]* M updates\/s\); tiering cpu \([0-9.]* s = [0-9.]*% of one core\).*/\1, \2/p' <<< "$line")
+  printf "     %-8s %-22s %-22s %s\n" "$m" "$(reached "$m" 1)" "$(reached "$m" 2)" "$ups"
+  grep -q "checksum ok" <<< "$line" && ok "$m: data intact (checksum)" || fail "$m: checksum"
+done
+for m in hetmem tierd; do
+  a=$(reached $m 1) b=$(reached $m 2)
+  [ "$a" != never ] && [ "$b" != never ] && ok "$m: both hot sets reached 90% in the fast tier ($a s, $b s)" ||
+    fail "$m: a hot set never reached 90% in the fast tier ($a, $b)"
+done
+k1=$(reached kernel 1) k2=$(reached kernel 2) h1=$(reached hetmem 1) h2=$(reached hetmem 2)
+sooner() { [ "$1" != never ] && { [ "$2" = never ] || [ "$1" -lt "$2" ]; }; }
+sooner "$h1" "$k1" && sooner "$h2" "$k2" && echo "target (90% sooner than the kernel's mode, after start and move): met" ||
+  echo "target (90% sooner than the kernel's mode, after start and move): NOT met (hetmem $h1/$h2 s, kernel $k1/$k2 s)"
+cpu=$(sed -n 's/.*= \([0-9.]*\)% of one core.*/\1/p' hetmem.txt)
+python3 -c "import sys; sys.exit(0 if float('${cpu:-100}') < 5 else 1)" &&
+  echo "target (engine under 5% of one core): met (${cpu}%)" || echo "target (engine under 5% of one core): NOT met (${cpu}%)"
+echo "tiering: $fails failure(s)"
+[ $fails = 0 ]
