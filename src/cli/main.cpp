@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common.hpp"
 #include "hetmem/hwloc_check.hpp"
 #include "hetmem/policy.hpp"
 #include "hetmem/sysfs/reader.hpp"
@@ -24,7 +25,10 @@
 
 namespace {
 
-constexpr int exit_ok = 0, exit_failure = 1, exit_usage = 2, exit_strict = 3;
+using hetmem::cli::exit_failure;
+using hetmem::cli::exit_ok;
+using hetmem::cli::exit_strict;
+using hetmem::cli::exit_usage;
 
 struct topo_args {
   std::string root;

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "common.hpp"
 #include "hetmem/format.hpp"
 #include "hetmem/migrate.hpp"
 #include "hetmem/policy.hpp"
@@ -16,8 +17,6 @@
 
 namespace hetmem::cli {
 namespace {
-
-constexpr int exit_ok = 0, exit_failure = 1, exit_usage = 2, exit_partial = 4;
 
 std::optional<address_range> parse_range(const std::string &text) {
   const auto dash = text.find('-');
@@ -32,12 +31,6 @@ std::optional<address_range> parse_range(const std::string &text) {
   auto lo = number(text.substr(0, dash)), hi = number(text.substr(dash + 1));
   if (!lo || !hi || *hi <= *lo) return std::nullopt;
   return address_range{*lo, *hi, "--range"};
-}
-
-result<tier> tier_named(const std::string &text, const char *option, const topology &topo) {
-  auto ref = policy::parse_tier(text, option);
-  if (!ref) return ref.error();
-  return policy::resolve_tier(*ref, topo);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common.hpp"
 #include "hetmem/policy.hpp"
 #include "hetmem/tiering.hpp"
 #include "hetmem/topology.hpp"
@@ -21,16 +22,8 @@
 namespace hetmem::cli {
 namespace {
 
-constexpr int exit_ok = 0, exit_failure = 1, exit_usage = 2;
-
 volatile sig_atomic_t stop_requested = 0;
 extern "C" void on_stop_signal(int) { stop_requested = 1; }
-
-result<tier> tier_named(const std::string &text, const char *option, const topology &topo) {
-  auto ref = policy::parse_tier(text, option);
-  if (!ref) return ref.error();
-  return policy::resolve_tier(*ref, topo);
-}
 
 nlohmann::json to_json(const tiering_statistics &s) {
   return {{"interval", s.intervals},

@@ -1,0 +1,25 @@
+// common.hpp — what every `hetmem` subcommand shares: exit codes and tier arguments.
+#pragma once
+
+#include <string>
+
+#include "hetmem/policy.hpp"
+#include "hetmem/result.hpp"
+#include "hetmem/tier.hpp"
+#include "hetmem/topology.hpp"
+
+namespace hetmem::cli {
+
+// 0 done; 1 the system refused or data could not be read; 2 bad usage; 3 --strict and some
+// file could not be used (topo); 4 some pages could not be moved (migrate).
+constexpr int exit_ok = 0, exit_failure = 1, exit_usage = 2, exit_strict = 3, exit_partial = 4;
+
+// A tier given on the command line as the policy language writes one ("cxl", "node 1+2",
+// "rank 1"), resolved on `topo`; errors name the option and the token.
+inline result<tier> tier_named(const std::string &text, const char *option, const topology &topo) {
+  auto ref = policy::parse_tier(text, option);
+  if (!ref) return ref.error();
+  return policy::resolve_tier(*ref, topo);
+}
+
+}  // namespace hetmem::cli
