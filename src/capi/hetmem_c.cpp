@@ -9,7 +9,7 @@
 #include <new>
 #include <string>
 
-#include "../engine/node_memory.hpp"
+#include "hetmem/detail/node_memory.hpp"
 #include "hetmem/heap.hpp"
 #include "hetmem/migrate.hpp"
 #include "hetmem/reservation.hpp"

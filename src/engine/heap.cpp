@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "hetmem/detail/tier_arena.hpp"
-#include "node_memory.hpp"
+#include "hetmem/detail/node_memory.hpp"
 #include "owners.hpp"
 #include "va_window.hpp"
 

@@ -1,4 +1,4 @@
-#include "node_memory.hpp"
+#include "hetmem/detail/node_memory.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>

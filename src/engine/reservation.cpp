@@ -10,7 +10,7 @@
 #include <mutex>
 
 #include "hetmem/detail/os.hpp"
-#include "node_memory.hpp"
+#include "hetmem/detail/node_memory.hpp"
 #include "owners.hpp"
 #include "va_window.hpp"
 

@@ -21,7 +21,7 @@
 
 #include "hetmem/detail/os.hpp"
 #include "hetmem/sysfs/parse.hpp"
-#include "node_memory.hpp"
+#include "hetmem/detail/node_memory.hpp"
 #include "owners.hpp"
 #include "va_window.hpp"
 

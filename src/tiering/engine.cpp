@@ -26,14 +26,20 @@
 #include <unordered_map>
 #include <vector>
 
+#include "hetmem/detail/node_memory.hpp"
 #include "hetmem/detail/os.hpp"
 #include "hetmem/format.hpp"
 #include "hetmem/placement.hpp"
 #include "hetmem/tiering.hpp"
 #include "hetmem/topology.hpp"
+#include "text.hpp"
 
 namespace hetmem {
 namespace {
+
+using tiering_detail::read_text;
+using tiering_detail::read_u64;
+using tiering_detail::write_file;
 
 double monotonic_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -43,44 +49,6 @@ double thread_cpu_seconds() {
   timespec ts{};
   (void)::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
-std::string errno_text(int err) { return detail::error_text(err); }
-
-// Writes `value` to a sysfs or procfs file; the error names the file and the value.
-result<void> write_file(const std::string &path, const std::string &value) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    return error{err, "cannot open " + path + " for writing: " + errno_text(err)};
-  }
-  const ssize_t n = ::write(fd, value.data(), value.size());
-  const int err = errno;
-  ::close(fd);
-  if (n != static_cast<ssize_t>(value.size()))
-    return error{n < 0 ? err : EIO, "writing '" + value + "' to " + path + " failed: " + errno_text(n < 0 ? err : EIO)};
-  return {};
-}
-
-bool read_text(const std::string &path, std::string &out) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[512];
-  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n < 0) return false;
-  out.assign(buf, static_cast<std::size_t>(n));
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return true;
-}
-
-bool read_u64(const std::string &path, std::uint64_t &v) {
-  std::string s;
-  if (!read_text(path, s) || s.empty()) return false;
-  char *end = nullptr;
-  errno = 0;
-  v = std::strtoull(s.c_str(), &end, 10);
-  return errno == 0 && end != s.c_str();
 }
 
 // CPU seconds a process or thread has used (utime + stime of /proc/PID/stat).
@@ -399,7 +367,7 @@ class soft_dirty_source final : public source {
       const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
       if (fd < 0) {
         const int err = errno;
-        return error{err, "cannot read " + path + ": " + errno_text(err)};
+        return error{err, "cannot read " + path + ": " + detail::error_text(err)};
       }
       // A slice of up to 64 pages per chunk, at an offset that moves each interval: a sixteenth
       // of the page-table walk a whole 2 MiB chunk would cost, every page seen over 8 intervals.
@@ -446,31 +414,6 @@ struct process_state {
   std::vector<std::uint64_t> present_bytes;
   std::vector<double> fast_share;
 };
-
-struct node_memory_info {
-  std::uint64_t total = 0, free = 0;
-};
-
-bool node_memory(std::uint32_t node, node_memory_info &out) {
-  std::ifstream f("/sys/devices/system/node/node" + std::to_string(node) + "/meminfo");
-  if (!f) return false;
-  std::string line;
-  bool got_total = false, got_free = false;
-  while (std::getline(f, line)) {
-    unsigned n = 0;
-    unsigned long long kb = 0;
-    char key[64] = {};
-    if (std::sscanf(line.c_str(), "Node %u %63[^:]: %llu", &n, key, &kb) != 3) continue;
-    if (std::strcmp(key, "MemTotal") == 0) {
-      out.total = kb * 1024;
-      got_total = true;
-    } else if (std::strcmp(key, "MemFree") == 0) {
-      out.free = kb * 1024;
-      got_free = true;
-    }
-  }
-  return got_total && got_free;
-}
 
 double psi_some_avg10(const std::string &path) {
   std::ifstream f(path);
@@ -648,9 +591,11 @@ struct tiering_engine::impl {
                                                                : options.cgroup + "/memory.pressure");
       const double reserve_share = options.fast_reserve_fraction * (psi > options.psi_threshold ? 2.0 : 1.0);
       std::int64_t free_room = 0;
+      char root[256];
+      detail::copy_sysfs_root(root, sizeof root);
       for (auto n : fast.where.nodes.to_vector()) {
-        node_memory_info m;
-        if (!node_memory(n, m)) continue;
+        detail::node_memory m;
+        if (!detail::read_node_memory(root, n, &m)) continue;
         free_room +=
             static_cast<std::int64_t>(m.free) - static_cast<std::int64_t>(static_cast<double>(m.total) * reserve_share);
       }

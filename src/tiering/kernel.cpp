@@ -3,26 +3,18 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "hetmem/tiering.hpp"
+#include "text.hpp"
 
 namespace hetmem {
 namespace {
 
-bool read_line(const std::string &path, std::string &out) {
-  std::ifstream in(path);
-  if (!in) return false;
-  std::getline(in, out);
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return true;
-}
-
 int read_int(const std::string &path, int absent) {
   std::string s;
-  if (!read_line(path, s) || s.empty()) return absent;
+  if (!tiering_detail::read_text(path, s) || s.empty()) return absent;
   if (s == "true" || s == "Y") return 1;
   if (s == "false" || s == "N") return 0;
   try {
@@ -48,17 +40,17 @@ kernel_tiering_state detect_kernel_tiering(const std::string &root) {
     for (int k = 0; k < s.damon_kdamonds && k < 1024; ++k) {
       const std::string kd = admin + "/kdamonds/" + std::to_string(k);
       std::string state;
-      const bool on = read_line(kd + "/state", state) && state == "on";
+      const bool on = tiering_detail::read_text(kd + "/state", state) && state == "on";
       if (on) ++s.damon_running;
       const int contexts = read_int(kd + "/contexts/nr_contexts", 0);
       for (int c = 0; c < contexts && c < 64; ++c) {
         const std::string ctx = kd + "/contexts/" + std::to_string(c);
         std::string ops;
-        (void)read_line(ctx + "/operations", ops);
+        (void)tiering_detail::read_text(ctx + "/operations", ops);
         const int schemes = read_int(ctx + "/schemes/nr_schemes", 0);
         for (int i = 0; i < schemes && i < 64; ++i) {
           std::string action;
-          (void)read_line(ctx + "/schemes/" + std::to_string(i) + "/action", action);
+          (void)tiering_detail::read_text(ctx + "/schemes/" + std::to_string(i) + "/action", action);
           s.damon_schemes.push_back("kdamond " + std::to_string(k) + (on ? " (running)" : " (off)") + ": " + ops + " " +
                                     action);
         }
@@ -68,7 +60,7 @@ kernel_tiering_state detect_kernel_tiering(const std::string &root) {
   s.damon_reclaim = read_int(root + "/sys/module/damon_reclaim/parameters/enabled", 0) == 1;
   s.damon_lru_sort = read_int(root + "/sys/module/damon_lru_sort/parameters/enabled", 0) == 1;
   std::string psi;
-  s.psi = read_line(root + "/proc/pressure/memory", psi) && psi.rfind("some", 0) == 0;
+  s.psi = tiering_detail::read_text(root + "/proc/pressure/memory", psi) && psi.rfind("some", 0) == 0;
   return s;
 }
 

@@ -1,4 +1,4 @@
-// node_memory.hpp — how full a node is, read from sysfs without allocating (the allocator's
+// hetmem/detail/node_memory.hpp — how full a node is, read from sysfs without allocating (the allocator's
 // extent hooks call this under jemalloc's locks), and the thread's last-error message.
 #pragma once
 
