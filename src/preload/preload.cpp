@@ -182,13 +182,14 @@ void start() noexcept {
 // Automatic tiering (HETMEM_TIERING).
 hetmem::tiering_engine *tiering = nullptr;  // leaked on purpose in a forked child
 
-void write_report_line(const std::string &text) noexcept {
+// Appends one line to HETMEM_REPORT's destination (a file, or "stderr"); nothing when unset.
+void write_report_line(const char *text, std::size_t len) noexcept {
   const char *to = secure_getenv("HETMEM_REPORT");  // NOLINT(concurrency-mt-unsafe): at exit
   if (!to || !*to) return;
   const int fd =
       std::strcmp(to, "stderr") == 0 ? STDERR_FILENO : ::open(to, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) return;
-  (void)!::write(fd, text.data(), text.size());
+  (void)!::write(fd, text, len);
   if (fd != STDERR_FILENO) ::close(fd);
 }
 
@@ -198,8 +199,9 @@ void stop_tiering() noexcept {
   tiering = nullptr;
   e->stop();
   try {
-    write_report_line("hetmem report: pid " + std::to_string(::getpid()) + ": tiering " + e->statistics().summary() +
-                      "\n");
+    const std::string line =
+        "hetmem report: pid " + std::to_string(::getpid()) + ": tiering " + e->statistics().summary() + "\n";
+    write_report_line(line.data(), line.size());
   } catch (...) {
   }
   delete e;  // gives back what the engine configured (DAMON's kdamonds)
@@ -307,11 +309,7 @@ int append_counts(char *buf, std::size_t cap, std::size_t used, const node_pages
   n += std::snprintf(line + n, sizeof line - static_cast<std::size_t>(n), "; rest of the process:");
   n += append_counts(line, sizeof line, static_cast<std::size_t>(n), out);
   n += std::snprintf(line + n, sizeof line - static_cast<std::size_t>(n), "\n");
-  const int rfd =
-      std::strcmp(to, "stderr") == 0 ? STDERR_FILENO : ::open(to, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (rfd < 0) return;
-  (void)!::write(rfd, line, static_cast<std::size_t>(n));
-  if (rfd != STDERR_FILENO) ::close(rfd);
+  write_report_line(line, static_cast<std::size_t>(n));
 }
 
 [[gnu::constructor]] void preload_constructor() noexcept {
