@@ -35,6 +35,13 @@ int raw(const E &e) noexcept {
   return v;
 }
 
+// A C array of node ids as a set (empty for NULL).
+hetmem::node_set nodes_of(const unsigned *nodes, size_t count) {
+  hetmem::node_set ns;
+  for (size_t i = 0; nodes && i < count; ++i) ns.insert(nodes[i]);
+  return ns;
+}
+
 int fail(int err, const std::string &message) noexcept {
   hetmem::detail::set_thread_error("%s", message.c_str());
   return -(err ? err : EINVAL);
@@ -137,7 +144,7 @@ int migrate_to(Choose choose, int pid, const void *ptr, size_t len, const unsign
     if (!tier) return fail(tier.error().code, tier.error().message);
     hetmem::migration_options o;
     o.pid = pid;
-    for (size_t i = 0; i < from_count; ++i) o.only_from.insert(from_nodes[i]);
+    o.only_from = nodes_of(from_nodes, from_count);
     auto r = hetmem::migrate(ptr, len, *tier, o);
     if (!r) return fail(r.error().code, r.error().message);
     if (report) {
@@ -183,13 +190,8 @@ int hetmem_heap_create_largest(const hetmem_heap_options_t *options, hetmem_heap
 int hetmem_heap_create_nodes(const unsigned *nodes, size_t count, const hetmem_heap_options_t *options,
                              hetmem_heap_t **out) {
   if (!nodes || count == 0) return fail(EINVAL, "hetmem_heap_create_nodes: no nodes given");
-  return create(
-      [&](const hetmem::topology &t) {
-        hetmem::node_set ns;
-        for (size_t i = 0; i < count; ++i) ns.insert(nodes[i]);
-        return hetmem::tier_of_nodes(t, ns);
-      },
-      options, out);
+  return create([&](const hetmem::topology &t) { return hetmem::tier_of_nodes(t, nodes_of(nodes, count)); }, options,
+                out);
 }
 
 int hetmem_heap_create_file(const char *path, uint64_t max_bytes, const hetmem_heap_options_t *options,
@@ -212,13 +214,8 @@ int hetmem_migrate_kind(int pid, const void *ptr, size_t len, hetmem_kind_t kind
 int hetmem_migrate_nodes(int pid, const void *ptr, size_t len, const unsigned *nodes, size_t count,
                          const unsigned *from_nodes, size_t from_count, hetmem_migration_report_t *report) {
   if (!nodes || count == 0) return fail(EINVAL, "hetmem_migrate_nodes: no nodes given");
-  return migrate_to(
-      [&](const hetmem::topology &t) {
-        hetmem::node_set ns;
-        for (size_t i = 0; i < count; ++i) ns.insert(nodes[i]);
-        return hetmem::tier_of_nodes(t, ns);
-      },
-      pid, ptr, len, from_nodes, from_count, report);
+  return migrate_to([&](const hetmem::topology &t) { return hetmem::tier_of_nodes(t, nodes_of(nodes, count)); }, pid,
+                    ptr, len, from_nodes, from_count, report);
 }
 
 const char *hetmem_heap_name(const hetmem_heap_t *heap) { return heap ? heap->h->get_tier().name.c_str() : ""; }
