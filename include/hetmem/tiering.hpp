@@ -4,8 +4,10 @@
 // Contract:
 // - Hotness comes from the best source the machine allows, and the engine says which:
 //   1. DAMON through sysfs (/sys/kernel/mm/damon/admin; root, CONFIG_DAMON_SYSFS), used only
-//      when no kdamond is configured there already (DAMON's sysfs interface cannot add one
-//      without rebuilding the others, so hetmem never touches someone else's);
+//      when no kdamond is configured there already, or only abandoned ones (off, their target
+//      processes gone): DAMON's sysfs interface cannot add one without rebuilding the others,
+//      so hetmem never touches a live one. hetmem sets each target's regions to the process's
+//      populated mappings itself (DAMON's own guess swallows hetmem's reserved window);
 //   2. soft-dirty bits (/proc/PID/clear_refs and pagemap; the process's owner may use them): a
 //      page written during a short window is hot. It sees writes only, and the clearing makes
 //      each page's first write in a window take a minor fault.
