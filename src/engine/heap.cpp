@@ -4,8 +4,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "hetmem/detail/tier_arena.hpp"
 #include "hetmem/detail/node_memory.hpp"
+#include "hetmem/detail/tier_arena.hpp"
 #include "owners.hpp"
 #include "va_window.hpp"
 

@@ -9,8 +9,8 @@
 #include <cstring>
 #include <mutex>
 
-#include "hetmem/detail/os.hpp"
 #include "hetmem/detail/node_memory.hpp"
+#include "hetmem/detail/os.hpp"
 #include "owners.hpp"
 #include "va_window.hpp"
 

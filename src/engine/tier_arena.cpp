@@ -19,9 +19,9 @@
 #include <new>
 #include <string>
 
+#include "hetmem/detail/node_memory.hpp"
 #include "hetmem/detail/os.hpp"
 #include "hetmem/sysfs/parse.hpp"
-#include "hetmem/detail/node_memory.hpp"
 #include "owners.hpp"
 #include "va_window.hpp"
 
