@@ -11,16 +11,25 @@
 // table (the XOR of all words must equal its start value XOR every update applied).
 //
 //   hetmem_gups [--size 2G] [--hot 256M] [--hot-share 0.9] [--seconds 40] [--move-at 20]
-//               [--fast-nodes 0] [--start-node 1] [--thp off|on] [--label NAME]
+//               [--fast-nodes 0] [--start-node 1] [--thp off|on] [--tlb-flush-ms 0] [--label NAME]
 //
 // --thp off (the default) asks for base pages (MADV_NOHUGEPAGE): with transparent huge pages
 // the cold updates, spread over every 2 MiB page, make each huge page look recently used to any
 // page-table based hotness source (the kernel's NUMA balancing, DAMON, soft-dirty bits alike).
+//
+// --tlb-flush-ms N (for emulators): every N ms a helper thread maps and unmaps 64 pages, which
+// makes the kernel flush this process's whole TLB. A real CPU's TLB holds a few thousand entries,
+// so a random walk over a table this large misses it on nearly every access and the page walk
+// sets the accessed bit each time. QEMU's TCG keeps up to a million entries until the guest
+// flushes, so a page once in it is never marked accessed again: accessed-bit samplers (DAMON,
+// the kernel's reclaim) go blind to exactly the hottest pages. Flushing every few ms restores
+// what hardware does; it costs every tiering mode the same.
 #include <dirent.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -30,6 +39,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -136,6 +146,7 @@ int main(int argc, char **argv) {
   std::vector<int> fast_nodes{0};
   int start_node = 1;
   bool thp = false;
+  double tlb_flush_ms = 0;
   std::string label = "run";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
@@ -154,6 +165,8 @@ int main(int argc, char **argv) {
       start_node = std::atoi(v);
     else if (k == "--label")
       label = v;
+    else if (k == "--tlb-flush-ms")
+      tlb_flush_ms = std::atof(v);
     else if (k == "--thp")
       thp = std::strcmp(v, "on") == 0;
     else if (k == "--fast-nodes") {
@@ -173,6 +186,10 @@ int main(int argc, char **argv) {
   if (move_at < 0) move_at = seconds / 2;
   if (hot == 0 || hot * 4 > size) {
     std::fprintf(stderr, "hetmem_gups: the hot set must be at most a quarter of the table\n");
+    return 2;
+  }
+  if (tlb_flush_ms < 0 || tlb_flush_ms > 10000) {
+    std::fprintf(stderr, "hetmem_gups: --tlb-flush-ms must be between 0 (off) and 10000\n");
     return 2;
   }
   const std::uint64_t words = size / 8, hot_words = hot / 8;
@@ -217,10 +234,13 @@ int main(int argc, char **argv) {
       }
     }
   }
+  char tlb_note[64] = "TLB left alone";
+  if (tlb_flush_ms > 0) std::snprintf(tlb_note, sizeof tlb_note, "TLB flushed every %g ms", tlb_flush_ms);
   std::printf(
-      "gups %s: table %.0f MiB (%s pages), hot set %.0f MiB (%.0f%% of updates), moved at %.0f s; ready in %.1f s\n",
+      "gups %s: table %.0f MiB (%s pages), hot set %.0f MiB (%.0f%% of updates), moved at %.0f s; %s; ready in %.1f "
+      "s\n",
       label.c_str(), static_cast<double>(size) / 1048576, thp ? "huge" : "base", static_cast<double>(hot) / 1048576,
-      hot_share * 100, move_at, now_seconds() - t_init);
+      hot_share * 100, move_at, tlb_note, now_seconds() - t_init);
   std::fflush(stdout);
 
   auto fast_share = [&](int which) {
@@ -237,6 +257,20 @@ int main(int argc, char **argv) {
     return pages.empty() ? 0.0 : static_cast<double>(fast) / static_cast<double>(pages.size());
   };
 
+  // Unmapping more than the kernel's single-page flush ceiling (33 pages on x86) flushes the
+  // whole TLB of this process on every CPU that runs it.
+  std::atomic<bool> stop_flushing{false};
+  std::thread flusher;
+  if (tlb_flush_ms > 0) {
+    flusher = std::thread([&] {
+      const std::size_t len = 64 * page;
+      while (!stop_flushing.load(std::memory_order_relaxed)) {
+        void *m = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        if (m != MAP_FAILED) (void)::munmap(m, len);
+        std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(tlb_flush_ms));
+      }
+    });
+  }
   const auto vm0 = vmstat();
   const auto cpu0 = measure_tiering_cpu();
   auto delta = [&](const std::map<std::string, unsigned long long> &vm, const char *k) {
@@ -285,6 +319,8 @@ int main(int argc, char **argv) {
     if (t >= seconds) break;
   }
   const double elapsed = now_seconds() - t0;
+  stop_flushing = true;
+  if (flusher.joinable()) flusher.join();
   const auto cpu = measure_tiering_cpu();
   std::uint64_t got = 0;
   for (std::uint64_t i = 0; i < words; ++i) got ^= table[i];
