@@ -20,22 +20,33 @@ if(NOT _hetmem_je_tarball)
   message(FATAL_ERROR "jemalloc's source is not in ${HETMEM_SRC_CACHE}: run scripts/setup.sh (it downloads it with apt-get source)")
 endif()
 list(GET _hetmem_je_tarball 0 _hetmem_je_tarball)
-set(_je_prefix "${CMAKE_BINARY_DIR}/jemalloc")
-set(_je_lib "${_je_prefix}/lib/libjemalloc_pic.a")
 find_program(HETMEM_MAKE NAMES make gmake REQUIRED)
-ExternalProject_Add(hetmem_jemalloc_build
-  URL "${_hetmem_je_tarball}"
-  PREFIX "${_je_prefix}/work"
-  INSTALL_DIR "${_je_prefix}"
-  CONFIGURE_COMMAND <SOURCE_DIR>/configure --prefix=<INSTALL_DIR> --with-jemalloc-prefix=hetmem_je_
-                    --with-private-namespace=hetmem_je_int_ --disable-cxx --disable-initial-exec-tls --disable-doc
-                    --disable-libdl CC=${CMAKE_C_COMPILER} "CFLAGS=-O2 -g -fPIC -mtls-dialect=gnu2"
-  BUILD_COMMAND ${HETMEM_MAKE} -j2 build_lib_static
-  INSTALL_COMMAND ${HETMEM_MAKE} install_include install_lib_static
-  BUILD_BYPRODUCTS "${_je_lib}"
-  LOG_CONFIGURE ON LOG_BUILD ON LOG_INSTALL ON LOG_OUTPUT_ON_FAILURE ON)
-file(MAKE_DIRECTORY "${_je_prefix}/include")
-add_library(hetmem_jemalloc STATIC IMPORTED GLOBAL)
-set_target_properties(hetmem_jemalloc PROPERTIES IMPORTED_LOCATION "${_je_lib}"
-  INTERFACE_INCLUDE_DIRECTORIES "${_je_prefix}/include" INTERFACE_LINK_LIBRARIES "pthread;dl;m")
-add_dependencies(hetmem_jemalloc hetmem_jemalloc_build)
+# Two builds, the same but for how jemalloc reaches its thread-locals:
+# - hetmem_jemalloc: TLS descriptors (-mtls-dialect=gnu2, no initial-exec TLS), so libhetmem-c.so
+#   and everything else linking the engine can still be dlopen()ed (jemalloc's thread state is
+#   kilobytes, more than glibc keeps spare for libraries loaded late);
+# - hetmem_jemalloc_ie: initial-exec TLS, for the preload only (always loaded at start-up): no
+#   call on every malloc and free to reach the thread's cache (4% of a small-object workload).
+# A target chooses the second with the property HETMEM_JEMALLOC_INITIAL_EXEC (see the engine).
+function(hetmem_add_jemalloc name dir tls_options cflags)
+  set(_je_prefix "${CMAKE_BINARY_DIR}/${dir}")
+  set(_je_lib "${_je_prefix}/lib/libjemalloc_pic.a")
+  ExternalProject_Add(${name}_build
+    URL "${_hetmem_je_tarball}"
+    PREFIX "${_je_prefix}/work"
+    INSTALL_DIR "${_je_prefix}"
+    CONFIGURE_COMMAND <SOURCE_DIR>/configure --prefix=<INSTALL_DIR> --with-jemalloc-prefix=hetmem_je_
+                      --with-private-namespace=hetmem_je_int_ --disable-cxx ${tls_options} --disable-doc
+                      --disable-libdl CC=${CMAKE_C_COMPILER} "CFLAGS=${cflags}"
+    BUILD_COMMAND ${HETMEM_MAKE} -j2 build_lib_static
+    INSTALL_COMMAND ${HETMEM_MAKE} install_include install_lib_static
+    BUILD_BYPRODUCTS "${_je_lib}"
+    LOG_CONFIGURE ON LOG_BUILD ON LOG_INSTALL ON LOG_OUTPUT_ON_FAILURE ON)
+  file(MAKE_DIRECTORY "${_je_prefix}/include")
+  add_library(${name} STATIC IMPORTED GLOBAL)
+  set_target_properties(${name} PROPERTIES IMPORTED_LOCATION "${_je_lib}"
+    INTERFACE_INCLUDE_DIRECTORIES "${_je_prefix}/include" INTERFACE_LINK_LIBRARIES "pthread;dl;m")
+  add_dependencies(${name} ${name}_build)
+endfunction()
+hetmem_add_jemalloc(hetmem_jemalloc jemalloc "--disable-initial-exec-tls" "-O2 -g -fPIC -mtls-dialect=gnu2")
+hetmem_add_jemalloc(hetmem_jemalloc_ie jemalloc-ie "" "-O2 -g -fPIC")
