@@ -278,6 +278,7 @@ struct arena_cache {
   int tcache_flag = MALLOCX_TCACHE_NONE;
   unsigned tcache = 0;
   bool has_tcache = false;
+  bool direct = false;  // the tcache arena: jemalloc's own malloc/free, the thread bound to the shard
   bin bins[cached_classes];
 };
 
@@ -310,8 +311,10 @@ inline void bump(std::atomic<std::int64_t> &c, std::int64_t d) noexcept {
 inline void set_count(bin &b, std::uint32_t n) noexcept { b.count.store(n, std::memory_order_relaxed); }
 inline std::uint32_t count_of(const bin &b) noexcept { return b.count.load(std::memory_order_relaxed); }
 
+// hetmem's own bookkeeping: jemalloc's arena 0 (ordinary memory), never a tier's arena (a
+// thread bound to the direct arena would otherwise put it there).
 void *internal_alloc(std::size_t bytes) noexcept {
-  return hetmem_je_mallocx(bytes, MALLOCX_TCACHE_NONE | MALLOCX_ZERO);
+  return hetmem_je_mallocx(bytes, MALLOCX_ARENA(0) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO);
 }
 void internal_free(void *p) noexcept {
   if (p) hetmem_je_dallocx(p, MALLOCX_TCACHE_NONE);
@@ -417,8 +420,12 @@ arena_cache *arena_cache_init(thread_cache *tc, unsigned id, unsigned je_arena, 
   }
   std::size_t sz = sizeof ac->tcache;
   if (id == tcache_arena.load(std::memory_order_acquire)) {
-    // The thread's automatic tcache behind the bins: refills name the shard (batch_alloc and
-    // mallocx refill that cache from it), flushes take jemalloc's inlined sized free.
+    // jemalloc's own fast paths with the thread's automatic tcache: the thread is bound to its
+    // shard (thread.arena), so plain malloc allocates there and free takes the inlined path;
+    // hetmem's bins stay empty. Only this arena's objects ever enter the automatic tcache
+    // (every other call names an explicit tcache or none).
+    unsigned bound = je_arena;
+    if (hetmem_je_mallctl("thread.arena", nullptr, nullptr, &bound, sizeof bound) == 0) ac->direct = true;
     ac->tcache_flag = 0;
   } else if (hetmem_je_mallctl("tcache.create", &ac->tcache, &sz, nullptr, 0) == 0) {
     ac->has_tcache = true;
@@ -725,9 +732,16 @@ tier_arena *tier_arena::of(const void *p) noexcept {
 }
 
 void *tier_arena::allocate_default(std::size_t bytes) noexcept {
-  if (bytes - 1 < max_cached_bytes) [[likely]] {
-    if (thread_cache *tc = tl_cache) [[likely]] {
-      if (arena_cache *ac = cache_of(tc, id_)) [[likely]] {
+  if (thread_cache *tc = tl_cache) [[likely]] {
+    if (arena_cache *ac = cache_of(tc, id_)) [[likely]] {
+      if (ac->direct) {
+        // Any size: the thread is bound to a manual arena, so even blocks past jemalloc's
+        // oversize threshold stay on it (never in jemalloc's own huge arena).
+        if (void *p = hetmem_je_malloc(bytes)) [[likely]]
+          return p;
+        return direct_failed(ac, bytes);
+      }
+      if (bytes - 1 < max_cached_bytes) [[likely]] {
         const unsigned c = fast_class_of(bytes);
         bin &b = ac->bins[c];
         if (const std::uint32_t n = count_of(b)) [[likely]] {
@@ -814,6 +828,17 @@ void *tier_arena::refill(void *cache, unsigned c, std::size_t bytes) noexcept {
     bump(ac->allocated, size);
     return p;
   }
+  if (!hook_reported) set_thread_error("%s: jemalloc could not allocate %zu bytes", state_->name, bytes);
+  errno = ENOMEM;
+  return nullptr;
+}
+
+// jemalloc's malloc failed on the thread's shard (its node full, for a strict tier).
+void *tier_arena::direct_failed(void *cache, std::size_t bytes) noexcept {
+  auto *ac = static_cast<arena_cache *>(cache);
+  hook_reported = false;
+  void *p = per_node_ ? other_nodes(bytes, 0, ac->shard) : nullptr;
+  if (p) return p;
   if (!hook_reported) set_thread_error("%s: jemalloc could not allocate %zu bytes", state_->name, bytes);
   errno = ENOMEM;
   return nullptr;
@@ -945,6 +970,17 @@ namespace {
 inline bool deallocate_owned(void *p) noexcept {
   std::uint8_t m = 0;
   if (const unsigned id = va_window::arena_and_mark(p, &m)) [[likely]] {
+    if (id == tcache_arena.load(std::memory_order_relaxed)) {
+      // The direct arena (its pages carry no marks): jemalloc's own free, into the thread's
+      // automatic tcache when the thread is bound to the tier's shard; a thread that never
+      // allocated there gives the block straight back (its automatic tcache, on one of
+      // jemalloc's own arenas, would hide it from the tier's statistics).
+      if (thread_cache *tc = tl_cache; tc && cache_of(tc, id)) [[likely]]
+        hetmem_je_free(p);
+      else
+        hetmem_je_dallocx(p, MALLOCX_TCACHE_NONE);
+      return true;
+    }
     if (m) [[likely]] {
       // The hot path: a small object of a tier arena, into this thread's bin.
       if (thread_cache *tc = tl_cache) [[likely]] {
@@ -1000,7 +1036,16 @@ void tier_arena::deallocate(void *p, std::size_t bytes, std::size_t alignment) n
     deallocate(p);
     return;
   }
-  release(static_cast<state *>(o), p, classes.bytes[fast_class_of(bytes)]);
+  // Allocated as max(bytes, alignment) (allocate() gives small aligned requests the class of the
+  // alignment), so freed as that.
+  if (bytes < alignment) bytes = alignment;
+  auto *s = static_cast<state *>(o);
+  if (s->arena_id == tcache_arena.load(std::memory_order_relaxed)) {  // as deallocate_owned()
+    thread_cache *tc = tl_cache;
+    hetmem_je_sdallocx(p, bytes, tc && cache_of(tc, s->arena_id) ? 0 : MALLOCX_TCACHE_NONE);
+    return;
+  }
+  release(s, p, classes.bytes[fast_class_of(bytes)]);
 }
 
 void *tier_arena::reallocate(void *p, std::size_t bytes) noexcept {
@@ -1057,7 +1102,9 @@ unsigned tier_arena::id_of(const void *p) noexcept {
 
 std::size_t tier_arena::usable_size(const void *p) noexcept {
   std::uint8_t m = 0;
-  if (va_window::arena_and_mark(p, &m) != 0 && m != 0) return classes.bytes[m - 1];  // a small object
+  const unsigned id = va_window::arena_and_mark(p, &m);
+  if (id != 0 && m != 0 && id != tcache_arena.load(std::memory_order_relaxed))
+    return classes.bytes[m - 1];  // a small object of a binned arena
   va_owner *o = va_window::owner_of(p);
   if (!o) return 0;
   if (o->type == va_owner::kind::reservation) return reservation_usable_size(o, p);
@@ -1066,8 +1113,25 @@ std::size_t tier_arena::usable_size(const void *p) noexcept {
 
 arena_counters tier_arena::counters() const noexcept {
   arena_counters c;
-  std::int64_t allocated = state_->retired_allocated.load(std::memory_order_relaxed), cached = 0;
-  {
+  std::uint64_t epoch = 1;
+  std::size_t sz = sizeof epoch;
+  hetmem_je_mallctl("epoch", &epoch, &sz, &epoch, sz);
+  char name[64];
+  auto stat = [&](const char *what, unsigned je_arena) {
+    std::snprintf(name, sizeof name, "stats.arenas.%u.%s", je_arena, what);
+    std::size_t v = 0, len = sizeof v;
+    return hetmem_je_mallctl(name, &v, &len, nullptr, 0) == 0 ? static_cast<std::int64_t>(v) : 0;
+  };
+  std::int64_t allocated = 0, cached = 0;
+  if (id_ == tcache_arena.load(std::memory_order_acquire)) {
+    // The direct arena: jemalloc's own books (its automatic thread caches hold what threads
+    // freed; they are jemalloc's, not hetmem's, so its statistics are the count).
+    for (unsigned k = 0; k < shards_; ++k) {
+      allocated += stat("small.allocated", je_shard_[k]) + stat("large.allocated", je_shard_[k]);
+      cached += stat("tcache_bytes", je_shard_[k]);
+    }
+  } else {
+    allocated = state_->retired_allocated.load(std::memory_order_relaxed);
     std::lock_guard<std::mutex> lock(registry_mutex);
     for (thread_cache *tc = registry; tc; tc = tc->next) {
       const arena_cache *ac = tc->arenas[id_].load(std::memory_order_acquire);
@@ -1077,23 +1141,14 @@ arena_counters tier_arena::counters() const noexcept {
         cached += static_cast<std::int64_t>(count_of(ac->bins[k])) * classes.bytes[k];
     }
   }
-  allocated -= cached;  // the threads' counts include what sits in their bins
+  allocated -= cached;  // the counts include what sits in the threads' caches
   c.allocated_bytes = allocated > 0 ? static_cast<std::uint64_t>(allocated) : 0;
   c.cached_bytes = cached > 0 ? static_cast<std::uint64_t>(cached) : 0;
   for (unsigned k = 0; k < (per_node_ ? shards_ : 1u); ++k) {
     c.mapped_bytes += shard_state_[k]->mapped.load(std::memory_order_relaxed);
     c.refused_extents += shard_state_[k]->refused.load(std::memory_order_relaxed);
   }
-  std::uint64_t epoch = 1;
-  std::size_t sz = sizeof epoch;
-  hetmem_je_mallctl("epoch", &epoch, &sz, &epoch, sz);
-  char name[64];
-  for (unsigned k = 0; k < shards_; ++k) {
-    std::snprintf(name, sizeof name, "stats.arenas.%u.resident", je_shard_[k]);
-    std::size_t resident = 0;
-    sz = sizeof resident;
-    if (hetmem_je_mallctl(name, &resident, &sz, nullptr, 0) == 0) c.resident_bytes += resident;
-  }
+  for (unsigned k = 0; k < shards_; ++k) c.resident_bytes += static_cast<std::uint64_t>(stat("resident", je_shard_[k]));
   return c;
 }
 

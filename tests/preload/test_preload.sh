@@ -93,8 +93,8 @@ threads = [threading.Thread(target=work, args=(n,)) for n in (100, 1000, 10000)]
 [t.start() for t in threads]; [t.join() for t in threads]
 print("python ok")
 PY
-  under python3 alloc.py
-  [ $rc = 0 ] && [ "$out" = "python ok" ] && [ "$heap" -gt 100000 ]; expect $? "python3: a script that allocates ($heap KiB on hetmem's heap)"
+  under python3 alloc.py  # heap: what is resident in hetmem's window at exit (jemalloc has given much back)
+  [ $rc = 0 ] && [ "$out" = "python ok" ] && [ "$heap" -gt 50000 ]; expect $? "python3: a script that allocates ($heap KiB on hetmem's heap)"
   under sqlite3 db.sqlite "create table t(a integer primary key, b text); with recursive c(x) as (select 1 union all select x+1 from c where x < 200000) insert into t select x, hex(randomblob(40)) from c; create index tb on t(b); select count(*), sum(a) from t;"
   [ $rc = 0 ] && [ "$out" = "200000|20000100000" ]; expect $? "sqlite3: a generated database of 200000 rows, indexed and queried ($heap KiB)"
   git init -q repo && for i in $(seq 1 200); do echo "line $i $RANDOM" >"repo/f$i.txt"; done

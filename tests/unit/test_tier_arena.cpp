@@ -178,6 +178,21 @@ TEST_CASE("an arena behind jemalloc's own thread caches still never mixes tiers"
   CHECK_FALSE((*other)->use_thread_tcache());
   detail::tier_arena::deallocate(warm);
   const auto before = (*fast)->counters();
+  {
+    // This thread bound to the arena (its first block), then blocks of every size through
+    // jemalloc's own malloc: past jemalloc's oversize threshold (8 MiB) too, they stay in the
+    // tier (a thread bound to a manual arena never uses jemalloc's huge arena).
+    void *first = (*fast)->allocate(32);
+    void *mid = (*fast)->allocate(40000);
+    void *huge = (*fast)->allocate(16U << 20);
+    REQUIRE((first && mid && huge));
+    CHECK(detail::tier_arena::of(first) == *fast);
+    CHECK(detail::tier_arena::of(mid) == *fast);
+    CHECK(detail::tier_arena::of(huge) == *fast);
+    CHECK(detail::tier_arena::usable_size(huge) >= (16U << 20));
+    CHECK(detail::tier_arena::usable_size(mid) >= 40000);
+    for (void *p : {first, mid, huge}) detail::tier_arena::deallocate(p);
+  }
 
   struct block {
     void *p;

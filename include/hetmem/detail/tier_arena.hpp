@@ -14,11 +14,16 @@
 // - Thread caches never mix tiers: each thread keeps, per arena, small bins of freed objects
 //   (size classes up to 32 KiB, jemalloc's classes) in front of an explicit jemalloc tcache
 //   of its own. Bins are flushed when full and when the thread exits.
-// - One arena per process may put jemalloc's automatic per-thread caches behind its bins
-//   instead (use_thread_tcache): bin refills and flushes then take jemalloc's fast paths. Tiers
-//   still never mix: only that arena's objects ever enter those caches (every other jemalloc
-//   call of the engine names an explicit tcache or none), and every call that may refill them
-//   names a shard of that arena.
+// - One arena per process may use jemalloc's automatic per-thread caches instead of bins
+//   (use_thread_tcache; the preload's catch-all tier): "direct". A thread's first allocation
+//   there binds the thread to its shard (thread.arena), after which allocations of any size are
+//   jemalloc's own malloc (fast path; a thread bound to a manual arena never uses jemalloc's
+//   huge arena) and frees from bound threads jemalloc's own free (threads never bound give the
+//   block straight back). Its pages carry no size-class marks: usable size and free ask
+//   jemalloc. Its statistics are jemalloc's (allocated minus what sits in bound threads'
+//   caches). Tiers still never mix: only that arena's objects ever enter those caches (every
+//   other jemalloc call of the engine names an explicit tcache or none, hetmem's own
+//   bookkeeping goes to jemalloc's arena 0).
 // - allocate() returns nullptr with errno ENOMEM (EINVAL for a bad alignment) and leaves a
 //   message in detail::thread_error() naming the tier and the cause: the tier above its fill
 //   limit, the mbind that failed, the address window exhausted.
@@ -112,6 +117,7 @@ class tier_arena {
   static result<tier_arena *> get_locked(const tier &t, unsigned fill_limit_percent);
   [[gnu::noinline]] void *allocate_slow(std::size_t bytes, std::size_t alignment) noexcept;
   [[gnu::noinline]] void *refill(void *cache, unsigned size_class, std::size_t bytes) noexcept;
+  [[gnu::noinline]] void *direct_failed(void *cache, std::size_t bytes) noexcept;
   void *other_nodes(std::size_t bytes, std::size_t alignment, unsigned tried) noexcept;
 
   tier tier_;
