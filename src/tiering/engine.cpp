@@ -355,7 +355,8 @@ class soft_dirty_source final : public source {
   }
   result<void> observe(std::vector<target_view> &targets) override {
     for (auto &t : targets) {
-      if (auto ok = write_file("/proc/" + std::to_string(t.pid) + "/clear_refs", "4"); !ok) return ok;
+      if (auto ok = write_file("/proc/" + std::to_string(t.pid) + "/clear_refs", "4"); !ok && process_exists(t.pid))
+        return ok;
     }
     std::this_thread::sleep_for(std::chrono::duration<double>(window_));
     ++round_;
@@ -367,6 +368,7 @@ class soft_dirty_source final : public source {
       const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
       if (fd < 0) {
         const int err = errno;
+        if (!process_exists(t.pid)) continue;  // it exited meanwhile: not an error (the next refresh drops it)
         return error{err, "cannot read " + path + ": " + detail::error_text(err)};
       }
       // A slice of up to 64 pages per chunk, at an offset that moves each interval: a sixteenth
