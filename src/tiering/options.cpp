@@ -22,6 +22,23 @@ result<double> number(std::string_view key, std::string_view v, double lo, doubl
   return d;
 }
 
+constexpr const char *known_keys =
+    "fast-limit, rate, interval, threshold, hysteresis, cooldown, reserve, chunk, window, source, coexist";
+
+// The settings that are plain numbers in a range.
+struct number_setting {
+  std::string_view key;
+  double lo, hi;
+  double tiering_options::*field;
+};
+constexpr number_setting number_settings[] = {
+    {"interval", 0.01, 3600, &tiering_options::interval_seconds},
+    {"threshold", 0, 1, &tiering_options::promote_threshold},
+    {"hysteresis", 0, 1, &tiering_options::hysteresis},
+    {"cooldown", 0, 86400, &tiering_options::cooldown_seconds},
+    {"window", 0.001, 60, &tiering_options::soft_dirty_window_seconds},
+};
+
 }  // namespace
 
 result<tiering_options> parse_tiering_options(const std::string &spec) {
@@ -38,10 +55,7 @@ result<tiering_options> parse_tiering_options(const std::string &spec) {
     if (item.empty()) continue;
     const auto eq = item.find('=');
     if (eq == std::string_view::npos)
-      return error{EINVAL, "tiering: '" + std::string(item) +
-                               "': expected key=value (keys: fast-limit, rate, "
-                               "interval, threshold, hysteresis, cooldown, reserve, "
-                               "chunk, window, source, coexist)"};
+      return error{EINVAL, "tiering: '" + std::string(item) + "': expected key=value (keys: " + known_keys + ")"};
     const std::string_view key = item.substr(0, eq), value = item.substr(eq + 1);
     auto size = [&]() -> result<std::uint64_t> {
       auto v = policy::parse_size(value);
@@ -49,7 +63,14 @@ result<tiering_options> parse_tiering_options(const std::string &spec) {
         return error{EINVAL, "tiering: " + std::string(key) + "=" + std::string(value) + ": " + v.error().message};
       return *v;
     };
-    if (key == "fast-limit") {
+    const number_setting *plain = nullptr;
+    for (const auto &n : number_settings)
+      if (n.key == key) plain = &n;
+    if (plain) {
+      auto v = number(key, value, plain->lo, plain->hi);
+      if (!v) return v.error();
+      o.*(plain->field) = *v;
+    } else if (key == "fast-limit") {
       auto v = size();
       if (!v) return v.error();
       o.fast_limit_bytes = *v;
@@ -61,22 +82,6 @@ result<tiering_options> parse_tiering_options(const std::string &spec) {
         return error{EINVAL, "tiering: rate=" + std::string(value) + ": " + v.error().message +
                                  " (bytes per second, e.g. 256M)"};
       o.max_bytes_per_second = *v;
-    } else if (key == "interval") {
-      auto v = number(key, value, 0.01, 3600);
-      if (!v) return v.error();
-      o.interval_seconds = *v;
-    } else if (key == "threshold") {
-      auto v = number(key, value, 0, 1);
-      if (!v) return v.error();
-      o.promote_threshold = *v;
-    } else if (key == "hysteresis") {
-      auto v = number(key, value, 0, 1);
-      if (!v) return v.error();
-      o.hysteresis = *v;
-    } else if (key == "cooldown") {
-      auto v = number(key, value, 0, 86400);
-      if (!v) return v.error();
-      o.cooldown_seconds = *v;
     } else if (key == "reserve") {
       std::string_view r = value;
       const bool percent = !r.empty() && r.back() == '%';
@@ -90,10 +95,6 @@ result<tiering_options> parse_tiering_options(const std::string &spec) {
       if (*v < 4096 || (*v & (*v - 1)) != 0)
         return error{EINVAL, "tiering: chunk=" + std::string(value) + ": a power of two of at least 4K"};
       o.chunk_bytes = static_cast<std::size_t>(*v);
-    } else if (key == "window") {
-      auto v = number(key, value, 0.001, 60);
-      if (!v) return v.error();
-      o.soft_dirty_window_seconds = *v;
     } else if (key == "source") {
       if (value == "auto")
         o.source = hotness_source::automatic;
@@ -113,9 +114,7 @@ result<tiering_options> parse_tiering_options(const std::string &spec) {
       else
         return error{EINVAL, "tiering: coexist=" + std::string(value) + ": expected coexist, yield or force"};
     } else {
-      return error{EINVAL, "tiering: unknown key '" + std::string(key) +
-                               "' (keys: fast-limit, rate, interval, threshold, hysteresis, cooldown, reserve, chunk, "
-                               "window, source, coexist)"};
+      return error{EINVAL, "tiering: unknown key '" + std::string(key) + "' (keys: " + known_keys + ")"};
     }
   }
   if (o.soft_dirty_window_seconds >= o.interval_seconds)
