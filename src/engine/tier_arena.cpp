@@ -404,6 +404,24 @@ thread_cache *thread_cache_init() noexcept {
 // The arena backed by jemalloc's automatic thread caches (tier_arena::use_thread_tcache), 0 for none.
 constinit std::atomic<unsigned> tcache_arena{0};
 
+// The direct arena (the one above): jemalloc's own fast paths, no bins, no page marks.
+inline bool is_direct(unsigned arena_id) noexcept { return arena_id == tcache_arena.load(std::memory_order_relaxed); }
+
+// Frees a block of the direct arena (`bytes` its requested size, or 0 when unknown): into the
+// thread's automatic tcache when the thread is bound to the arena; a thread that never
+// allocated there gives it straight back (its automatic tcache, on one of jemalloc's own
+// arenas, would hide the block from the tier's statistics).
+inline void free_direct(void *p, unsigned arena_id, std::size_t bytes) noexcept {
+  thread_cache *tc = tl_cache;
+  const bool bound = tc && cache_of(tc, arena_id);
+  if (bytes)
+    hetmem_je_sdallocx(p, bytes, bound ? 0 : MALLOCX_TCACHE_NONE);
+  else if (bound) [[likely]]
+    hetmem_je_free(p);
+  else
+    hetmem_je_dallocx(p, MALLOCX_TCACHE_NONE);
+}
+
 arena_cache *arena_cache_init(thread_cache *tc, unsigned id, unsigned je_arena, unsigned shard) noexcept {
   std::size_t slots = 0;
   for (unsigned c = 0; c < cached_classes; ++c) slots += bin_cap(c);
@@ -906,6 +924,7 @@ void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexce
     errno = ENOMEM;
     return nullptr;
   }
+  if (is_direct(id_)) return p;  // counted in jemalloc's books, its pages unmarked
   const auto usable = static_cast<std::int64_t>(mark(p));
   arena_cache *ac = tl_cache ? cache_of(tl_cache, id_) : nullptr;
   if (ac)
@@ -970,15 +989,8 @@ namespace {
 inline bool deallocate_owned(void *p) noexcept {
   std::uint8_t m = 0;
   if (const unsigned id = va_window::arena_and_mark(p, &m)) [[likely]] {
-    if (id == tcache_arena.load(std::memory_order_relaxed)) {
-      // The direct arena (its pages carry no marks): jemalloc's own free, into the thread's
-      // automatic tcache when the thread is bound to the tier's shard; a thread that never
-      // allocated there gives the block straight back (its automatic tcache, on one of
-      // jemalloc's own arenas, would hide it from the tier's statistics).
-      if (thread_cache *tc = tl_cache; tc && cache_of(tc, id)) [[likely]]
-        hetmem_je_free(p);
-      else
-        hetmem_je_dallocx(p, MALLOCX_TCACHE_NONE);
+    if (is_direct(id)) {
+      free_direct(p, id, 0);
       return true;
     }
     if (m) [[likely]] {
@@ -1040,9 +1052,8 @@ void tier_arena::deallocate(void *p, std::size_t bytes, std::size_t alignment) n
   // alignment), so freed as that.
   if (bytes < alignment) bytes = alignment;
   auto *s = static_cast<state *>(o);
-  if (s->arena_id == tcache_arena.load(std::memory_order_relaxed)) {  // as deallocate_owned()
-    thread_cache *tc = tl_cache;
-    hetmem_je_sdallocx(p, bytes, tc && cache_of(tc, s->arena_id) ? 0 : MALLOCX_TCACHE_NONE);
+  if (is_direct(s->arena_id)) {
+    free_direct(p, s->arena_id, bytes);
     return;
   }
   release(s, p, classes.bytes[fast_class_of(bytes)]);
@@ -1057,7 +1068,8 @@ void *tier_arena::reallocate(void *p, std::size_t bytes) noexcept {
   }
   auto *s = static_cast<state *>(o);
   if (bytes == 0) bytes = 1;
-  const auto before = static_cast<std::int64_t>(hetmem_je_sallocx(p, 0));
+  const bool direct = is_direct(s->arena_id);  // counted in jemalloc's books, its pages unmarked
+  const auto before = direct ? 0 : static_cast<std::int64_t>(hetmem_je_sallocx(p, 0));
   arena_cache *ac = tl_cache ? cache_of(tl_cache, s->arena_id) : nullptr;
   tier_arena *a = s->arena;
   hook_reported = false;
@@ -1073,6 +1085,7 @@ void *tier_arena::reallocate(void *p, std::size_t bytes) noexcept {
     errno = ENOMEM;
     return nullptr;
   }
+  if (direct) return q;
   const auto delta = static_cast<std::int64_t>(mark(q)) - before;
   if (ac)
     bump(ac->allocated, delta);
@@ -1103,8 +1116,7 @@ unsigned tier_arena::id_of(const void *p) noexcept {
 std::size_t tier_arena::usable_size(const void *p) noexcept {
   std::uint8_t m = 0;
   const unsigned id = va_window::arena_and_mark(p, &m);
-  if (id != 0 && m != 0 && id != tcache_arena.load(std::memory_order_relaxed))
-    return classes.bytes[m - 1];  // a small object of a binned arena
+  if (id != 0 && m != 0 && !is_direct(id)) return classes.bytes[m - 1];  // a small object of a binned arena
   va_owner *o = va_window::owner_of(p);
   if (!o) return 0;
   if (o->type == va_owner::kind::reservation) return reservation_usable_size(o, p);
@@ -1123,7 +1135,7 @@ arena_counters tier_arena::counters() const noexcept {
     return hetmem_je_mallctl(name, &v, &len, nullptr, 0) == 0 ? static_cast<std::int64_t>(v) : 0;
   };
   std::int64_t allocated = 0, cached = 0;
-  if (id_ == tcache_arena.load(std::memory_order_acquire)) {
+  if (is_direct(id_)) {
     // The direct arena: jemalloc's own books (its automatic thread caches hold what threads
     // freed; they are jemalloc's, not hetmem's, so its statistics are the count).
     for (unsigned k = 0; k < shards_; ++k) {
