@@ -115,6 +115,18 @@ TEST_CASE("tier arena: a small request with an alignment of 16 is 16-byte aligne
       ps.push_back(p);
     }
   for (void *p : ps) detail::tier_arena::deallocate(p);
+
+  // Sized free of such a block (a pmr resource's deallocate(p, 4, 16)) returns it to the
+  // 16-byte class it came from: the next 16-byte request gets it back, an 8-byte one never.
+  void *p = (*a)->allocate(4, 16);
+  REQUIRE(p != nullptr);
+  detail::tier_arena::deallocate(p, 4, 16);
+  void *eight = (*a)->allocate(8, 0);
+  void *sixteen = (*a)->allocate(16, 0);
+  CHECK(eight != p);
+  CHECK(sixteen == p);
+  detail::tier_arena::deallocate(eight);
+  detail::tier_arena::deallocate(sixteen);
 }
 
 TEST_CASE("tier arena: one per (tier, fill limit), for the life of the process", "[engine]") {
