@@ -26,6 +26,11 @@ case "$mode" in
     # shellcheck disable=SC2046
     cc "$src/examples/hbw_stream.c" -o "$tmp/b/hbw_stream" $(pkg-config --cflags --libs hetmem-hbwmalloc)
     LD_LIBRARY_PATH="$tmp/prefix/lib" "$tmp/b/hbw_stream" | grep -q "realloc kept the data: yes"
+    # And memkind's C++ hbw::allocator, from the installed <hbw_allocator.h>.
+    # shellcheck disable=SC2046
+    c++ -std=c++20 "$src/tests/c/test_hbw_allocator.cpp" -I"$src/tests/c" -o "$tmp/b/hbw_allocator" \
+      $(pkg-config --cflags --libs hetmem-hbwmalloc)
+    LD_LIBRARY_PATH="$tmp/prefix/lib" "$tmp/b/hbw_allocator" | grep -q "all checks passed"
     ;;
   subdirectory)
     cmake -S "$src/tests/consumer" -B "$tmp/b" "${gen[@]}" -DMODE=subdirectory -DHETMEM_SOURCE_DIR="$src" >/dev/null
