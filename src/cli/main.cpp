@@ -21,6 +21,7 @@
 #include "hetmem/topology.hpp"
 #include "migrate_cmd.hpp"
 #include "tierd_cmd.hpp"
+#include "topo_picture.hpp"
 #include "topo_render.hpp"
 
 namespace {
@@ -33,6 +34,8 @@ using hetmem::cli::exit_usage;
 struct topo_args {
   std::string root;
   bool json = false;
+  std::string format = "table";
+  bool ascii = false;
   bool explain = false;
   bool no_hwloc = false;
   bool strict = false;
@@ -41,7 +44,20 @@ struct topo_args {
   std::optional<std::string> kinds;
 };
 
-int run_topo(const topo_args &a) {
+int run_topo(topo_args a) {
+  if (a.json) {
+    if (a.format != "table" && a.format != "json") {
+      std::fprintf(stderr, "hetmem topo: --json and --format %s contradict each other\n", a.format.c_str());
+      return exit_usage;
+    }
+    a.format = "json";
+  }
+  if (a.explain && a.format != "table" && a.format != "json") {
+    std::fprintf(
+        stderr, "hetmem topo: --explain goes with the table (or JSON, which always has the reasons), not --format %s\n",
+        a.format.c_str());
+    return exit_usage;
+  }
   hetmem::load_options lo;
   lo.root = a.root;
   lo.overrides = a.kinds;
@@ -63,7 +79,7 @@ int run_topo(const topo_args &a) {
     std::fprintf(stderr, "hetmem topo: --cpu %u: no node lists CPU %u\n", *a.cpu, *a.cpu);
     return exit_usage;
   }
-  if (!a.no_hwloc) {
+  if (!a.no_hwloc && (a.format == "table" || a.format == "json")) {
     auto hw = hetmem::hwloc_view(topo->root);
     if (hw) {
       hetmem::crosscheck(*topo, *hw);
@@ -73,7 +89,17 @@ int run_topo(const topo_args &a) {
       ro.hwloc_note = "hwloc cross-check unavailable: " + hw.error().message + ".";
     }
   }
-  std::string out = a.json ? hetmem::cli::render_json(*topo, ro) : hetmem::cli::render_text(*topo, ro);
+  std::string out;
+  if (a.format == "json")
+    out = hetmem::cli::render_json(*topo, ro);
+  else if (a.format == "tree")
+    out = hetmem::cli::render_tree(*topo, {.unicode = !a.ascii && hetmem::cli::terminal_is_utf8()});
+  else if (a.format == "dot")
+    out = hetmem::cli::render_dot(*topo);
+  else if (a.format == "svg")
+    out = hetmem::cli::render_svg(*topo);
+  else
+    out = hetmem::cli::render_text(*topo, ro);
   std::fwrite(out.data(), 1, out.size(), stdout);
   if (a.strict && !topo->snapshot.diagnostics.empty()) {
     std::fprintf(stderr, "hetmem topo: --strict: %zu file(s) could not be used (first: %s: %s)\n",
@@ -169,7 +195,12 @@ int main(int argc, char **argv) try {
       app.add_subcommand("topo", "Show the memory nodes, their kind, performance and tier order per initiator");
   topo->add_option("--root", ta.root,
                    "Read a captured sysfs/procfs tree instead of the live system (default: $HETMEM_SYSFS_ROOT or /)");
-  topo->add_flag("--json", ta.json, "Print JSON (schema hetmem.topo/1, see docs/topo-json.md)");
+  topo->add_option("--format", ta.format,
+                   "table (default); tree: initiators and their tiers as a tree; json (schema hetmem.topo/1, "
+                   "docs/topo-json.md); dot: a Graphviz graph; svg: a picture (no Graphviz needed)")
+      ->check(CLI::IsMember({"table", "tree", "json", "dot", "svg"}));
+  topo->add_flag("--json", ta.json, "Same as --format json");
+  topo->add_flag("--ascii", ta.ascii, "Draw the tree with ASCII characters (default: box drawing on UTF-8 terminals)");
   topo->add_flag("--explain", ta.explain, "Print every reason behind each verdict, disagreements and kernel settings");
   topo->add_option("--initiator", ta.initiator, "Show tier ranks as seen from this initiator node");
   topo->add_option("--cpu", ta.cpu, "Show tier ranks as seen from the node of this CPU");
@@ -181,7 +212,11 @@ int main(int argc, char **argv) try {
       "  hetmem topo                       this machine\n"
       "  hetmem topo --explain             with every reason and kernel setting\n"
       "  hetmem topo --root tree/ --json   a captured tree, as JSON\n"
-      "  hetmem topo --cpu 40              ranks as seen from CPU 40");
+      "  hetmem topo --cpu 40              ranks as seen from CPU 40\n"
+      "  hetmem topo --format tree         each initiator's tiers as a tree\n"
+      "  hetmem topo --format svg > m.svg  a picture for documentation (or --format dot | dot -Tpng)\n"
+      "Exit status: 0 shown; 1 the tree could not be read; 2 bad usage; 3 --strict and some file could\n"
+      "not be used.");
   topo->callback([] {});
 
   run_args ra;

@@ -79,8 +79,7 @@ const initiator_view *pick_view(const topology &t, const view_choice &choice, st
   return nullptr;
 }
 
-std::string render_text(const topology &t, const render_options &opt) {
-  std::string out;
+std::string summary_line(const topology &t) {
   const auto &s = t.snapshot;
   std::size_t mem_nodes = 0, cpu_nodes = 0;
   std::uint64_t total = 0;
@@ -97,10 +96,16 @@ std::string render_text(const topology &t, const render_options &opt) {
     if (tiers.empty()) tiers = "none";
   }
   std::string hmat = t.hmat_reported ? fmt::format("reported (access{})", t.hmat_access_class) : "not reported";
-  out += fmt::format("hetmem topo: {}\n", t.root);
-  out += fmt::format("{} node{} ({} with memory, {} with CPUs), {} of memory. HMAT: {}. Kernel memory tiers: {}.\n",
+  return fmt::format("{} node{} ({} with memory, {} with CPUs), {} of memory. HMAT: {}. Kernel memory tiers: {}.",
                      t.nodes.size(), t.nodes.size() == 1 ? "" : "s", mem_nodes, cpu_nodes, format_bytes(total), hmat,
                      tiers);
+}
+
+std::string render_text(const topology &t, const render_options &opt) {
+  std::string out;
+  const auto &s = t.snapshot;
+  out += fmt::format("hetmem topo: {}\n", t.root);
+  out += summary_line(t) + "\n";
   if (opt.hwloc_note) out += *opt.hwloc_note + "\n";
   std::string why;
   const initiator_view *view = pick_view(t, opt.view, why);

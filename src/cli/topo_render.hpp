@@ -22,6 +22,8 @@ struct render_options {
 
 // The initiator whose ranks the table shows; `why` says how it was chosen.
 const initiator_view *pick_view(const topology &t, const view_choice &choice, std::string &why);
+// "4 nodes (4 with memory, 2 with CPUs), 1.9 GiB of memory. HMAT: ... Kernel memory tiers: ...."
+std::string summary_line(const topology &t);
 std::string render_text(const topology &t, const render_options &opt);
 std::string render_json(const topology &t, const render_options &opt);
 

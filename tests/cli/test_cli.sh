@@ -46,6 +46,13 @@ if [ -d "$fixtures/power9-v100-gpu-numa" ]; then
   check "--initiator must have CPUs" 2 'node 250 has no CPUs'            -- "$hetmem" topo --root "$fixtures/power9-v100-gpu-numa" --initiator 250
   check "--cpu picks its node"       0 'Ranks as seen from CPU 100'      -- "$hetmem" topo --root "$fixtures/power9-v100-gpu-numa" --cpu 100 --no-hwloc
 fi
+check "--format tree, ASCII"         0 '^(`|\|)-- rank 0 +node [0-9]+ '   -- env LC_ALL=C "$hetmem" topo --format tree
+check "--format tree, UTF-8"         0 '^(└|├)── rank 0 +node [0-9]+ '     -- env LC_ALL=C.UTF-8 "$hetmem" topo --format tree
+check "--ascii forces ASCII"         0 '^(`|\|)-- rank 0'                 -- env LC_ALL=C.UTF-8 "$hetmem" topo --format tree --ascii
+check "--format unknown is usage"    2 'bogus'                             -- "$hetmem" topo --format bogus
+check "--json contradicts tree"      2 'contradict'                        -- "$hetmem" topo --json --format tree
+check "--explain is for the table"   2 'not --format svg'                  -- "$hetmem" topo --explain --format svg
+check "live svg is XML"              0 'svg ok'                            -- sh -c "'$hetmem' topo --format svg | python3 -c 'import sys,xml.dom.minidom; xml.dom.minidom.parse(sys.stdin); print(\"svg ok\")'"
 check "tierd help lists examples"   0 'Examples:'                       -- "$hetmem" tierd --help
 check "tierd needs processes"        2 'name the processes'              -- "$hetmem" tierd
 check "tierd bad rate names it"      2 'rate=fast'                       -- "$hetmem" tierd --pid 1 --rate fast

@@ -1,5 +1,7 @@
-# cmake -DHETMEM=<exe> -DFIXTURES=<dir> -DFIXTURE=<name> -DFORMAT=text|json|explain -DGOLDEN_DIR=<dir> -P run_golden.cmake
-# Compares `hetmem topo` on a fixture with the committed golden file.
+# cmake -DHETMEM=<exe> -DFIXTURES=<dir> -DFIXTURE=<name> -DFORMAT=text|json|explain|tree|dot|svg -DGOLDEN_DIR=<dir>
+#       -P run_golden.cmake
+# Compares `hetmem topo` on a fixture with the committed golden file. DOT output must also be
+# accepted by Graphviz (`dot -Tsvg`), SVG must be well-formed XML.
 # HETMEM_UPDATE_GOLDEN=1 in the environment rewrites the golden file instead.
 if(NOT IS_DIRECTORY "${FIXTURES}/${FIXTURE}")
   message("SKIPPED: fixture ${FIXTURE} not available (../shared/fixtures/hwloc missing)")
@@ -13,12 +15,36 @@ if(FORMAT STREQUAL "json")
 elseif(FORMAT STREQUAL "explain")
   list(APPEND args --explain)
   set(ext explain.txt)
+elseif(FORMAT STREQUAL "tree")
+  list(APPEND args --format tree)
+  set(ext tree.txt)
+elseif(FORMAT STREQUAL "dot" OR FORMAT STREQUAL "svg")
+  list(APPEND args --format ${FORMAT})
+  set(ext ${FORMAT})
 endif()
 # Relative root, so the output does not depend on where the build tree is.
-execute_process(COMMAND ${CMAKE_COMMAND} -E env HETMEM_NODE_KINDS= ${HETMEM} ${args}
+execute_process(COMMAND ${CMAKE_COMMAND} -E env HETMEM_NODE_KINDS= LC_ALL=C.UTF-8 ${HETMEM} ${args}
                 WORKING_DIRECTORY "${FIXTURES}" OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "hetmem ${args} exited ${rc}: ${err}")
+endif()
+if(FORMAT STREQUAL "dot")
+  find_program(DOT dot REQUIRED)  # graphviz: scripts/setup.sh installs it
+endif()
+if(FORMAT STREQUAL "dot" OR FORMAT STREQUAL "svg")
+  string(RANDOM LENGTH 8 tag)
+  set(tmp "${CMAKE_CURRENT_BINARY_DIR}/golden-${FIXTURE}-${tag}.${ext}")
+  file(WRITE "${tmp}" "${out}")
+  if(FORMAT STREQUAL "dot")
+    execute_process(COMMAND ${DOT} -Tsvg -o /dev/null "${tmp}" ERROR_VARIABLE derr RESULT_VARIABLE drc)
+  else()
+    execute_process(COMMAND python3 -c "import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])" "${tmp}"
+                    ERROR_VARIABLE derr RESULT_VARIABLE drc)
+  endif()
+  file(REMOVE "${tmp}")
+  if(NOT drc EQUAL 0)
+    message(FATAL_ERROR "hetmem ${args}: output rejected (${FORMAT}): ${derr}")
+  endif()
 endif()
 set(golden "${GOLDEN_DIR}/${FIXTURE}.${ext}")
 if("$ENV{HETMEM_UPDATE_GOLDEN}" STREQUAL "1")
