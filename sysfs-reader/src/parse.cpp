@@ -1,5 +1,6 @@
 #include "hetmem/sysfs/parse.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <limits>
@@ -346,6 +347,164 @@ std::optional<std::string_view> find_status_field(std::string_view text, std::st
     if (line.substr(0, colon) == key) return trim(line.substr(colon + 1));
   }
   return std::nullopt;
+}
+
+namespace {
+
+// Blank-separated tokens of one line.
+std::vector<std::string_view> tokens(std::string_view line) {
+  std::vector<std::string_view> out;
+  while (true) {
+    while (!line.empty() && is_blank(line.front())) line.remove_prefix(1);
+    if (line.empty()) break;
+    std::size_t n = 0;
+    while (n < line.size() && !is_blank(line[n])) ++n;
+    out.push_back(line.substr(0, n));
+    line.remove_prefix(n);
+  }
+  return out;
+}
+
+// "N<id>=<number>" -> (id, number); nullopt when the token has another shape.
+std::optional<result<std::pair<std::uint32_t, std::uint64_t>>> node_count(std::string_view tok,
+                                                                          std::uint32_t max_node) {
+  if (tok.size() < 4 || tok[0] != 'N' || !std::isdigit(static_cast<unsigned char>(tok[1]))) return std::nullopt;
+  const auto eq = tok.find('=');
+  if (eq == std::string_view::npos) return std::nullopt;
+  auto id = to_number<std::uint32_t>(tok.substr(1, eq - 1), 10, "a node id");
+  if (!id) return result<std::pair<std::uint32_t, std::uint64_t>>(id.error());
+  if (*id > max_node)
+    return result<std::pair<std::uint32_t, std::uint64_t>>(
+        error{ERANGE, "node " + std::to_string(*id) + " is past the limit of " + std::to_string(max_node)});
+  auto n = to_number<std::uint64_t>(tok.substr(eq + 1), 10, "a count");
+  if (!n) return result<std::pair<std::uint32_t, std::uint64_t>>(n.error());
+  return result<std::pair<std::uint32_t, std::uint64_t>>(std::pair{*id, *n});
+}
+
+bool numa_maps_key(std::string_view tok) {
+  static constexpr std::string_view keys[] = {
+      "file=", "anon=", "dirty=", "mapped=", "mapmax=", "swapcache=", "active=", "writeback=", "kernelpagesize_kB="};
+  if (tok == "heap" || tok == "stack" || tok == "huge") return true;
+  if (tok.size() > 1 && tok[0] == 'N' && std::isdigit(static_cast<unsigned char>(tok[1]))) return true;
+  return std::any_of(std::begin(keys), std::end(keys),
+                     [&](std::string_view k) { return tok.substr(0, k.size()) == k; });
+}
+
+bool add_checked(std::uint64_t &to, std::uint64_t v) {
+  if (to > std::numeric_limits<std::uint64_t>::max() - v) return false;
+  to += v;
+  return true;
+}
+
+}  // namespace
+
+result<numa_maps_summary> parse_numa_maps(std::string_view text, std::uint32_t max_node) {
+  auto cleaned = clean(text);
+  if (!cleaned) return cleaned.error();
+  numa_maps_summary out;
+  std::size_t line_no = 0;
+  for (std::string_view line : split_lines(*cleaned)) {
+    ++line_no;
+    const auto toks = tokens(line);
+    if (toks.empty()) continue;
+    auto where = [&](const std::string &msg) { return "line " + std::to_string(line_no) + ": " + msg; };
+    if (auto addr = to_number<std::uint64_t>(toks[0], 16, "a hex address"); !addr)
+      return error{addr.error().code, where(addr.error().message)};
+    ++out.mappings;
+    std::size_t i = 1;
+    std::string policy;
+    for (; i < toks.size() && !numa_maps_key(toks[i]); ++i)
+      policy += (policy.empty() ? "" : " ") + std::string(toks[i]);
+    if (policy.empty()) return bad(where("no memory policy after the address"));
+    bool file = false;
+    std::uint64_t page_kb = 4;
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> counts;
+    for (; i < toks.size(); ++i) {
+      const auto tok = toks[i];
+      if (tok.substr(0, 5) == "file=") {
+        file = true;
+      } else if (tok.substr(0, 18) == "kernelpagesize_kB=") {
+        auto kb = to_number<std::uint64_t>(tok.substr(18), 10, "a page size in kB");
+        if (!kb) return error{kb.error().code, where(kb.error().message)};
+        if (*kb == 0 || (*kb & (*kb - 1)) != 0)
+          return bad(where("page size " + quote(tok.substr(18)) + " kB is not a power of two"));
+        page_kb = *kb;
+      } else if (auto nc = node_count(tok, max_node)) {
+        if (!*nc) return error{nc->error().code, where(nc->error().message)};
+        counts.push_back(**nc);
+      }
+    }
+    std::uint64_t mapping_bytes = 0;
+    for (auto [node, pages] : counts) {
+      if (pages > std::numeric_limits<std::uint64_t>::max() / (page_kb * 1024))
+        return error{ERANGE, where("N" + std::to_string(node) + "=" + std::to_string(pages) + " pages overflow")};
+      const std::uint64_t bytes = pages * page_kb * 1024;
+      auto it = std::lower_bound(out.nodes.begin(), out.nodes.end(), node,
+                                 [](const numa_maps_summary::node_bytes &a, std::uint32_t id) { return a.node < id; });
+      if (it == out.nodes.end() || it->node != node)
+        it = out.nodes.insert(it, numa_maps_summary::node_bytes{node, 0, 0});
+      if (!add_checked(file ? it->file_bytes : it->anon_bytes, bytes) || !add_checked(mapping_bytes, bytes))
+        return error{ERANGE, where("the byte count overflows")};
+    }
+    auto pol = std::find_if(out.policies.begin(), out.policies.end(), [&](const auto &p) { return p.first == policy; });
+    if (pol == out.policies.end()) {
+      if (out.policies.size() >= 256) return bad(where("more than 256 different memory policies"));
+      out.policies.emplace_back(policy, 0);
+      pol = std::prev(out.policies.end());
+    }
+    if (!add_checked(pol->second, mapping_bytes)) return error{ERANGE, where("the byte count overflows")};
+  }
+  return out;
+}
+
+const cgroup_numa_stat::entry *cgroup_numa_stat::find(std::string_view key) const noexcept {
+  for (const auto &e : entries)
+    if (e.key == key) return &e;
+  return nullptr;
+}
+
+result<cgroup_numa_stat> parse_cgroup_numa_stat(std::string_view text, std::uint32_t max_node,
+                                                std::uint64_t page_size) {
+  auto cleaned = clean(text);
+  if (!cleaned) return cleaned.error();
+  if (page_size == 0 || (page_size & (page_size - 1)) != 0) return bad("page size is not a power of two");
+  cgroup_numa_stat out;
+  std::size_t line_no = 0;
+  for (std::string_view line : split_lines(*cleaned)) {
+    ++line_no;
+    const auto toks = tokens(line);
+    if (toks.empty()) continue;
+    auto where = [&](const std::string &msg) { return "line " + std::to_string(line_no) + ": " + msg; };
+    if (out.entries.size() >= 256) return bad(where("more than 256 lines"));
+    cgroup_numa_stat::entry e;
+    std::string_view key = toks[0];
+    const auto eq = key.find('=');
+    const bool v1 = eq != std::string_view::npos;  // "anon=<pages>"
+    if (line_no == 1) out.v1 = v1;
+    if (v1 != out.v1) return bad(where("mixes the cgroup v1 (KEY=pages) and v2 (KEY) formats"));
+    if (v1) {
+      if (auto total = to_number<std::uint64_t>(key.substr(eq + 1), 10, "a page count"); !total)
+        return error{total.error().code, where(total.error().message)};
+      key = key.substr(0, eq);
+    }
+    if (key.empty()) return bad(where("no key"));
+    e.key = std::string(key.substr(0, 64));
+    for (std::size_t i = 1; i < toks.size(); ++i) {
+      auto nc = node_count(toks[i], max_node);
+      if (!nc)
+        return bad(where(std::string("expected N<node>=<") + (v1 ? "pages" : "bytes") + ">, found " + quote(toks[i])));
+      if (!*nc) return error{nc->error().code, where(nc->error().message)};
+      auto [node, value] = **nc;
+      if (v1) {
+        if (value > std::numeric_limits<std::uint64_t>::max() / page_size)
+          return error{ERANGE, where("N" + std::to_string(node) + "=" + std::to_string(value) + " pages overflow")};
+        value *= page_size;
+      }
+      e.per_node.emplace_back(node, value);
+    }
+    out.entries.push_back(std::move(e));
+  }
+  return out;
 }
 
 }  // namespace hetmem::sysfs

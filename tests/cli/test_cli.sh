@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The CLI's contract: exit codes (0 ok, 1 unreadable input, 2 usage, 3 --strict with
 # diagnostics), messages that name the cause, valid JSON, and on a one-node machine the plain
-# statement the README promises. Usage: test_cli.sh HETMEM FIXTURES_DIR
+# statement the README promises. Usage: test_cli.sh HETMEM FIXTURES_DIR [VM_TREES_DIR]
 set -u
-hetmem=$1 fixtures=$2
+hetmem=$1 fixtures=$2 trees=${3:-}
 fail=0 passed=0
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 check() {  # check NAME EXPECTED_RC PATTERN -- command...
@@ -53,6 +53,30 @@ check "--format unknown is usage"    2 'bogus'                             -- "$
 check "--json contradicts tree"      2 'contradict'                        -- "$hetmem" topo --json --format tree
 check "--explain is for the table"   2 'not --format svg'                  -- "$hetmem" topo --explain --format svg
 check "live svg is XML"              0 'svg ok'                            -- sh -c "'$hetmem' topo --format svg | python3 -c 'import sys,xml.dom.minidom; xml.dom.minidom.parse(sys.stdin); print(\"svg ok\")'"
+check "stat of this shell"           0 'By tier: rank 0 '                 -- "$hetmem" stat $$
+check "stat json"                    0 '"schema": "hetmem.stat/1"'        -- sh -c "'$hetmem' stat $$ --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"total_bytes\"] > 0; print(json.dumps(d))'"
+check "stat watch: JSON lines"       0 '^2$'                              -- sh -c "'$hetmem' stat $$ --watch 0.1 --count 2 --json | python3 -c 'import json,sys; print(sum(1 for l in sys.stdin if json.loads(l)[\"sample\"] >= 0))'"
+check "stat needs a target"          2 'one of the two'                   -- "$hetmem" stat
+check "stat: pid or cgroup, not both" 2 'one of the two'                  -- "$hetmem" stat $$ --cgroup /sys/fs/cgroup
+check "stat --count needs --watch"   2 'goes with --watch'                -- "$hetmem" stat $$ --count 2
+check "stat of no process"           1 'no process 999999999'             -- "$hetmem" stat 999999999
+check "stat of no cgroup"            1 'no such cgroup directory'         -- "$hetmem" stat --cgroup /nonexistent/cg
+if [ -n "$trees" ] && [ -d "$trees/vm-two-socket-hbm" ]; then
+  # A captured machine with a process whose pages sit on HBM (node 2) and DDR (node 0, node 1).
+  cp -r "$trees/vm-two-socket-hbm" "$tmp/m"
+  mkdir -p "$tmp/m/proc/4242"
+  printf 'app\n' > "$tmp/m/proc/4242/comm"
+  printf '4242 (a) b) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 2 0 0\n' > "$tmp/m/proc/4242/stat"
+  printf '%s\n' '55d1e0a4c000 default file=/usr/bin/app mapped=256 N0=256 kernelpagesize_kB=4' \
+    '7f1c2e600000 bind:2 anon=65536 dirty=65536 N2=65536 kernelpagesize_kB=4' \
+    '7f1c40000000 interleave:0-1 anon=512 dirty=512 N0=256 N1=256 kernelpagesize_kB=4' > "$tmp/m/proc/4242/numa_maps"
+  check "stat on a tree: CPU 2 ranks"  0 'node 1 \(CPU 2, where it last ran\)' -- "$hetmem" stat 4242 --root "$tmp/m"
+  check "stat on a tree: by tier"      0 'rank 2 DDR \(node 0\) 2\.0 MiB 0\.8%; rank 3 HBM \(node 2\) 256 MiB 98\.8%' -- "$hetmem" stat 4242 --root "$tmp/m"
+  check "stat on a tree: policies"     0 'bind:2 256 MiB; interleave:0-1 2.0 MiB' -- "$hetmem" stat 4242 --root "$tmp/m"
+  check "stat on a tree: node 2 anon"  0 '^2 +HBM +3 +256 MiB +0 B +256 MiB +98\.8%' -- "$hetmem" stat 4242 --root "$tmp/m"
+  printf 'oops\n' >> "$tmp/m/proc/4242/numa_maps"
+  check "stat: malformed numa_maps"    1 'numa_maps: line 4: expected a hex address' -- "$hetmem" stat 4242 --root "$tmp/m"
+fi
 check "tierd help lists examples"   0 'Examples:'                       -- "$hetmem" tierd --help
 check "tierd needs processes"        2 'name the processes'              -- "$hetmem" tierd
 check "tierd bad rate names it"      2 'rate=fast'                       -- "$hetmem" tierd --pid 1 --rate fast

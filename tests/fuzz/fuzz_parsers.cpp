@@ -15,7 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
   if (size == 0) return 0;
   const std::string_view text(reinterpret_cast<const char *>(data + 1), size - 1);
   using namespace hetmem::sysfs;
-  switch (data[0] % 12) {
+  switch (data[0] % 14) {
     case 0: {
       auto r = parse_id_list(text, max_node_id);
       if (r && !r->empty() && r->last() > max_node_id) __builtin_trap();  // the limit holds
@@ -57,6 +57,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     case 11: {
       auto r = hetmem::parse_kind_overrides(text);
       if (!r && r.error().message.empty()) __builtin_trap();  // every error names its cause
+      break;
+    }
+    case 12: {
+      auto r = parse_numa_maps(text, max_node_id);
+      if (r) {
+        for (std::size_t i = 1; i < r->nodes.size(); ++i)
+          if (r->nodes[i - 1].node >= r->nodes[i].node) __builtin_trap();  // ascending, unique
+      } else if (r.error().message.empty()) {
+        __builtin_trap();
+      }
+      break;
+    }
+    case 13: {
+      auto r = parse_cgroup_numa_stat(text, max_node_id);
+      if (!r && r.error().message.empty()) __builtin_trap();
       break;
     }
   }

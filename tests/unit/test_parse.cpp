@@ -125,3 +125,79 @@ TEST_CASE("nvidia numa_status, cpuinfo, KNL hwdata, cgroup", "[parse]") {
   CHECK_FALSE(parse_proc_self_cgroup("garbage\n"));
   CHECK(*find_status_field("Name:\tx\nMems_allowed_list:\t0-1\n", "Mems_allowed_list") == "0-1");
 }
+
+TEST_CASE("numa_maps: pages per node, anonymous and file-backed, by policy", "[parse][numa_maps]") {
+  const auto text =
+      "55d1e0a4c000 default file=/usr/bin/python3.11 mapped=10 N0=10 kernelpagesize_kB=4\n"
+      "55d1e1b9c000 default heap anon=200 dirty=200 N0=150 N1=50 kernelpagesize_kB=4\n"
+      "7f1c2e600000 bind:1 anon=512 dirty=512 N1=512 kernelpagesize_kB=4\n"
+      "7f1c30000000 weighted interleave:0-1 anon=4 dirty=4 N0=2 N1=2 kernelpagesize_kB=4\n"
+      "7f1c40000000 prefer (many):0-1 huge anon=2 dirty=2 N1=2 kernelpagesize_kB=2048\n"
+      "7f1c50000000 default\n"  // nothing resident: no node counts at all
+      "7ffd5b9e3000 default stack anon=9 dirty=9 N0=9 kernelpagesize_kB=4 newkey=7\n";
+  auto r = parse_numa_maps(text, 1023);
+  REQUIRE(r);
+  CHECK(r->mappings == 7);
+  REQUIRE(r->nodes.size() == 2);
+  CHECK(r->nodes[0].node == 0);
+  CHECK(r->nodes[0].anon_bytes == (150 + 2 + 9) * 4096ull);
+  CHECK(r->nodes[0].file_bytes == 10 * 4096ull);
+  CHECK(r->nodes[1].node == 1);
+  CHECK(r->nodes[1].anon_bytes == (50 + 512 + 2) * 4096ull + 2 * (2048ull << 10));
+  CHECK(r->nodes[1].file_bytes == 0);
+  REQUIRE(r->policies.size() == 4);
+  CHECK(r->policies[0] == std::pair<std::string, std::uint64_t>{"default", (10 + 200 + 9) * 4096ull});
+  CHECK(r->policies[1] == std::pair<std::string, std::uint64_t>{"bind:1", 512 * 4096ull});
+  CHECK(r->policies[2].first == "weighted interleave:0-1");  // policy names may hold blanks
+  CHECK(r->policies[3].first == "prefer (many):0-1");
+  CHECK(r->policies[3].second == 2 * (2048ull << 10));
+  CHECK(parse_numa_maps("", 1023)->nodes.empty());
+}
+
+TEST_CASE("numa_maps: malformed lines are errors naming the line", "[parse][numa_maps]") {
+  auto err = [](std::string_view text) {
+    auto r = parse_numa_maps(text, 63);
+    REQUIRE_FALSE(r);
+    return r.error().message;
+  };
+  CHECK(err("zz00 default N0=1\n").find("line 1: expected a hex address") != std::string::npos);
+  CHECK(err("1000 default N0=1\n2000\n").find("line 2: no memory policy") != std::string::npos);
+  CHECK(err("1000 default N64=1\n").find("node 64 is past the limit of 63") != std::string::npos);
+  CHECK(err("1000 default N0=x1\n").find("expected a count") != std::string::npos);
+  CHECK(err("1000 default N0=1 kernelpagesize_kB=3\n").find("not a power of two") != std::string::npos);
+  CHECK(err("1000 default N0=18446744073709551615 kernelpagesize_kB=4\n").find("overflow") != std::string::npos);
+  CHECK(err("1000 default N0=4503599627370495 kernelpagesize_kB=4\n2000 default N0=4503599627370495 "
+            "kernelpagesize_kB=4\n")
+            .find("overflows") != std::string::npos);
+  CHECK(err("1000 default N0=1\n\x00\x01"s).find("binary") != std::string::npos);
+}
+
+TEST_CASE("cgroup memory.numa_stat: bytes per node per key", "[parse][numa_stat]") {
+  auto r = parse_cgroup_numa_stat("anon N0=4096 N1=8192\nfile N0=0 N1=12288\nkernel_stack N0=16384 N1=0\n", 1023);
+  REQUIRE(r);
+  REQUIRE(r->entries.size() == 3);
+  const auto *anon = r->find("anon");
+  REQUIRE(anon);
+  CHECK(anon->per_node == std::vector<std::pair<std::uint32_t, std::uint64_t>>{{0, 4096}, {1, 8192}});
+  CHECK(r->find("file")->per_node[1].second == 12288);
+  CHECK(r->find("shmem") == nullptr);
+  auto bad = parse_cgroup_numa_stat("anon N0=1\nfile 12\n", 1023);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("line 2: expected N<node>=<bytes>, found '12'") != std::string::npos);
+  CHECK_FALSE(parse_cgroup_numa_stat("anon N2000=1\n", 1023));
+}
+
+TEST_CASE("cgroup v1 memory.numa_stat: pages converted to bytes", "[parse][numa_stat]") {
+  auto r = parse_cgroup_numa_stat(
+      "total=160283 N0=160283 N1=0\nanon=515 N0=515 N1=0\nhierarchical_anon=600 N0=590 N1=10\n", 1023, 4096);
+  REQUIRE(r);
+  CHECK(r->v1);
+  REQUIRE(r->find("hierarchical_anon"));
+  CHECK(r->find("hierarchical_anon")->per_node[1] == std::pair<std::uint32_t, std::uint64_t>{1, 40960});
+  CHECK(r->find("anon")->per_node[0].second == 515 * 4096ull);
+  auto mixed = parse_cgroup_numa_stat("anon=1 N0=1\nfile N0=4096\n", 1023);
+  REQUIRE_FALSE(mixed);
+  CHECK(mixed.error().message.find("mixes") != std::string::npos);
+  CHECK_FALSE(parse_cgroup_numa_stat("anon=x N0=1\n", 1023));
+  CHECK_FALSE(parse_cgroup_numa_stat("anon=1 N0=18446744073709551615\n", 1023));
+}

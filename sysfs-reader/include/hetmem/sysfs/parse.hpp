@@ -76,6 +76,39 @@ result<cgroup_membership> parse_proc_self_cgroup(std::string_view text);
 // The value of one "Key:\tvalue" line of /proc/self/status (std::nullopt if the key is absent).
 std::optional<std::string_view> find_status_field(std::string_view text, std::string_view key);
 
+// /proc/PID/numa_maps: one line per mapping, "ADDRESS POLICY [key[=value]]...". Pages per node
+// ("N<id>=<pages>", in units of kernelpagesize_kB) are summed per node, split into anonymous
+// memory (no "file=": anon, heap, stack, shared anonymous) and file-backed mappings (a private
+// file mapping's copy-on-write pages count as file-backed: numa_maps does not split them by
+// node). Unknown keys are ignored (the kernel adds some now and then); a malformed address,
+// count or page size, a node past max_node, or a byte count that overflows is an error naming
+// the line.
+struct numa_maps_summary {
+  struct node_bytes {
+    std::uint32_t node = 0;
+    std::uint64_t anon_bytes = 0, file_bytes = 0;
+  };
+  std::vector<node_bytes> nodes;                                // ascending node id; only nodes that hold pages
+  std::uint64_t mappings = 0;                                   // lines read
+  std::vector<std::pair<std::string, std::uint64_t>> policies;  // "default", "bind:1", ... -> bytes
+};
+result<numa_maps_summary> parse_numa_maps(std::string_view text, std::uint32_t max_node);
+
+// A cgroup's memory.numa_stat. cgroup v2: lines "KEY N0=<bytes> N1=<bytes> ...". cgroup v1:
+// lines "KEY=<pages> N0=<pages> ..." (total, file, anon, unevictable and their hierarchical_
+// forms), converted to bytes with page_size. Either way per_node holds bytes.
+struct cgroup_numa_stat {
+  struct entry {
+    std::string key;                                                // "anon", "file", "kernel_stack", ...
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> per_node;  // node -> bytes, as listed
+  };
+  std::vector<entry> entries;
+  bool v1 = false;  // the cgroup v1 format (counts were pages)
+  [[nodiscard]] const entry *find(std::string_view key) const noexcept;
+};
+result<cgroup_numa_stat> parse_cgroup_numa_stat(std::string_view text, std::uint32_t max_node,
+                                                std::uint64_t page_size = 4096);
+
 // Lines of a text, without their '\n'.
 std::vector<std::string_view> split_lines(std::string_view text);
 // Blank-trimmed view.
