@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "doctor_cmd.hpp"
 #include "hetmem/hwloc_check.hpp"
 #include "hetmem/policy.hpp"
 #include "hetmem/sysfs/reader.hpp"
@@ -261,6 +262,23 @@ int main(int argc, char **argv) try {
       "Exit status: 0 shown; 1 the process or cgroup could not be read (no such process, no permission:\n"
       "another user's process needs root or CAP_SYS_PTRACE; no memory controller); 2 bad usage.");
 
+  hetmem::cli::doctor_args doc;
+  auto *doctor = app.add_subcommand(
+      "doctor", "What this machine and kernel offer for tiered memory, what is off, and how to change it");
+  doctor->add_option("--root", doc.root, "Examine a captured sysfs/procfs tree instead of the live system");
+  doctor->add_flag("--json", doc.json, "Print JSON (schema hetmem.doctor/1)");
+  doctor->footer(
+      "Checks: memory nodes and their kinds, HMAT, kernel memory tiers, demotion, NUMA balancing mode,\n"
+      "weighted interleave, DAMON and PSI (hotness and pressure for tiering), transparent huge pages, this\n"
+      "process's cpuset, dax devices not onlined, offline memory blocks, zone_reclaim_mode, unreadable files.\n"
+      "Each finding is ok, note or warn; notes and warnings say the command that changes them.\n"
+      "Examples:\n"
+      "  hetmem doctor\n"
+      "  hetmem doctor --json | jq '.findings[] | select(.status == \"warn\")'\n"
+      "  hetmem doctor --root captured-tree/\n"
+      "Exit status: 0 nothing needs attention (notes at most); 1 the topology could not be read; 2 bad\n"
+      "usage; 4 at least one warning.");
+
   hetmem::cli::migrate_args ma;
   auto *mig = app.add_subcommand("migrate", "Move a process's pages to a tier (move_pages, in batches)");
   mig->add_option("--pid", ma.pid, "The process whose pages move")->required();
@@ -319,6 +337,7 @@ int main(int argc, char **argv) try {
   if (topo->parsed()) return run_topo(ta);
   if (run->parsed()) return run_program(ra);
   if (mig->parsed()) return hetmem::cli::run_migrate(ma);
+  if (doctor->parsed()) return hetmem::cli::run_doctor(doc);
   if (stat->parsed()) {
     if (stat->count("--watch") > 0 && !sa.watch) sa.watch = 1.0;
     return hetmem::cli::run_stat(sa);

@@ -77,6 +77,11 @@ if [ -n "$trees" ] && [ -d "$trees/vm-two-socket-hbm" ]; then
   printf 'oops\n' >> "$tmp/m/proc/4242/numa_maps"
   check "stat: malformed numa_maps"    1 'numa_maps: line 4: expected a hex address' -- "$hetmem" stat 4242 --root "$tmp/m"
 fi
+check "doctor help lists checks"    0 'Checks:'                          -- "$hetmem" doctor --help
+check "doctor runs (0 or 4)"         0 '(warning|note)s?\.$'             -- sh -c "'$hetmem' doctor; r=\$?; [ \$r = 0 ] || [ \$r = 4 ]"
+check "doctor json"                  0 '"schema": "hetmem.doctor/1"'      -- sh -c "'$hetmem' doctor --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert all(f[\"status\"] in (\"ok\",\"note\",\"warn\") for f in d[\"findings\"]); print(json.dumps(d, indent=1))'"
+[ -n "$trees" ] && check "doctor: warnings exit 4" 4 'warn +demotion'  -- "$hetmem" doctor --root "$trees/vm-pmem-kmem"
+check "doctor: bad root"             1 "cannot open sysfs root '/nonexistent/z'" -- "$hetmem" doctor --root /nonexistent/z
 check "tierd help lists examples"   0 'Examples:'                       -- "$hetmem" tierd --help
 check "tierd needs processes"        2 'name the processes'              -- "$hetmem" tierd
 check "tierd bad rate names it"      2 'rate=fast'                       -- "$hetmem" tierd --pid 1 --rate fast
