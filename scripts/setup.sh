@@ -40,7 +40,7 @@ main_pkgs=(build-essential cmake ninja-build pkg-config git bzip2 tar xz-utils
            clang-format clang-tidy python3
            libbenchmark-dev libjemalloc-dev libmemkind-dev  # side-by-side benchmarks
            gdb sqlite3 redis-server redis-tools  # programs the preload tests run under it
-           graphviz)  # dot: checks the DOT that `hetmem topo --format dot` writes
+           graphviz man-db)  # dot and man: check the DOT and the man page the CLI writes
 bpo_pkgs=(libhwloc-dev catch2)
 [ "$want_vm" = 1 ] && main_pkgs+=(qemu-system-x86 busybox-static cpio ndctl daxctl e2fsprogs
                                  numactl)  # migspeed: the migration benchmark's mbind baseline

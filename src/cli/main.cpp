@@ -188,6 +188,7 @@ int run_program(const run_args &a) {
 
 int main(int argc, char **argv) try {
   CLI::App app{"hetmem: see, place and move memory across DDR, HBM, PMEM, CXL and device tiers"};
+  app.name("hetmem");  // not argv[0]: the usage lines (and the man page made from them) say "hetmem"
   app.set_version_flag("--version", std::string("hetmem ") + HETMEM_VERSION);
   app.require_subcommand(1);
   app.footer("Run 'hetmem SUBCOMMAND --help' for the options of each subcommand.");
@@ -244,7 +245,8 @@ int main(int argc, char **argv) try {
   auto *stat =
       app.add_subcommand("stat", "Memory per node and per tier of a process or cgroup, as the kernel counts it");
   stat->add_option("pid", sa.pid, "The process (its /proc/PID/numa_maps)");
-  stat->add_option("--cgroup", sa.cgroup, "A cgroup v2 directory (its memory.numa_stat), e.g. /sys/fs/cgroup/db.slice");
+  stat->add_option("--cgroup", sa.cgroup,
+                   "A cgroup directory, v2 or v1 memory (its memory.numa_stat), e.g. /sys/fs/cgroup/db.slice");
   stat->add_option("--watch", sa.watch, "Sample every SECONDS (default 1) until Ctrl-C or the process ends")
       ->expected(0, 1)
       ->default_str("1");
