@@ -50,7 +50,7 @@ def options(lines):
     items = []
     for line in lines:
         m = re.match(r"^  (\S.*?)(?:\s{2,}(\S.*))?$", line)
-        if m and not line.startswith("   " * 4):
+        if m:
             items.append([m.group(1).strip(), (m.group(2) or "").strip()])
         elif items and line.strip():
             items[-1][1] += " " + line.strip()

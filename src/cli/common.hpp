@@ -1,6 +1,7 @@
-// common.hpp — what every `hetmem` subcommand shares: exit codes and tier arguments.
+// common.hpp — what the `hetmem` subcommands share: exit codes, tier arguments, file reading.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 #include "hetmem/policy.hpp"
@@ -21,5 +22,12 @@ inline result<tier> tier_named(const std::string &text, const char *option, cons
   if (!ref) return ref.error();
   return policy::resolve_tier(*ref, topo);
 }
+
+// `path` below a captured tree's root ("" or "/": the live system).
+std::string under_root(const std::string &root, const std::string &path);
+
+// A whole /proc, /sys or cgroup file (they report no size to stat()), at most `limit` bytes;
+// the error names the path and the cause (EFBIG past the limit).
+result<std::string> read_text_file(const std::string &path, std::size_t limit);
 
 }  // namespace hetmem::cli

@@ -1,7 +1,6 @@
 // doctor_cmd.cpp — `hetmem doctor [--root DIR] [--json]`.
 #include "doctor_cmd.hpp"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -21,14 +20,9 @@ namespace {
 
 // A small file below the root (at most 4 KiB), blank-trimmed; nullopt when unreadable.
 std::optional<std::string> small_file(const std::string &root, const std::string &rel) {
-  const std::string path = (root.empty() || root == "/" ? std::string() : root) + "/" + rel;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return std::nullopt;
-  char buf[4096];
-  const ssize_t n = ::read(fd, buf, sizeof buf);
-  ::close(fd);
-  if (n < 0) return std::nullopt;
-  return std::string(sysfs::trim(std::string_view(buf, static_cast<std::size_t>(n))));
+  auto text = read_text_file(under_root(root, rel), 4096);
+  if (!text) return std::nullopt;
+  return std::string(sysfs::trim(*text));
 }
 
 // "always [madvise] never" -> "madvise".
@@ -174,10 +168,8 @@ std::vector<finding> diagnose(const topology &t, const kernel_tiering_state &k, 
 
   // Hotness sources.
   if (k.damon_sysfs) {
-    const bool writable = ::access(((root.empty() || root == "/" ? std::string() : root) +
-                                    "/sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds")
-                                       .c_str(),
-                                   W_OK) == 0;
+    const bool writable =
+        ::access(under_root(root, "sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds").c_str(), W_OK) == 0;
     add("damon", finding_status::ok,
         fmt::format("DAMON sysfs present ({} kdamond(s) configured, {} running{}){}", k.damon_kdamonds, k.damon_running,
                     k.damon_schemes.empty() ? "" : ", schemes: " + std::to_string(k.damon_schemes.size()),
@@ -242,7 +234,7 @@ std::vector<finding> diagnose(const topology &t, const kernel_tiering_state &k, 
   if (auto policy = small_file(root, "sys/devices/system/memory/auto_online_blocks")) {
     std::size_t offline = 0;
     std::error_code ec;
-    const std::string dir = (root.empty() || root == "/" ? std::string() : root) + "/sys/devices/system/memory";
+    const std::string dir = under_root(root, "sys/devices/system/memory");
     for (auto it = std::filesystem::directory_iterator(dir, ec); !ec && it != std::filesystem::directory_iterator();
          it.increment(ec)) {
       const auto name = it->path().filename().string();

@@ -1,7 +1,6 @@
 // stat_cmd.cpp — `hetmem stat PID | --cgroup PATH [--watch [S]] [--count N] [--json]`.
 #include "stat_cmd.hpp"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -21,6 +20,7 @@
 #include "hetmem/format.hpp"
 #include "hetmem/sysfs/parse.hpp"
 #include "hetmem/topology.hpp"
+#include "topo_render.hpp"
 
 namespace hetmem::cli {
 namespace {
@@ -29,36 +29,6 @@ using ojson = nlohmann::ordered_json;
 
 volatile std::sig_atomic_t stop_requested = 0;
 extern "C" void stat_stop_signal(int /*sig*/) { stop_requested = 1; }
-
-// A whole /proc or cgroup file (these have no size in stat()), at most `limit` bytes.
-result<std::string> read_whole(const std::string &path, std::size_t limit) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return error{errno, path + ": " + std::strerror(errno)};
-  std::string out;
-  char buf[65536];
-  while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int e = errno;
-      ::close(fd);
-      return error{e, path + ": " + std::strerror(e)};
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-    if (out.size() > limit) {
-      ::close(fd);
-      return error{EFBIG, path + ": larger than " + format_bytes(limit) + "; not read"};
-    }
-  }
-  ::close(fd);
-  return out;
-}
-
-std::string joined(const std::string &root, const std::string &path) {
-  if (root.empty() || root == "/") return path;
-  return root + (path.starts_with('/') ? "" : "/") + path;
-}
 
 struct node_usage {
   std::uint32_t node = 0;
@@ -90,8 +60,8 @@ struct failure {
 };
 
 std::optional<failure> read_process(const stat_args &a, sample &out) {
-  const std::string path = joined(a.root, fmt::format("/proc/{}/numa_maps", *a.pid));
-  auto text = read_whole(path, std::size_t{1} << 28);
+  const std::string path = under_root(a.root, fmt::format("/proc/{}/numa_maps", *a.pid));
+  auto text = read_text_file(path, std::size_t{1} << 28);
   if (!text) {
     const int e = text.error().code;
     if (e == ENOENT || e == ESRCH)
@@ -115,13 +85,13 @@ std::optional<failure> read_process(const stat_args &a, sample &out) {
 }
 
 std::optional<failure> read_cgroup(const stat_args &a, sample &out) {
-  const std::string path = joined(a.root, *a.cgroup + "/memory.numa_stat");
-  auto text = read_whole(path, std::size_t{1} << 20);
+  const std::string path = under_root(a.root, *a.cgroup + "/memory.numa_stat");
+  auto text = read_text_file(path, std::size_t{1} << 20);
   if (!text) {
     const int e = text.error().code;
     std::string why = text.error().message;
     if (e == ENOENT)
-      why += ::access(joined(a.root, *a.cgroup).c_str(), F_OK) == 0
+      why += ::access(under_root(a.root, *a.cgroup).c_str(), F_OK) == 0
                  ? " (a cgroup v2 directory whose parent has not enabled the memory controller in "
                    "cgroup.subtree_control?)"
                  : " (no such cgroup directory)";
@@ -145,7 +115,7 @@ std::optional<failure> read_cgroup(const stat_args &a, sample &out) {
 
 // Where a process last ran: field 39 of /proc/PID/stat (after the ')' that ends its name).
 std::optional<std::uint32_t> last_cpu(const stat_args &a) {
-  auto text = read_whole(joined(a.root, fmt::format("/proc/{}/stat", *a.pid)), 4096);
+  auto text = read_text_file(under_root(a.root, fmt::format("/proc/{}/stat", *a.pid)), 4096);
   if (!text) return std::nullopt;
   const auto close = text->rfind(')');
   if (close == std::string::npos) return std::nullopt;
@@ -169,7 +139,7 @@ std::optional<std::uint32_t> last_cpu(const stat_args &a) {
 }
 
 std::string comm_of(const stat_args &a) {
-  auto text = read_whole(joined(a.root, fmt::format("/proc/{}/comm", *a.pid)), 4096);
+  auto text = read_text_file(under_root(a.root, fmt::format("/proc/{}/comm", *a.pid)), 4096);
   if (!text) return "?";
   return std::string(sysfs::trim(*text));
 }
@@ -192,17 +162,9 @@ view_info choose_view(const stat_args &a, const topology &t) {
   return {nullptr, "no initiator to rank from"};
 }
 
-std::optional<std::uint32_t> rank_in(const initiator_view *v, std::uint32_t node) {
-  if (!v) return std::nullopt;
-  for (const auto &g : v->tiers)
-    if (std::find(g.nodes.begin(), g.nodes.end(), node) != g.nodes.end()) return g.rank;
-  return std::nullopt;
-}
-
 std::string kind_of(const topology &t, std::uint32_t node) {
-  for (const auto &n : t.nodes)
-    if (n.id == node) return std::string(to_string(n.kind));
-  return "?";
+  const node_info *n = t.find(node);
+  return n ? std::string(to_string(n->kind)) : "?";
 }
 
 std::string percent(std::uint64_t part, std::uint64_t whole) {
@@ -258,7 +220,7 @@ std::string render_text(const stat_args &a, const sample &s, const sample *prev,
   if (prev) head.emplace_back("CHANGE");
   rows.push_back(head);
   for (const auto &n : s.nodes) {
-    auto r = rank_in(vi.view, n.node);
+    auto r = rank_of(vi.view, n.node);
     std::vector<std::string> row{std::to_string(n.node), kind_of(t, n.node), r ? std::to_string(*r) : "-",
                                  format_bytes(n.anon), format_bytes(n.file)};
     if (cg) row.push_back(format_bytes(n.kernel));
@@ -322,7 +284,7 @@ ojson render_json(const stat_args &a, const sample &s, const topology &t, const 
   j["total_bytes"] = s.total();
   ojson nodes = ojson::array();
   for (const auto &n : s.nodes) {
-    auto r = rank_in(vi.view, n.node);
+    auto r = rank_of(vi.view, n.node);
     ojson o{{"node", n.node},
             {"kind", kind_of(t, n.node)},
             {"rank", r ? ojson(*r) : ojson(nullptr)},

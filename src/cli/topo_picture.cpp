@@ -15,12 +15,6 @@
 namespace hetmem::cli {
 namespace {
 
-const node_info *find_node(const topology &t, std::uint32_t id) {
-  for (const auto &n : t.nodes)
-    if (n.id == id) return &n;
-  return nullptr;
-}
-
 // Nodes with memory that no initiator ranks (no CPU node reported, or none reaches them).
 std::vector<std::uint32_t> unranked_memory(const topology &t) {
   std::vector<std::uint32_t> out;
@@ -104,9 +98,8 @@ struct tree_rows {
   }
 };
 
-std::vector<std::string> node_cells(const node_info &n, bool with_kind) {
-  std::vector<std::string> c{"node " + std::to_string(n.id)};
-  if (with_kind) c.emplace_back(to_string(n.kind));
+std::vector<std::string> node_cells(const node_info &n) {
+  std::vector<std::string> c{"node " + std::to_string(n.id), std::string(to_string(n.kind))};
   c.push_back(size_text(n));
   c.push_back(perf_text(n, "  "));
   c.push_back(extras_text(n));
@@ -201,9 +194,9 @@ std::string render_tree(const topology &t, const tree_options &opt) {
       std::string where = std::string(grp.local ? "local" : "remote") +
                           (grp.distance ? ", distance " + std::to_string(*grp.distance) : std::string());
       if (grp.nodes.size() == 1) {
-        const node_info *n = find_node(t, grp.nodes.front());
+        const node_info *n = t.find(grp.nodes.front());
         if (!n) continue;
-        auto cells = node_cells(*n, true);
+        auto cells = node_cells(*n);
         cells.insert(cells.begin(), head);
         cells.insert(cells.begin() + 3, where);
         rows.rows.emplace_back(last_group ? g.last : g.branch, std::move(cells));
@@ -213,11 +206,11 @@ std::string render_tree(const topology &t, const tree_options &opt) {
                              std::vector<std::string>{head, fmt::format("{} nodes", grp.nodes.size()),
                                                       std::string(to_string(grp.kind)), where});
       for (std::size_t ni = 0; ni < grp.nodes.size(); ++ni) {
-        const node_info *n = find_node(t, grp.nodes[ni]);
+        const node_info *n = t.find(grp.nodes[ni]);
         if (!n) continue;
         std::string prefix =
             std::string(last_group ? g.blank : g.pipe) + (ni + 1 == grp.nodes.size() ? g.last : g.branch);
-        auto cells = node_cells(*n, true);
+        auto cells = node_cells(*n);
         cells.insert(cells.begin(), "");      // under "rank N"
         cells.insert(cells.begin() + 3, "");  // under "local, distance D"
         rows.rows.emplace_back(prefix, std::move(cells));
@@ -231,8 +224,8 @@ std::string render_tree(const topology &t, const tree_options &opt) {
     out += "\nMemory no initiator ranks:\n";
     tree_rows rows;
     for (std::size_t i = 0; i < unranked.size(); ++i)
-      if (const node_info *n = find_node(t, unranked[i]))
-        rows.rows.emplace_back(i + 1 == unranked.size() ? g.last : g.branch, node_cells(*n, true));
+      if (const node_info *n = t.find(unranked[i]))
+        rows.rows.emplace_back(i + 1 == unranked.size() ? g.last : g.branch, node_cells(*n));
     out += rows.render();
   }
   if (t.initiators.empty() && unranked.empty()) out += "\nNo memory nodes.\n";
@@ -287,7 +280,7 @@ std::string render_svg(const topology &t) {
     for (const auto &grp : iv.tiers) {
       std::vector<const node_info *> ns;
       for (auto id : grp.nodes)
-        if (const node_info *n = find_node(t, id)) ns.push_back(n);
+        if (const node_info *n = t.find(id)) ns.push_back(n);
       c.groups.emplace_back(fmt::format("rank {} · {}{}", grp.rank, grp.local ? "local" : "remote",
                                         grp.distance ? fmt::format(" · distance {}", *grp.distance) : std::string()),
                             std::move(ns));
@@ -299,7 +292,7 @@ std::string render_svg(const topology &t) {
     column c{"no initiator", "memory no CPU node ranks", {}, {}};
     std::vector<const node_info *> ns;
     for (auto id : un)
-      if (const node_info *n = find_node(t, id)) ns.push_back(n);
+      if (const node_info *n = t.find(id)) ns.push_back(n);
     c.groups.emplace_back("unranked", std::move(ns));
     c.local.push_back(false);
     cols.push_back(std::move(c));

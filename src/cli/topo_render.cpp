@@ -43,18 +43,18 @@ std::string tier_text(const tier_group &g) {
   return fmt::format("[{} {}{}]", nodes, to_string(g.kind), g.local ? "*" : "");
 }
 
+std::string cache_column(const node_info &n) {
+  return n.memory_side_cache_bytes ? format_bytes(*n.memory_side_cache_bytes) : "-";
+}
+
+}  // namespace
+
 std::optional<std::uint32_t> rank_of(const initiator_view *view, std::uint32_t node) {
   if (!view) return std::nullopt;
   for (const auto &g : view->tiers)
     if (std::find(g.nodes.begin(), g.nodes.end(), node) != g.nodes.end()) return g.rank;
   return std::nullopt;
 }
-
-std::string cache_column(const node_info &n) {
-  return n.memory_side_cache_bytes ? format_bytes(*n.memory_side_cache_bytes) : "-";
-}
-
-}  // namespace
 
 const initiator_view *pick_view(const topology &t, const view_choice &choice, std::string &why) {
   if (choice.initiator_node) {

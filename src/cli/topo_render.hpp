@@ -20,6 +20,8 @@ struct render_options {
   std::optional<std::string> hwloc_note;  // one line about the hwloc cross-check
 };
 
+// The rank of `node`'s tier as `view` sees it; nullopt without a view or when it ranks no such node.
+std::optional<std::uint32_t> rank_of(const initiator_view *view, std::uint32_t node);
 // The initiator whose ranks the table shows; `why` says how it was chosen.
 const initiator_view *pick_view(const topology &t, const view_choice &choice, std::string &why);
 // "4 nodes (4 with memory, 2 with CPUs), 1.9 GiB of memory. HMAT: ... Kernel memory tiers: ...."
