@@ -42,6 +42,7 @@
 #include <vector>
 #include "hetmem/migrate.hpp"
 #include "hetmem/result.hpp"
+#include "hetmem/sysfs/model.hpp"
 #include "hetmem/tier.hpp"
 
 namespace hetmem {
@@ -67,6 +68,9 @@ struct kernel_tiering_state {
 
 // Reads the state relative to `root` ("" for the real /proc and /sys).
 [[nodiscard]] kernel_tiering_state detect_kernel_tiering(const std::string &root = "");
+// The same, taking NUMA balancing's mode and demotion from a snapshot already read below `root`
+// (a caller that has loaded the topology does not read it twice).
+[[nodiscard]] kernel_tiering_state detect_kernel_tiering(const std::string &root, const sysfs::snapshot &snap);
 
 enum class hotness_source { automatic, damon, soft_dirty };
 enum class kernel_coexistence { coexist, yield, force };

@@ -276,7 +276,7 @@ int run_doctor(const doctor_args &a) {
     return exit_failure;
   }
   const std::string root = topo->root == "/" ? std::string() : topo->root;
-  const auto k = detect_kernel_tiering(root);
+  const auto k = detect_kernel_tiering(root, topo->snapshot);
   const auto findings = diagnose(*topo, k, root);
   std::size_t warnings = 0, notes = 0;
   for (const auto &f : findings) {

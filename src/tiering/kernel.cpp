@@ -30,14 +30,17 @@ bool exists(const std::string &path) { return ::access(path.c_str(), F_OK) == 0;
 }  // namespace
 
 kernel_tiering_state detect_kernel_tiering(const std::string &root) {
-  kernel_tiering_state s;
   // NUMA balancing's mode and demotion: as the topology reader reads them (bounded, checked).
   sysfs::read_options ro;
   ro.root = root.empty() ? "/" : root;
-  if (auto snap = sysfs::read_snapshot(ro)) {
-    if (snap->numa_balancing) s.numa_balancing = static_cast<int>(*snap->numa_balancing);
-    if (snap->demotion_enabled) s.demotion_enabled = *snap->demotion_enabled ? 1 : 0;
-  }
+  auto snap = sysfs::read_snapshot(ro);
+  return detect_kernel_tiering(root, snap ? *snap : sysfs::snapshot{});
+}
+
+kernel_tiering_state detect_kernel_tiering(const std::string &root, const sysfs::snapshot &snap) {
+  kernel_tiering_state s;
+  if (snap.numa_balancing) s.numa_balancing = static_cast<int>(*snap.numa_balancing);
+  if (snap.demotion_enabled) s.demotion_enabled = *snap.demotion_enabled ? 1 : 0;
   s.promote_rate_limit_mbps = read_int(root + "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps", -1);
   const std::string admin = root + "/sys/kernel/mm/damon/admin";
   s.damon_sysfs = exists(admin + "/kdamonds/nr_kdamonds");
