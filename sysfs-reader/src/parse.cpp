@@ -390,6 +390,27 @@ bool numa_maps_key(std::string_view tok) {
                      [&](std::string_view k) { return tok.substr(0, k.size()) == k; });
 }
 
+// The non-blank lines of a line-oriented table (numa_maps, memory.numa_stat) as tokens, with
+// their 1-based line numbers for error messages.
+struct token_line {
+  std::size_t number = 0;
+  std::vector<std::string_view> tokens;
+  [[nodiscard]] std::string where(const std::string &msg) const {
+    return "line " + std::to_string(number) + ": " + msg;
+  }
+};
+
+std::vector<token_line> token_lines(std::string_view text) {
+  std::vector<token_line> out;
+  std::size_t number = 0;
+  for (std::string_view line : split_lines(text)) {
+    ++number;
+    auto toks = tokens(line);
+    if (!toks.empty()) out.push_back({number, std::move(toks)});
+  }
+  return out;
+}
+
 bool add_checked(std::uint64_t &to, std::uint64_t v) {
   if (to > std::numeric_limits<std::uint64_t>::max() - v) return false;
   to += v;
@@ -402,12 +423,9 @@ result<numa_maps_summary> parse_numa_maps(std::string_view text, std::uint32_t m
   auto cleaned = clean(text);
   if (!cleaned) return cleaned.error();
   numa_maps_summary out;
-  std::size_t line_no = 0;
-  for (std::string_view line : split_lines(*cleaned)) {
-    ++line_no;
-    const auto toks = tokens(line);
-    if (toks.empty()) continue;
-    auto where = [&](const std::string &msg) { return "line " + std::to_string(line_no) + ": " + msg; };
+  for (const auto &tl : token_lines(*cleaned)) {
+    const auto &toks = tl.tokens;
+    auto where = [&](const std::string &msg) { return tl.where(msg); };
     if (auto addr = to_number<std::uint64_t>(toks[0], 16, "a hex address"); !addr)
       return error{addr.error().code, where(addr.error().message)};
     ++out.mappings;
@@ -469,18 +487,17 @@ result<cgroup_numa_stat> parse_cgroup_numa_stat(std::string_view text, std::uint
   if (!cleaned) return cleaned.error();
   if (page_size == 0 || (page_size & (page_size - 1)) != 0) return bad("page size is not a power of two");
   cgroup_numa_stat out;
-  std::size_t line_no = 0;
-  for (std::string_view line : split_lines(*cleaned)) {
-    ++line_no;
-    const auto toks = tokens(line);
-    if (toks.empty()) continue;
-    auto where = [&](const std::string &msg) { return "line " + std::to_string(line_no) + ": " + msg; };
+  bool first = true;
+  for (const auto &tl : token_lines(*cleaned)) {
+    const auto &toks = tl.tokens;
+    auto where = [&](const std::string &msg) { return tl.where(msg); };
     if (out.entries.size() >= 256) return bad(where("more than 256 lines"));
     cgroup_numa_stat::entry e;
     std::string_view key = toks[0];
     const auto eq = key.find('=');
     const bool v1 = eq != std::string_view::npos;  // "anon=<pages>"
-    if (line_no == 1) out.v1 = v1;
+    if (first) out.v1 = v1;                        // the first line decides the format
+    first = false;
     if (v1 != out.v1) return bad(where("mixes the cgroup v1 (KEY=pages) and v2 (KEY) formats"));
     if (v1) {
       if (auto total = to_number<std::uint64_t>(key.substr(eq + 1), 10, "a page count"); !total)
