@@ -20,6 +20,11 @@ namespace {
 struct alignas(64) cache_line {
   char bytes[64];
 };
+// Aligned past what a page gives: hbw_malloc's blocks of 8 KiB and up are only page-aligned,
+// so without hbw_posix_memalign about half of these would be misaligned.
+struct alignas(8192) two_pages {
+  char bytes[8192];
+};
 
 bool verified(const void *p, std::size_t n, bool expect_hbw) {
   const int r = hbw_verify_memory_region(const_cast<void *>(p), n, HBW_TOUCH_PAGES);
@@ -99,6 +104,15 @@ int main(int argc, char **argv) {
     CHECK(reinterpret_cast<std::uintptr_t>(v.data()) % 64 == 0);
     v.resize(5000);
     CHECK(reinterpret_cast<std::uintptr_t>(v.data()) % 64 == 0);
+    hbw::allocator<two_pages> a;
+    std::vector<two_pages *> blocks;
+    bool aligned = true;
+    for (std::size_t n = 1; n <= 24; ++n) {
+      blocks.push_back(a.allocate(n));
+      aligned = aligned && reinterpret_cast<std::uintptr_t>(blocks.back()) % alignof(two_pages) == 0;
+    }
+    CHECK(aligned);
+    for (std::size_t n = 1; n <= 24; ++n) a.deallocate(blocks[n - 1], n);
   }
   return CHECK_DONE(expect_hbw ? (bind ? "hbw::allocator (bind, with HBM)" : "hbw::allocator (with HBM)")
                                : "hbw::allocator (no HBM)");

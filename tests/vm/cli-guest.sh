@@ -7,11 +7,9 @@
 build=$1
 hetmem="$build/src/cli/hetmem"
 check="$build/tests/hetmem_vm_migrate_check"
-fails=0
-ok() { echo "ok   $*"; }
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
-balancing=$(cat /proc/sys/kernel/numa_balancing 2> /dev/null)
-[ -n "$balancing" ] && echo 0 > /proc/sys/kernel/numa_balancing  # nothing moves pages behind the test
+# shellcheck source=guest-lib.sh
+. "$(dirname "$0")/guest-lib.sh"
+balancing_off  # nothing moves pages behind the test
 
 echo "== hetmem topo --format tree|dot|svg"
 LC_ALL=C.UTF-8 "$hetmem" topo --format tree > tree.txt 2>&1
@@ -36,12 +34,6 @@ assert all(f["fix"] for f in w), "a warning without a fix"
 print("doctor json:", len(d["findings"]), "findings,", len(w), "warnings, each with a fix")' && ok "doctor --json" || fail "doctor --json"
 
 echo "== hetmem stat PID"
-# node_kib PID NODE: KiB of PID's pages on NODE, straight from the kernel's numa_maps.
-node_kib() {
-  awk -v n="N$2" '{ ps = 4; for (i = 1; i <= NF; i++) if ($i ~ /^kernelpagesize_kB=/) { split($i, kv, "="); ps = kv[2] }
-                    for (i = 1; i <= NF; i++) { split($i, kv, "="); if (kv[1] == n) s += kv[2] * ps } } END { print s + 0 }' \
-      "/proc/$1/numa_maps"
-}
 # stat_kib FILE NODE: the total hetmem stat --json reports for NODE, in KiB.
 stat_kib() {
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(n["total_bytes"] for n in d["nodes"] if n["node"] == int(sys.argv[2])) // 1024)' "$1" "$2"
@@ -115,6 +107,6 @@ if command -v setpriv > /dev/null; then
     { fail "unprivileged stat (rc $rc)"; cat denied.txt; }
 fi
 
-[ -n "$balancing" ] && echo "$balancing" > /proc/sys/kernel/numa_balancing
+balancing_restore
 echo "cli-guest: $fails failure(s)"
 [ $fails = 0 ]

@@ -5,16 +5,10 @@
 build=$1
 hetmem="$build/src/cli/hetmem"
 check="$build/tests/hetmem_vm_migrate_check"
-fails=0
-ok() { echo "ok   $*"; }
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
+# shellcheck source=guest-lib.sh
+. "$(dirname "$0")/guest-lib.sh"
 
-# Automatic NUMA balancing moves pages written from node 0's CPUs back to node 0 (it did, once,
-# 8704 of 65536 pages between the move and the check): off while these tests run, as the
-# kernel's own tiering is not what they measure; restored at the end.
-balancing=$(cat /proc/sys/kernel/numa_balancing 2> /dev/null)
-echo "kernel.numa_balancing: ${balancing:-absent}; 0 for these tests"
-[ -n "$balancing" ] && echo 0 > /proc/sys/kernel/numa_balancing
+balancing_off
 
 echo "== API: 256 MiB to node 1 under two writers, and back"
 "$check" move || fails=$((fails + 1))
@@ -23,12 +17,6 @@ cat /sys/kernel/mm/transparent_hugepage/enabled
 "$check" thp || fails=$((fails + 1))
 
 echo "== CLI: hetmem migrate --pid"
-# node_kib PID NODE: KiB of PID's pages on NODE (numa_maps, anonymous and file pages alike).
-node_kib() {
-  awk -v n="N$2" '{ ps = 4; for (i = 1; i <= NF; i++) if ($i ~ /^kernelpagesize_kB=/) { split($i, kv, "="); ps = kv[2] }
-                    for (i = 1; i <= NF; i++) { split($i, kv, "="); if (kv[1] == n) s += kv[2] * ps } } END { print s + 0 }' \
-      "/proc/$1/numa_maps"
-}
 coproc HOLD { "$check" hold 128; }
 read -r word pid <&"${HOLD[0]}"
 if [ "$word" != ready ]; then
@@ -69,6 +57,6 @@ fi
 echo "== migration throughput"
 "$check" speed 1024 5 || fails=$((fails + 1))
 
-[ -n "$balancing" ] && echo "$balancing" > /proc/sys/kernel/numa_balancing
+balancing_restore
 echo "migrate-guest: $fails failure(s)"
 [ $fails = 0 ]

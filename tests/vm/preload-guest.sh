@@ -9,9 +9,8 @@ preload="$build/src/preload/libhetmem-preload.so"
 hetmem="$build/src/cli/hetmem"
 workload="$build/tests/hetmem_preload_workload"
 lifecycle="$build/tests/hetmem_preload_lifecycle"
-fails=0
-ok() { echo "ok   $*"; }
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
+# shellcheck source=guest-lib.sh
+. "$(dirname "$0")/guest-lib.sh"
 # run POLICY CMD...: runs CMD under the preload with HETMEM_POLICY=POLICY; sets rc, out and
 # n0/n1 (KiB of hetmem's heap on nodes 0 and 1, by numa_maps, summed over the processes).
 run() {

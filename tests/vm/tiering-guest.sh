@@ -15,9 +15,8 @@ gups="$build/bench/hetmem_gups"
 preload="$build/src/preload/libhetmem-preload.so"
 seconds=${HETMEM_GUPS_SECONDS:-30}
 args=(--size 2G --hot 256M --hot-share 0.9 --seconds "$seconds" --move-at $((seconds / 2)) --fast-nodes 0 --start-node 1 --tlb-flush-ms 2)
-fails=0
-ok() { echo "ok   $*"; }
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
+# shellcheck source=guest-lib.sh
+. "$(dirname "$0")/guest-lib.sh"
 set_kernel() {  # numa_balancing demotion_enabled
   echo "$1" > /proc/sys/kernel/numa_balancing
   echo "$2" > /sys/kernel/mm/numa/demotion_enabled
