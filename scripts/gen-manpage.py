@@ -104,13 +104,16 @@ page += [
     ".SH ENVIRONMENT",
     ".TP\n.B HETMEM_SYSFS_ROOT\nRead sysfs and procfs below this directory (a captured tree).",
     ".TP\n.B HETMEM_NODE_KINDS\nOverride node kinds, e.g. 2=hbm,4=pmem.",
+    ".TP\n.B HETMEM_PROBE\nA saved \\fBhetmem probe \\-\\-save\\fR report, used as evidence ahead of HMAT "
+    "(one that cannot be read is noted and ignored).",
     ".TP\n.B HETMEM_POLICY\\fR, \\fBHETMEM_CONFIG\nThe placement policy for the preload (text, or a file).",
     ".TP\n.B HETMEM_STRICT\\fR, \\fBHETMEM_EXPLAIN\\fR, \\fBHETMEM_REPORT\\fR, \\fBHETMEM_TIERING\\fR, \\fBHETMEM_DISABLE\n"
     "The preload's switches; see the README.",
     ".SH \"EXIT STATUS\"",
     "0 success; 1 the system or a file could not be read, or the system refused; 2 bad usage; "
     "3 \\fBtopo \\-\\-strict\\fR and a file could not be used; 4 \\fBmigrate\\fR moved some pages but "
-    "not all, or \\fBdoctor\\fR found a warning. \\fBhetmem run\\fR exits with the program's status.",
+    "not all, \\fBdoctor\\fR found a warning, or \\fBprobe\\fR measured a node that disagrees with HMAT. "
+    "\\fBhetmem run\\fR exits with the program's status.",
     ".SH \"SEE ALSO\"",
     "\\fBnumactl\\fR(8), \\fBnumastat\\fR(8), \\fBlstopo\\fR(1), \\fBdaxctl\\fR(1), \\fBmove_pages\\fR(2), "
     "\\fBmbind\\fR(2), \\fBset_mempolicy\\fR(2)",

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "hetmem/probe_report.hpp"
 #include "hetmem/result.hpp"
 #include "hetmem/sysfs/model.hpp"
 
@@ -37,6 +38,7 @@ enum class evidence_source {
   user_override,      // HETMEM_NODE_KINDS / --kind
   dax_kmem,           // /sys/bus/dax: a kmem-onlined dax device and its parent bus
   nvidia_numa,        // /proc/driver/nvidia/gpus/*/numa_status
+  probe,              // a saved `hetmem probe` report of this machine (measured, not claimed)
   hmat_access1,       // nodeN/access1 (best CPU initiator)
   hmat_access0,       // nodeN/access0 (best initiator of any kind)
   memory_side_cache,  // nodeN/memory_side_cache or hwloc-dump-hwdata
@@ -80,6 +82,7 @@ struct node_info {
   std::vector<std::string> dax_devices;                  // kmem dax devices that make up this node
   std::string gpu;                                       // PCI address when it is NVIDIA GPU memory
   bool allowed = true;                                   // in the caller's cpuset.mems.effective
+  std::optional<probe_node_result> measured;             // from the probe report used, if any
 };
 
 struct tier_group {
@@ -102,8 +105,10 @@ struct topology {
   int hmat_access_class = -1;  // the class most nodes were judged by (1 preferred)
   std::vector<node_info> nodes;
   std::vector<initiator_view> initiators;
-  std::vector<std::string> notes;  // machine-wide findings ("no HMAT reported: ...")
-  sysfs::snapshot snapshot;        // the facts it was built from
+  std::vector<std::string> notes;     // machine-wide findings ("no HMAT reported: ...")
+  sysfs::snapshot snapshot;           // the facts it was built from
+  std::optional<probe_report> probe;  // the saved probe used as evidence (classify_options::probe)
+  std::string probe_origin;           // where it came from (a path, "HETMEM_PROBE=...")
 
   [[nodiscard]] const node_info *find(std::uint32_t node) const noexcept;
   [[nodiscard]] const initiator_view *initiator(std::uint32_t node) const noexcept;
@@ -121,13 +126,19 @@ struct kind_override {
 
 struct classify_options {
   std::vector<kind_override> overrides;
+  // Measured performance (hetmem probe --save). Used as evidence ahead of HMAT, which becomes
+  // a cross-check, when it describes this machine (probe_mismatch()); otherwise a note says
+  // why it was not used.
+  std::optional<probe_report> probe;
+  std::string probe_origin;  // named in reasons and notes
 };
 
 [[nodiscard]] result<topology> classify(sysfs::snapshot snap, const classify_options &options = {}) noexcept;
 
 struct load_options {
-  std::string root;                      // empty: sysfs::default_root()
-  std::optional<std::string> overrides;  // empty: $HETMEM_NODE_KINDS
+  std::string root;                       // empty: sysfs::default_root()
+  std::optional<std::string> overrides;   // empty: $HETMEM_NODE_KINDS
+  std::optional<std::string> probe_file;  // empty: $HETMEM_PROBE; "" = none. A file that cannot be read is an error.
 };
 [[nodiscard]] result<topology> load_topology(const load_options &options = {}) noexcept;
 

@@ -11,16 +11,16 @@ _hetmem() {
   local sub="" i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
-      topo | run | stat | doctor | migrate | tierd) sub=${COMP_WORDS[i]}; break ;;
+      topo | run | stat | doctor | probe | migrate | tierd) sub=${COMP_WORDS[i]}; break ;;
     esac
   done
   if [ -z "$sub" ]; then
-    mapfile -t COMPREPLY < <(compgen -W "topo run stat doctor migrate tierd --help --version" -- "$cur")
+    mapfile -t COMPREPLY < <(compgen -W "topo run stat doctor probe migrate tierd --help --version" -- "$cur")
     return
   fi
   # Values of the option just typed.
   case $prev in
-    --root | --config | --report) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
+    --root | --config | --report | --probe | --save) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
     --cgroup) mapfile -t COMPREPLY < <(compgen -d -- "${cur:-/sys/fs/cgroup/}"); return ;;
     --format) mapfile -t COMPREPLY < <(compgen -W "table tree json dot svg" -- "$cur"); return ;;
     --source) mapfile -t COMPREPLY < <(compgen -W "auto damon soft-dirty" -- "$cur"); return ;;
@@ -28,11 +28,11 @@ _hetmem() {
     --to | --from | --fast | --slow) mapfile -t COMPREPLY < <(compgen -W "$_hetmem_tiers" -- "$cur"); return ;;
     --pid) mapfile -t COMPREPLY < <(compgen -W "$(cd /proc 2> /dev/null && ls -d [0-9]* 2> /dev/null)" -- "$cur"); return ;;
     --policy | --initiator | --cpu | --kind | --range | --rate | --watch | --count | --fast-limit | --interval | \
-      --threshold | --duration) return ;;
+      --threshold | --duration | --nodes | --size | --threads | --time) return ;;
   esac
   local opts
   case $sub in
-    topo) opts="--root --format --json --ascii --explain --initiator --cpu --kind --no-hwloc --strict --help" ;;
+    topo) opts="--root --format --json --ascii --explain --initiator --cpu --kind --probe --no-hwloc --strict --help" ;;
     run)
       # After "--" the program and its arguments: complete commands, then files.
       for ((i = 2; i < COMP_CWORD; i++)); do
@@ -49,6 +49,7 @@ _hetmem() {
       ;;
     stat) opts="--cgroup --watch --count --json --root --help" ;;
     doctor) opts="--root --json --help" ;;
+    probe) opts="--initiator --cpu --nodes --size --threads --time --latency-only --bandwidth-only --save --json --progress --help" ;;
     migrate) opts="--pid --to --from --range --all-mappings --rate --json --quiet --progress --help" ;;
     tierd) opts="--pid --cgroup --fast --slow --fast-limit --rate --interval --threshold --source --coexist --duration --json --quiet --help" ;;
   esac

@@ -1,6 +1,7 @@
 // hetmem — the command-line tool. Exit codes: 0 success; 1 the system or tree could not be
 // read (or, for migrate, the system refused); 2 bad usage; 3 --strict and some file could not be
-// used; 4 migrate moved some pages but not all. `hetmem run` exits with the program's status.
+// used; 4 migrate moved some pages but not all, doctor found a warning, or probe measured a node
+// that disagrees with HMAT. `hetmem run` exits with the program's status.
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 
@@ -21,6 +22,7 @@
 #include "hetmem/sysfs/reader.hpp"
 #include "hetmem/topology.hpp"
 #include "migrate_cmd.hpp"
+#include "probe_cmd.hpp"
 #include "stat_cmd.hpp"
 #include "tierd_cmd.hpp"
 #include "topo_picture.hpp"
@@ -44,6 +46,7 @@ struct topo_args {
   std::optional<std::uint32_t> initiator;
   std::optional<std::uint32_t> cpu;
   std::optional<std::string> kinds;
+  std::optional<std::string> probe;
 };
 
 int run_topo(topo_args a) {
@@ -63,6 +66,7 @@ int run_topo(topo_args a) {
   hetmem::load_options lo;
   lo.root = a.root;
   lo.overrides = a.kinds;
+  lo.probe_file = a.probe;
   auto topo = hetmem::load_topology(lo);
   if (!topo) {
     std::fprintf(stderr, "hetmem topo: %s\n", topo.error().message.c_str());
@@ -208,6 +212,8 @@ int main(int argc, char **argv) try {
   topo->add_option("--initiator", ta.initiator, "Show tier ranks as seen from this initiator node");
   topo->add_option("--cpu", ta.cpu, "Show tier ranks as seen from the node of this CPU");
   topo->add_option("--kind", ta.kinds, "Override node kinds, e.g. '2=hbm,4=pmem' (default: $HETMEM_NODE_KINDS)");
+  topo->add_option("--probe", ta.probe,
+                   "Use a saved 'hetmem probe --save' report as evidence ahead of HMAT (default: $HETMEM_PROBE)");
   topo->add_flag("--no-hwloc", ta.no_hwloc, "Skip the cross-check against hwloc's view of the same tree");
   topo->add_flag("--strict", ta.strict, "Exit with status 3 if any sysfs file could not be used");
   topo->footer(
@@ -218,6 +224,7 @@ int main(int argc, char **argv) try {
       "  hetmem topo --cpu 40              ranks as seen from CPU 40\n"
       "  hetmem topo --format tree         each initiator's tiers as a tree\n"
       "  hetmem topo --format svg > m.svg  a picture for documentation (or --format dot | dot -Tpng)\n"
+      "  hetmem topo --probe probe.txt     kinds judged by measured performance (hetmem probe --save)\n"
       "Exit status: 0 shown; 1 the tree could not be read; 2 bad usage; 3 --strict and some file could\n"
       "not be used.");
   topo->callback([] {});
@@ -281,6 +288,35 @@ int main(int argc, char **argv) try {
       "Exit status: 0 nothing needs attention (notes at most); 1 the topology could not be read; 2 bad\n"
       "usage; 4 at least one warning.");
 
+  hetmem::cli::probe_args pa;
+  auto *probe = app.add_subcommand(
+      "probe", "Measure each node's latency and bandwidth from one initiator and compare them with HMAT");
+  probe->add_option("--initiator", pa.initiator,
+                    "Measure from this node's CPUs (default: the node of the current CPU)");
+  probe->add_option("--cpu", pa.cpu, "Run the latency thread on this CPU (its node is the initiator)");
+  probe->add_option("--nodes", pa.nodes, "Only these memory nodes, e.g. 0,2-3 (default: all this process may use)");
+  probe->add_option("--size", pa.size,
+                    "Buffer per node, e.g. 1G (default 256M, or 4x the last-level cache when that is larger)");
+  probe->add_option("--threads", pa.threads, "Bandwidth threads (default: one per CPU of the initiator)");
+  probe->add_option("--time", pa.seconds, "Seconds per measurement: latency, read, write per node (default 0.25)");
+  probe->add_flag("--latency-only", pa.latency_only, "Measure latency only");
+  probe->add_flag("--bandwidth-only", pa.bandwidth_only, "Measure bandwidth only");
+  probe->add_option("--save", pa.save, "Write the measurements to FILE (for hetmem topo --probe and HETMEM_PROBE)");
+  probe->add_flag("--json", pa.json, "Print JSON (schema hetmem.probe/1)");
+  probe->add_flag("--progress", pa.progress, "Show a progress bar even when stderr is not a terminal");
+  probe->footer(
+      "Latency: one thread follows a pointer chain through every cache line of a buffer bound to the\n"
+      "node (MPOL_BIND, huge pages, placement confirmed with move_pages), in random order. Bandwidth:\n"
+      "all threads stream over it, reading, then writing. Ratios are to the initiator's own node.\n"
+      "A node is flagged when its ratio and HMAT's differ by more than 2x, or when HMAT orders two\n"
+      "nodes the other way round.\n"
+      "Examples:\n"
+      "  hetmem probe                                   every node, from where it runs\n"
+      "  hetmem probe --initiator 1 --size 1G --save /var/lib/hetmem/probe\n"
+      "  hetmem probe --nodes 0,2 --latency-only --json\n"
+      "Exit status: 0 measured, no disagreement with HMAT (or no HMAT); 4 measured, some node disagrees\n"
+      "with HMAT; 1 nothing could be measured, or --save failed; 2 bad usage.");
+
   hetmem::cli::migrate_args ma;
   auto *mig = app.add_subcommand("migrate", "Move a process's pages to a tier (move_pages, in batches)");
   mig->add_option("--pid", ma.pid, "The process whose pages move")->required();
@@ -340,6 +376,7 @@ int main(int argc, char **argv) try {
   if (run->parsed()) return run_program(ra);
   if (mig->parsed()) return hetmem::cli::run_migrate(ma);
   if (doctor->parsed()) return hetmem::cli::run_doctor(doc);
+  if (probe->parsed()) return hetmem::cli::run_probe(pa);
   if (stat->parsed()) {
     if (stat->count("--watch") > 0 && !sa.watch) sa.watch = 1.0;
     return hetmem::cli::run_stat(sa);

@@ -107,6 +107,9 @@ std::string render_text(const topology &t, const render_options &opt) {
   out += fmt::format("hetmem topo: {}\n", t.root);
   out += summary_line(t) + "\n";
   if (opt.hwloc_note) out += *opt.hwloc_note + "\n";
+  if (t.probe)
+    out += fmt::format("Measured performance: {}, from node {}{} (LAT, BW: latency, read bandwidth).\n", t.probe_origin,
+                       t.probe->initiator, t.probe->taken_at.empty() ? std::string() : ", " + t.probe->taken_at);
   std::string why;
   const initiator_view *view = pick_view(t, opt.view, why);
   out += fmt::format("Ranks {}.\n\n", why);
@@ -114,6 +117,10 @@ std::string render_text(const topology &t, const render_options &opt) {
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"NODE", "KIND", "CONF", "RANK", "SIZE", "FREE", "RD LAT", "WR LAT", "RD BW", "WR BW", "CPUS",
                   "LOCAL TO", "KTIER", "MS-CACHE"});
+  if (t.probe) {
+    rows.back().emplace_back("LAT");
+    rows.back().emplace_back("BW");
+  }
   for (const auto &n : t.nodes) {
     auto rank = rank_of(view, n.id);
     const auto &p = n.performance;
@@ -124,6 +131,11 @@ std::string render_text(const topology &t, const render_options &opt) {
                     opt_bw(p.write_bandwidth_mbps), n.cpus.empty() ? "-" : n.cpus.to_string(),
                     n.has_memory && !n.local_initiators.empty() ? n.local_initiators.to_string() : "-",
                     n.kernel_tier ? std::to_string(*n.kernel_tier) : "-", cache_column(n)});
+    if (t.probe) {
+      const auto &m = n.measured;
+      rows.back().push_back(m && m->latency_ns ? fmt::format("{:.0f} ns", *m->latency_ns) : "-");
+      rows.back().push_back(m && m->read_mbps ? format_bandwidth_mbps(static_cast<std::uint64_t>(*m->read_mbps)) : "-");
+    }
   }
   out += render_table(rows);
   bool any_disallowed = std::any_of(t.nodes.begin(), t.nodes.end(), [](const node_info &n) { return !n.allowed; });
@@ -253,6 +265,11 @@ std::string render_json(const topology &t, const render_options &opt) {
                                                      {"write_latency_ns", opt_u(p.write_latency_ns)},
                                                      {"read_bandwidth_mbps", opt_u(p.read_bandwidth_mbps)},
                                                      {"write_bandwidth_mbps", opt_u(p.write_bandwidth_mbps)}};
+    auto opt_d = [](const std::optional<double> &v) { return v ? ojson(*v) : ojson(nullptr); };
+    node["measured"] = !n.measured ? ojson(nullptr)
+                                   : ojson{{"latency_ns", opt_d(n.measured->latency_ns)},
+                                           {"read_mbps", opt_d(n.measured->read_mbps)},
+                                           {"write_mbps", opt_d(n.measured->write_mbps)}};
     node["local_initiators"] = ids(n.local_initiators);
     ojson caches = ojson::array();
     for (const auto &c : n.memory_side_caches)
@@ -292,6 +309,13 @@ std::string render_json(const topology &t, const render_options &opt) {
     inits.push_back({{"node", iv.node}, {"cpus", iv.cpus.to_string()}, {"tiers", tiers}});
   }
   j["initiators"] = inits;
+  j["probe"] = !t.probe ? ojson(nullptr)
+                        : ojson{{"origin", t.probe_origin},
+                                {"initiator", t.probe->initiator},
+                                {"cpus", t.probe->cpus.to_string()},
+                                {"threads", t.probe->threads},
+                                {"buffer_bytes", t.probe->buffer_bytes},
+                                {"taken", t.probe->taken_at.empty() ? ojson(nullptr) : ojson(t.probe->taken_at)}};
   j["notes"] = t.notes;
   ojson diags = ojson::array();
   for (const auto &d : s.diagnostics) diags.push_back({{"path", d.path}, {"message", d.message}, {"errno", d.code}});

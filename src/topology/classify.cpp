@@ -1,13 +1,15 @@
 // classify.cpp — turns a sysfs snapshot into memory kinds, reasons and per-initiator tier order.
 //
 // Evidence, most trusted first: user override; dax/kmem links (NVDIMM, CXL, soft-reserved);
-// NVIDIA numa_status; HMAT access1, then access0 when it names CPU initiators; memory-side
-// caches (2LM / cache modes); the CPU model (Xeon Phi); SLIT distance, CPU-less-ness and
-// zones. Kernel memory tiers are a cross-check. Where sources disagree, the node says so.
+// NVIDIA numa_status; memory-side caches (2LM / cache modes); a saved probe of this machine
+// (measured); HMAT access1, then access0 when it names CPU initiators; the CPU model (Xeon
+// Phi); SLIT distance, CPU-less-ness and zones. Kernel memory tiers are a cross-check. Where
+// sources disagree, the node says so.
 #include <sched.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <new>
 
@@ -67,6 +69,8 @@ std::string_view to_string(evidence_source s) noexcept {
       return "override";
     case evidence_source::dax_kmem:
       return "dax";
+    case evidence_source::probe:
+      return "probe";
     case evidence_source::nvidia_numa:
       return "nvidia";
     case evidence_source::hmat_access1:
@@ -202,6 +206,7 @@ class classifier {
 
   void run() {
     gather();
+    take_probe();
     choose_performance();
     find_reference();
     for (auto &n : t_.nodes) decide(n);
@@ -218,7 +223,8 @@ class classifier {
   id_set cpu_nodes_;
   std::optional<double> ref_latency_, ref_bandwidth_;
   id_set ref_nodes_;
-  std::vector<bool> soft_reserved_;  // by index into t_.nodes
+  std::vector<bool> soft_reserved_;         // by index into t_.nodes
+  std::optional<std::uint32_t> probe_ref_;  // the probe's reference node, when a probe is used
 
   std::size_t index_of(const node_info &n) const { return static_cast<std::size_t>(&n - t_.nodes.data()); }
 
@@ -252,6 +258,22 @@ class classifier {
   }
 
   const sysfs::node &raw(const node_info &n) const { return *snap_.find_node(n.id); }
+
+  // A saved probe is used when it describes this machine; otherwise a note says why not.
+  void take_probe() {
+    if (!opt_.probe) return;
+    const std::string origin = opt_.probe_origin.empty() ? std::string("the probe report") : opt_.probe_origin;
+    // probe_mismatch() needs capacities and memory, which gather() has filled in.
+    if (auto why = probe_mismatch(*opt_.probe, t_)) {
+      t_.notes.push_back(origin + " not used: " + *why + " (a probe of another machine or configuration?)");
+      return;
+    }
+    t_.probe = opt_.probe;
+    t_.probe_origin = origin;
+    for (auto &n : t_.nodes)
+      if (const auto *m = opt_.probe->find(n.id)) n.measured = *m;
+    probe_ref_ = probe_reference_node(*opt_.probe, t_);
+  }
 
   // Pick access1, else access0 when it names CPU initiators. Record local initiators.
   void choose_performance() {
@@ -364,6 +386,7 @@ class classifier {
     dax_evidence(n, v, rs);
     gpu_evidence(n, v, rs);
     cache_evidence(n, v, rs);
+    probe_evidence(n, v, rs);
     hmat_evidence(n, v, rs);
     knl_evidence(n, v, rs);
     fallback_evidence(n, v, rs);
@@ -526,6 +549,66 @@ class classifier {
     } else {
       v.set(memory_kind::ddr, ref ? confidence::high : confidence::medium);
       rs.push_back({src, cls + ": " + cmp + (ref ? ": DDR reference node" : ": performs like DDR")});
+    }
+  }
+
+  // Measured by `hetmem probe` from one initiator: judged against the reference node measured in
+  // the same run, with the same thresholds as HMAT. Ahead of HMAT: a measurement of this
+  // machine outranks what its firmware claims, and HMAT becomes the cross-check.
+  void probe_evidence(node_info &n, verdict &v, std::vector<reason> &rs) {
+    if (!t_.probe || !n.measured) return;
+    const auto &m = *n.measured;
+    const auto *ref = probe_ref_ ? t_.probe->find(*probe_ref_) : nullptr;
+    std::string what = "measured from node " + std::to_string(t_.probe->initiator) + " (" + t_.probe_origin + ")";
+    auto measured_bw = [](const probe_node_result &r) { return r.read_mbps ? r.read_mbps : r.write_mbps; };
+    if (!ref) {
+      std::string vals;
+      if (m.latency_ns) vals += ": latency " + std::to_string(std::llround(*m.latency_ns)) + " ns";
+      if (auto bw = measured_bw(m))
+        vals += (vals.empty() ? ": " : ", ") + std::string("bandwidth ") +
+                format_bandwidth_mbps(static_cast<std::uint64_t>(std::llround(*bw)));
+      rs.push_back({evidence_source::probe, what + vals + "; no reference node was measured to compare with"});
+      return;
+    }
+    std::optional<double> lat_ratio, bw_ratio;
+    if (m.latency_ns && ref->latency_ns) lat_ratio = *m.latency_ns / *ref->latency_ns;
+    if (auto bw = measured_bw(m), rbw = measured_bw(*ref); bw && rbw) bw_ratio = *bw / *rbw;
+    const std::string refname = "node " + std::to_string(*probe_ref_);
+    std::string cmp;
+    if (m.latency_ns && lat_ratio)
+      cmp += "latency " + std::to_string(std::llround(*m.latency_ns)) + " ns = " + format_ratio(*lat_ratio) + " " +
+             refname;
+    if (auto bw = measured_bw(m); bw && bw_ratio)
+      cmp += (cmp.empty() ? "" : ", ") + std::string("bandwidth ") +
+             format_bandwidth_mbps(static_cast<std::uint64_t>(std::llround(*bw))) + " = " + format_ratio(*bw_ratio) +
+             " " + refname;
+    what += ": " + cmp;
+    const bool fast = bw_ratio && *bw_ratio >= 2.0 && (!lat_ratio || *lat_ratio < 2.0);
+    const bool slow = (lat_ratio && *lat_ratio >= 1.8) || (bw_ratio && *bw_ratio <= 0.6);
+    const bool sp = soft_reserved_[index_of(n)];
+    if (v.decided) {
+      const bool contradicts =
+          (fast && (v.kind == memory_kind::pmem || v.kind == memory_kind::cxl || v.kind == memory_kind::ddr)) ||
+          (slow && (v.kind == memory_kind::hbm || (v.kind == memory_kind::ddr && n.memory_side_cache_note.empty())));
+      if (contradicts)
+        n.disagreements.push_back("the probe (" + cmp + ") does not fit " + std::string(to_string(v.kind)));
+      rs.push_back({evidence_source::probe, what});
+      return;
+    }
+    if (n.id == *probe_ref_) {
+      v.set(memory_kind::ddr, confidence::high);
+      rs.push_back({evidence_source::probe, what + ": the reference (the measuring CPUs' own memory): DDR"});
+    } else if (fast) {
+      v.set(memory_kind::hbm, confidence::medium);
+      rs.push_back({evidence_source::probe, what + ": high-bandwidth memory"});
+    } else if (slow) {
+      v.set(memory_kind::cxl, sp ? confidence::medium : confidence::low);
+      rs.push_back(
+          {evidence_source::probe, what + (sp ? ": slower than DDR; soft-reserved slow memory is firmware-mapped CXL"
+                                              : ": slower than DDR and not an NVDIMM dax device: most likely CXL")});
+    } else {
+      v.set(memory_kind::ddr, confidence::medium);
+      rs.push_back({evidence_source::probe, what + ": performs like DDR"});
     }
   }
 
@@ -714,10 +797,12 @@ class classifier {
       bool zeros = false;
       for (const auto &sn : snap_.nodes)
         zeros = zeros || sn.access[0].performance.zero_values_seen || sn.access[1].performance.zero_values_seen;
-      notes.push_back(zeros ? "HMAT access attributes exist but every value is 0: the firmware reports no performance "
-                              "(treated as not reported); kinds come from other evidence"
-                            : "no HMAT reported (no nodeN/access0 or access1 performance): kinds come from dax links, "
-                              "SLIT distances, CPU-less-ness, size and the CPU model");
+      notes.push_back(
+          zeros ? "HMAT access attributes exist but every value is 0: the firmware reports no performance "
+                  "(treated as not reported); kinds come from other evidence"
+                : std::string("no HMAT reported (no nodeN/access0 or access1 performance): kinds come from ") +
+                      (t_.probe ? "the measured probe, " : "") +
+                      "dax links, SLIT distances, CPU-less-ness, size and the CPU model");
     } else if (t_.hmat_access_class == 0) {
       notes.push_back("HMAT access1 (CPU initiators) not reported; access0 used where it names CPU initiators");
     }
@@ -822,9 +907,30 @@ result<topology> load_topology(const load_options &options) noexcept {
       if (!parsed) return error{parsed.error().code, origin + ": " + parsed.error().message};
       co.overrides = std::move(parsed).value();
     }
+    // A probe named by the caller must be usable; one from the environment that is not only
+    // costs its evidence (a note says why), so that a stale HETMEM_PROBE cannot stop a program.
+    std::string env_probe_problem;
+    if (options.probe_file) {
+      if (!options.probe_file->empty()) {
+        auto report = read_probe_report(*options.probe_file);
+        if (!report) return report.error();
+        co.probe = std::move(report).value();
+        co.probe_origin = *options.probe_file;
+      }
+    } else if (const char *env = secure_getenv("HETMEM_PROBE"); env && *env) {
+      auto report = read_probe_report(env);
+      if (report) {
+        co.probe = std::move(report).value();
+        co.probe_origin = std::string("HETMEM_PROBE=") + env;
+      } else {
+        env_probe_problem = "HETMEM_PROBE: " + report.error().message + "; classified without it";
+      }
+    }
     auto snap = sysfs::read_snapshot(ro);
     if (!snap) return snap.error();
-    return classify(std::move(snap).value(), co);
+    auto t = classify(std::move(snap).value(), co);
+    if (t && !env_probe_problem.empty()) t->notes.push_back(env_probe_problem);
+    return t;
   } catch (const std::bad_alloc &) {
     return error{ENOMEM, "out of memory"};
   }

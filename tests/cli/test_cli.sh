@@ -89,5 +89,22 @@ check "tierd bad source names it"    2 'auto, damon or soft-dirty'       -- "$he
 if [ "$(ls -d /sys/devices/system/node/node[0-9]* 2>/dev/null | wc -l)" = 1 ]; then
   check "tierd on one tier says so"  1 'one memory tier'                 -- "$hetmem" tierd --pid $$ --duration 1
 fi
+# probe: measures this machine (small and short here); what it saves, topo takes as evidence.
+check "probe help explains"          0 'pointer chain'                    -- "$hetmem" probe --help
+check "probe json"                   0 'probe ok'                         -- sh -c "'$hetmem' probe --size 8M --time 0.01 --json --save '$tmp/probe' | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"schema\"] == \"hetmem.probe/1\"; n=d[\"nodes\"]; assert n and all(x[\"placed_fraction\"] >= 0.99 and x[\"latency_ns\"] > 0 and x[\"read_mbps\"] > 0 for x in n), n; assert d[\"saved\"]; print(\"probe ok\")'"
+check "probe saved a report"         0 '^hetmem-probe 1$'                 -- cat "$tmp/probe"
+check "topo takes the probe"         0 '\[probe\] measured from node'     -- "$hetmem" topo --probe "$tmp/probe" --explain --no-hwloc
+check "topo json shows it"           0 '"origin": '                       -- "$hetmem" topo --probe "$tmp/probe" --json --no-hwloc
+check "probe table and bar"          0 'NODE +KIND +LATENCY'             -- "$hetmem" probe --size 4M --time 0.01 --latency-only --progress
+check "probe: missing probe file"    1 'cannot read the probe file /nonexistent/p' -- "$hetmem" topo --probe /nonexistent/p
+printf 'hetmem-probe 1\ninitiator zero\n' > "$tmp/badprobe"
+check "probe: bad file names line"   1 'line 2: initiator .zero.'         -- "$hetmem" topo --probe "$tmp/badprobe"
+check "probe: HETMEM_PROBE bad: note" 0 'HETMEM_PROBE: probe file'        -- env HETMEM_PROBE="$tmp/badprobe" "$hetmem" topo --no-hwloc
+check "probe: --size too small"      2 "--size '1K': give 2M to 256G"     -- "$hetmem" probe --size 1K
+check "probe: bad --nodes"           2 "--nodes 'x'"                      -- "$hetmem" probe --nodes x
+check "probe: not a memory node"     2 'node 4000 is not a memory node'   -- "$hetmem" probe --nodes 4000
+check "probe: no such initiator"     2 'node 4000 is not an initiator'    -- "$hetmem" probe --initiator 4000
+check "probe: both only-flags"       2 'exclude each other'               -- "$hetmem" probe --latency-only --bandwidth-only
+check "probe: --save fails plainly"  1 'cannot write /nonexistent/d/p'    -- "$hetmem" probe --size 4M --time 0.01 --save /nonexistent/d/p
 echo "cli: $passed passed, $fail failed"
 [ "$fail" = 0 ]

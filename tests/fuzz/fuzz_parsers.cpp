@@ -1,4 +1,4 @@
-// fuzz_parsers.cpp — libFuzzer target for every text parser of the sysfs-reader and the
+// fuzz_parsers.cpp — libFuzzer target for every text parser of the sysfs-reader, the saved probe report and the
 // node-kind override string. The first input byte picks the parser; the rest is the content.
 //
 // Build with clang: cmake -DHETMEM_BUILD_FUZZERS=ON -DCMAKE_CXX_COMPILER=clang++ (see README).
@@ -6,8 +6,10 @@
 // and every crash ever found), so regressions are caught without clang.
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
+#include "hetmem/probe_report.hpp"
 #include "hetmem/sysfs/parse.hpp"
 #include "hetmem/topology.hpp"
 
@@ -15,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
   if (size == 0) return 0;
   const std::string_view text(reinterpret_cast<const char *>(data + 1), size - 1);
   using namespace hetmem::sysfs;
-  switch (data[0] % 14) {
+  switch (data[0] % 15) {
     case 0: {
       auto r = parse_id_list(text, max_node_id);
       if (r && !r->empty() && r->last() > max_node_id) __builtin_trap();  // the limit holds
@@ -72,6 +74,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     case 13: {
       auto r = parse_cgroup_numa_stat(text, max_node_id);
       if (!r && r.error().message.empty()) __builtin_trap();
+      break;
+    }
+    case 14: {
+      auto r = hetmem::parse_probe_report(text);
+      if (!r) {
+        if (r.error().message.empty()) __builtin_trap();
+        break;
+      }
+      // What is written back parses again, to the same text.
+      const std::string once = hetmem::format_probe_report(*r);
+      auto again = hetmem::parse_probe_report(once);
+      if (!again || hetmem::format_probe_report(*again) != once) __builtin_trap();
       break;
     }
   }

@@ -135,7 +135,9 @@ TEST_CASE("user overrides win, and the evidence they overrule is kept", "[classi
   ddr_hbm_slow(t);
   auto ov = parse_kind_overrides("2=pmem, 7=hbm");
   REQUIRE(ov);
-  auto topo = classify_tree(t, {*ov});
+  classify_options co;
+  co.overrides = *ov;
+  auto topo = classify_tree(t, co);
   CHECK(topo.find(2)->kind == memory_kind::pmem);
   CHECK(topo.find(2)->reasons.front().source == evidence_source::user_override);
   CHECK_FALSE(topo.find(2)->disagreements.empty());

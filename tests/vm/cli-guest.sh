@@ -1,8 +1,8 @@
 #!/bin/bash
 # cli-guest.sh — runs inside the ddr-cxl VM (node 0: DDR with the CPUs, node 1: a CPU-less
 # CXL-like expander): the operator's commands on a real kernel with two tiers — topo pictures,
-# doctor, and stat of a process and of a cgroup, each number checked against the kernel's own
-# numa_maps / memory.numa_stat.
+# doctor, stat of a process and of a cgroup (each number checked against the kernel's own
+# numa_maps / memory.numa_stat), and probe against the VM's HMAT.
 # Usage: cli-guest.sh BUILD_DIR   (cwd = the work dir)
 build=$1
 hetmem="$build/src/cli/hetmem"
@@ -106,6 +106,41 @@ if command -v setpriv > /dev/null; then
   [ $rc = 1 ] && grep -q "CAP_SYS_PTRACE" denied.txt && ok "an unprivileged user's stat of pid 1: exit 1, names the permission" ||
     { fail "unprivileged stat (rc $rc)"; cat denied.txt; }
 fi
+
+echo "== hetmem probe"
+# An emulator runs every node at one speed, while this VM's HMAT claims node 1 has 2.5x the
+# latency and 0.3x the bandwidth of node 0: the probe must measure both nodes (buffers placed
+# as move_pages confirms) and flag node 1 (exit 4); the classifier then takes the saved report.
+"$hetmem" probe --size 32M --time 0.1 --json --save probe.txt > probe.json 2> probe.err
+rc=$?
+cat probe.txt probe.err
+python3 - << 'EOF' && [ $rc = 4 ] && ok "probe: both nodes measured where the kernel put them; node 1 disagrees with HMAT (exit $rc)" ||
+import json
+d = json.load(open("probe.json"))
+nodes = {n["node"]: n for n in d["nodes"]}
+assert set(nodes) == {0, 1}, nodes.keys()
+for n in nodes.values():
+    assert n["placed_fraction"] >= 0.99 and n["latency_ns"] > 0 and n["read_mbps"] > 0 and n["write_mbps"] > 0, n
+assert d["reference"] == 0
+one = nodes[1]
+assert abs(one["hmat"]["latency_ratio"] - 2.5) < 0.01 and abs(one["hmat"]["read_ratio"] - 0.3) < 0.01, one["hmat"]
+assert one["flags"] and not nodes[0]["flags"], (one["flags"], nodes[0]["flags"])
+print("     node 1: latency %.2fx, read %.2fx as measured; flags: %s" % (one["latency_ratio"], one["read_ratio"], one["flags"]))
+EOF
+  fail "probe (rc $rc)"
+"$hetmem" probe --size 32M --time 0.05 > probe-table.txt 2>&1
+rc=$?
+cat probe-table.txt
+[ $rc = 4 ] && grep -qE '^1 +CXL .*DISAGREES$' probe-table.txt && grep -qE '^  node 1: (latency|read bandwidth) [0-9.]+x node 0.s as measured' probe-table.txt &&
+  ok "probe's table: node 1 marked, the disagreement spelled out" || fail "probe's table (rc $rc)"
+"$hetmem" topo --probe probe.txt --explain --no-hwloc > topo-probe.txt 2>&1
+grep -A3 '^  node 1:' topo-probe.txt
+grep -q '\[probe\] measured from node 0 (probe.txt): latency' topo-probe.txt &&
+  grep -q 'Measured performance: probe.txt, from node 0' topo-probe.txt &&
+  ok "topo --probe: the measurement is evidence for the nodes" || fail "topo --probe"
+HETMEM_PROBE=probe.txt "$hetmem" topo --json --no-hwloc |
+  python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["probe"]["origin"] == "HETMEM_PROBE=probe.txt"; assert all(n["measured"] for n in d["nodes"])' &&
+  ok "HETMEM_PROBE: the same report, from the environment" || fail "HETMEM_PROBE"
 
 balancing_restore
 echo "cli-guest: $fails failure(s)"
