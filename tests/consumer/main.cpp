@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "hetmem/heap.hpp"
+#include "hetmem/probe.hpp"
 #include "hetmem/topology.hpp"
 
 int main() {
@@ -21,5 +22,16 @@ int main() {
   void *p = (*heap)->allocate(1000);
   std::printf("1000 bytes on %s\n", p ? hetmem::tier_of(p)->name.c_str() : "(failed)");
   hetmem::deallocate(p);
+  // And the probe library: a quick latency measurement of every node.
+  hetmem::probe_options o;
+  o.buffer_bytes = 2u << 20;
+  o.seconds_per_measurement = 0.001;
+  o.bandwidth = false;
+  auto probed = hetmem::run_probe(*topo, o);
+  if (!probed) {
+    std::fprintf(stderr, "consumer: %s\n", probed.error().message.c_str());
+    return 1;
+  }
+  std::printf("%zu node(s) probed\n", probed->report.nodes.size());
   return topo->nodes.empty() || !p ? 1 : 0;
 }
