@@ -1,5 +1,7 @@
-// fuzz_parsers.cpp — libFuzzer target for every text parser of the sysfs-reader, the saved probe report and the
-// node-kind override string. The first input byte picks the parser; the rest is the content.
+// fuzz_parsers.cpp — libFuzzer target for every text parser: the sysfs-reader's, the node-kind
+// override string, the saved probe report, the policy language (HETMEM_POLICY and config
+// files, resolved against a three-node machine), memkind's and autohbw's variables, sizes and
+// tiers, and HETMEM_TIERING. The first input byte picks the parser; the rest is the content.
 //
 // Build with clang: cmake -DHETMEM_BUILD_FUZZERS=ON -DCMAKE_CXX_COMPILER=clang++ (see README).
 // The same entry point is linked into the unit tests, which replay tests/fuzz/corpus/ (seeds
@@ -8,16 +10,67 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
+#include "hetmem/policy.hpp"
 #include "hetmem/probe_report.hpp"
 #include "hetmem/sysfs/parse.hpp"
+#include "hetmem/tiering.hpp"
 #include "hetmem/topology.hpp"
+
+namespace {
+
+// DDR with the CPUs, a CPU-less HBM node and a CPU-less slow node, as classify() sees them.
+const hetmem::topology &machine() {
+  static const hetmem::topology t = [] {
+    hetmem::sysfs::snapshot s;
+    s.root = "/fuzz";
+    const std::uint32_t lat[3] = {100, 120, 300}, bw[3] = {100000, 400000, 20000};
+    for (std::uint32_t id = 0; id < 3; ++id) {
+      hetmem::sysfs::node n;
+      n.id = id;
+      if (id == 0) {
+        n.cpus.insert(0);
+        n.cpus.insert(1);
+      }
+      n.cpus_reported = true;
+      n.mem_total_kb = 1u << 20;
+      n.mem_free_kb = 1u << 19;
+      n.distance_row =
+          id == 0 ? std::vector<std::uint32_t>{10, 12, 30}
+                  : (id == 1 ? std::vector<std::uint32_t>{12, 10, 32} : std::vector<std::uint32_t>{30, 32, 10});
+      n.access[1].present = true;
+      n.access[1].initiators.insert(0);
+      n.access[1].performance.read_latency_ns = lat[id];
+      n.access[1].performance.read_bandwidth_mbps = bw[id];
+      s.nodes.push_back(n);
+    }
+    auto r = hetmem::classify(s);
+    if (!r) __builtin_trap();
+    return std::move(r).value();
+  }();
+  return t;
+}
+
+// "first\nsecond": the two strings of a parser that takes two.
+std::pair<std::string_view, std::string_view> two(std::string_view text) {
+  const std::size_t nl = text.find('\n');
+  if (nl == std::string_view::npos) return {text, {}};
+  return {text.substr(0, nl), text.substr(nl + 1)};
+}
+
+void expect_named_error(const hetmem::error &e) {
+  if (e.message.empty() || e.code <= 0) __builtin_trap();  // every error names its cause
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size) {
   if (size == 0) return 0;
   const std::string_view text(reinterpret_cast<const char *>(data + 1), size - 1);
   using namespace hetmem::sysfs;
-  switch (data[0] % 15) {
+  switch (data[0] % 20) {
     case 0: {
       auto r = parse_id_list(text, max_node_id);
       if (r && !r->empty() && r->last() > max_node_id) __builtin_trap();  // the limit holds
@@ -86,6 +139,54 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
       const std::string once = hetmem::format_probe_report(*r);
       auto again = hetmem::parse_probe_report(once);
       if (!again || hetmem::format_probe_report(*again) != once) __builtin_trap();
+      break;
+    }
+    case 15: {  // the policy language, as HETMEM_POLICY or a config file, resolved on machine()
+      auto p = hetmem::policy::parse(text, "fuzz.conf");
+      if (!p) {
+        expect_named_error(p.error());
+        break;
+      }
+      auto plan = hetmem::policy::resolve({*p, "fuzz.conf"}, machine());
+      if (plan)
+        (void)hetmem::policy::explain(*plan);
+      else
+        expect_named_error(plan.error());
+      break;
+    }
+    case 16: {  // MEMKIND_MEM_TIERS \n MEMKIND_MEM_THRESHOLDS
+      auto [tiers, thresholds] = two(text);
+      auto p = hetmem::policy::from_memkind(tiers, thresholds);
+      if (!p) {
+        expect_named_error(p.error());
+      } else if (auto plan = hetmem::policy::resolve({*p, "MEMKIND_MEM_TIERS"}, machine()); !plan) {
+        expect_named_error(plan.error());
+      }
+      break;
+    }
+    case 17: {  // AUTO_HBW_SIZE \n AUTO_HBW_MEM_TYPE
+      auto [limits, type] = two(text);
+      auto p = hetmem::policy::from_autohbw(limits, type);
+      if (!p) {
+        expect_named_error(p.error());
+      } else if (auto plan = hetmem::policy::resolve({*p, "AUTO_HBW_SIZE"}, machine()); !plan) {
+        expect_named_error(plan.error());
+      }
+      break;
+    }
+    case 18: {  // a size, and a tier as the CLI's --to takes one
+      if (auto sz = hetmem::policy::parse_size(text); !sz) expect_named_error(sz.error());
+      auto t = hetmem::policy::parse_tier(text, "--to");
+      if (!t) {
+        expect_named_error(t.error());
+      } else if (auto r = hetmem::policy::resolve_tier(*t, machine()); !r) {
+        expect_named_error(r.error());
+      }
+      break;
+    }
+    case 19: {  // HETMEM_TIERING
+      auto o = hetmem::parse_tiering_options(std::string(text));
+      if (!o) expect_named_error(o.error());
       break;
     }
   }
