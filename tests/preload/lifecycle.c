@@ -1,19 +1,25 @@
 /* lifecycle.c — the malloc family under libhetmem-preload.so (or any allocator): every entry
  * point and its errors, pointers from glibc before the preload took over, threads with
- * cross-thread frees, fork with a thread running, dlopen/dlclose of a library that allocates,
- * an aligned-allocation stress. Prints one line per check; exit 1 if any failed.
- * Usage: lifecycle [DL_LIBRARY]  */
+ * cross-thread frees, free or realloc as a new thread's first call, fork with a thread running,
+ * signal handlers that allocate (signals from raise() and pthread_kill(), after which POSIX
+ * allows any function in the handler), dlopen/dlclose of a library that allocates, an
+ * aligned-allocation stress. Prints one line per check; exit 1 if any failed.
+ * Usage: lifecycle [DL_LIBRARY]
+ *        lifecycle --exit-live   exit() while four threads allocate; exit status 0 expected
+ *        lifecycle --forks       only the fork check (for runs beside the tiering thread)  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 void *__libc_malloc(size_t);
@@ -230,6 +236,96 @@ static void threads(void) {
   check(atomic_load(&bad_blocks) == 0, "8 threads, 3.2M allocations, cross-thread frees");
 }
 
+/* A new thread's first call into the allocator is free() (or realloc()) of a block another
+ * thread allocated: its thread state is made on that path. */
+static void *first_free(void *arg) {
+  void **blocks = arg;
+  free(blocks[0]);
+  blocks[1] = realloc(blocks[1], 5000);
+  int ok = blocks[1] != NULL && ((unsigned char *)blocks[1])[99] == 0x42;
+  free(blocks[1]);
+  void *p = malloc(100);
+  ok &= p != NULL;
+  free(p);
+  return ok ? arg : NULL;
+}
+static void first_calls(void) {
+  int ok = 1;
+  for (int i = 0; i < 50; ++i) {
+    void *blocks[2] = {malloc(64 + (size_t)i), malloc(100)};
+    memset(blocks[1], 0x42, 100);
+    pthread_t t;
+    void *ret = NULL;
+    ok &= pthread_create(&t, NULL, first_free, blocks) == 0 && pthread_join(t, &ret) == 0 && ret == blocks;
+  }
+  check(ok, "x50 a new thread whose first calls are free() and realloc() of another thread's blocks");
+}
+
+/* Signal handlers that allocate. */
+static atomic_int handled, handler_bad;
+static void allocating_handler(int sig) {
+  (void)sig;
+  unsigned char *p = malloc(1000 + (size_t)atomic_load(&handled));
+  if (!p) {
+    atomic_fetch_add(&handler_bad, 1);
+    return;
+  }
+  memset(p, 0x5a, 1000);
+  char *q = strdup("allocated in a signal handler");
+  if (!q || p[999] != 0x5a) atomic_fetch_add(&handler_bad, 1);
+  free(q);
+  free(p);
+  atomic_fetch_add(&handled, 1);
+}
+static pthread_t signal_target;
+static void *signaller(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 100; ++i) {
+    pthread_kill(signal_target, SIGUSR1);
+    struct timespec ts = {0, 200000};
+    nanosleep(&ts, NULL);
+  }
+  return NULL;
+}
+static void signals(void) {
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = allocating_handler;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGUSR1, &sa, &old);
+  for (int i = 0; i < 100; ++i) raise(SIGUSR1);
+  /* From another thread, while this one sleeps (not inside the allocator). */
+  signal_target = pthread_self();
+  pthread_t t;
+  pthread_create(&t, NULL, signaller, NULL);
+  for (int i = 0; i < 400 && atomic_load(&handled) < 200; ++i) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  pthread_join(t, NULL);
+  sigaction(SIGUSR1, &old, NULL);
+  check(atomic_load(&handled) >= 150 && atomic_load(&handler_bad) == 0,
+        "signal handlers allocate and free (raise x100, pthread_kill x100 while sleeping)");
+}
+
+/* exit() while threads allocate: the allocator's teardown must not pull memory from under them. */
+static void *churn(void *arg) {
+  uint64_t s = (uintptr_t)arg + 1;
+  for (;;) {
+    void *p[32];
+    for (int i = 0; i < 32; ++i) p[i] = malloc(8 + next_random(&s) % 70000);
+    for (int i = 0; i < 32; ++i) free(p[i]);
+  }
+  return NULL;
+}
+static int exit_live(void) {
+  pthread_t t[4];
+  for (uintptr_t i = 0; i < 4; ++i) pthread_create(&t[i], NULL, churn, (void *)i);
+  struct timespec ts = {0, 20000000};
+  nanosleep(&ts, NULL);
+  exit(0);
+}
+
 static atomic_int stop;
 static void *background(void *arg) {
   (void)arg;
@@ -284,6 +380,11 @@ static void dl(const char *lib) {
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--exit-live") == 0) return exit_live();
+  if (argc > 1 && strcmp(argv[1], "--forks") == 0) {
+    forks();
+    return failures ? 1 : 0;
+  }
   Dl_info info;
   who_malloc = dladdr((void *)malloc, &info) && info.dli_fname ? info.dli_fname : "?";
   printf("     malloc from %s\n", who_malloc);
@@ -293,6 +394,8 @@ int main(int argc, char **argv) {
   aligned_stress();
   foreign();
   threads();
+  first_calls();
+  signals();
   forks();
   dl(argc > 1 ? argv[1] : NULL);
   printf("lifecycle: %d failure(s)\n", failures);

@@ -40,6 +40,16 @@ lifecycle)
   under "$bin/hetmem_preload_cxx"
   echo "$out"
   [ $rc = 0 ]; expect $? "C++ operator checks pass"
+  exits=0
+  for i in $(seq 20); do
+    under "$bin/hetmem_preload_lifecycle" --exit-live
+    [ $rc = 0 ] && [ -z "$err" ] && exits=$((exits + 1))
+  done
+  [ $exits = 20 ]; expect $? "exit() while four threads allocate: status 0, nothing on stderr, 20 times out of 20 ($exits)"
+  under "$bin/hetmem_preload_stress" 3 8
+  echo "$out"
+  [ $rc = 0 ] && grep -q " 0 corruption(s), 0 failed allocation(s)" <<<"$out"
+  expect $? "stress: 8 threads, mixed sizes, realloc growth, cross-thread frees, every byte checked"
   # The same checks hold for glibc itself (the checks test the interface, not hetmem's habits).
   "$bin/hetmem_preload_lifecycle" "$bin/libhetmem_test_dl.so" >"$work/glibc" 2>&1; expect $? "the lifecycle checks pass on glibc too"
   ;;

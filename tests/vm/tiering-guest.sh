@@ -51,6 +51,13 @@ HETMEM_TIERING="fast-limit=512M,rate=512M" HETMEM_EXPLAIN=1 HETMEM_REPORT=stderr
 summary hetmem
 grep -a "automatic tiering\|hetmem:   \|tiering interval" hetmem.txt | sed 's/^/     /'
 
+echo "== fork x30 while the preload's tiering thread runs (every 0.25 s) and a thread allocates"
+HETMEM_TIERING="interval=0.25" HETMEM_EXPLAIN=1 LD_PRELOAD="$preload" "$build/tests/hetmem_preload_lifecycle" --forks > forks.txt 2>&1
+rc=$?
+grep -a "automatic tiering\|^ok\|^FAIL" forks.txt | sed 's/^/     /'
+[ $rc = 0 ] && grep -q "automatic tiering on" forks.txt && grep -q "^ok   fork x30" forks.txt &&
+  ok "fork beside the tiering thread: every child allocates and exits 0" || fail "fork beside the tiering thread (exit $rc)"
+
 echo "== hetmem tierd --pid (from outside; soft-dirty bits; fast tier limited to 512 MiB)"
 set_kernel 0 0; settle
 coproc G { exec "$gups" "${args[@]}" --label tierd; }
