@@ -8,7 +8,8 @@
 #              scripts/setup.sh --vm; they fail, never pass silently, when QEMU cannot run)
 #   2. lint    clang-format --dry-run --Werror, clang-tidy with warnings as errors
 #   3. asan    build/asan: ASan+UBSan; ctest -L unit
-#   4. fuzz    build/fuzz (clang, libFuzzer): each fuzz target for HETMEM_FUZZ_SECONDS (default 20) s
+#      tsan    build/tsan: ThreadSanitizer; ctest -L unit (both skipped by --no-sanitize)
+#   4. fuzz    build/fuzz (clang, libFuzzer): each fuzz target for HETMEM_FUZZ_SECONDS (default 60) s
 #   --quick runs stage 1 only, without the VM tests. Needs the packages of scripts/setup.sh --vm.
 # Exit status: 0 when every stage passed; otherwise that of the first failing stage.
 set -euo pipefail
@@ -22,7 +23,7 @@ for arg in "$@"; do
     --no-lint) lint=0 ;;
     --no-sanitize) sanitize=0 ;;
     --no-fuzz) fuzz=0 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "check.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -78,10 +79,18 @@ if [ "$sanitize" = 1 ]; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_ctest build/asan -j "$jobs" -L unit --output-on-failure
   summary+=("asan+ubsan: passed")
+
+  stage "TSan build + unit tests"
+  # The preload's checks are off in sanitizer builds (its runtime would have to come first).
+  cmake -S . -B build/tsan "${gen[@]}" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 -DHETMEM_WERROR=ON \
+        -DHETMEM_SANITIZE=thread -DHETMEM_BUILD_BENCH=OFF >/dev/null
+  cmake --build build/tsan -j "$jobs"
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_ctest build/tsan -j "$jobs" -L unit --output-on-failure
+  summary+=("tsan: passed")
 fi
 
 if [ "$fuzz" = 1 ]; then
-  stage "fuzz (libFuzzer, ${HETMEM_FUZZ_SECONDS:-20} s per target)"
+  stage "fuzz (libFuzzer, ${HETMEM_FUZZ_SECONDS:-60} s per target)"
   # Everything instrumented for coverage, so the fuzzer sees inside the parsers.
   cmake -S . -B build/fuzz "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
         -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined" -DHETMEM_BUILD_FUZZERS=ON \
@@ -89,7 +98,7 @@ if [ "$fuzz" = 1 ]; then
   cmake --build build/fuzz -j "$jobs" --target fuzz_parsers
   work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
   # New inputs go to a scratch corpus; the committed corpus is read-only seed material.
-  if ! build/fuzz/tests/fuzz_parsers -max_total_time="${HETMEM_FUZZ_SECONDS:-20}" -timeout=5 -rss_limit_mb=1024 \
+  if ! build/fuzz/tests/fuzz_parsers -max_total_time="${HETMEM_FUZZ_SECONDS:-60}" -timeout=5 -rss_limit_mb=1024 \
          -print_final_stats=1 -artifact_prefix="$root/build/fuzz/" "$work" tests/fuzz/corpus 2>&1 | tail -15; then
     echo "fuzzing found a crash: the input is in build/fuzz/crash-*; fix it and add the input to tests/fuzz/corpus/"
     exit 1
