@@ -137,7 +137,9 @@ CPP
   fi
   ;;
 gdb)
-  out=$(gdb -q -batch -ex "set environment LD_PRELOAD=$preload" -ex run -ex "info sharedlibrary" \
+  # The signal check raises SIGUSR1 on purpose: gdb lets it through to the program's handler.
+  out=$(gdb -q -batch -ex "set environment LD_PRELOAD=$preload" -ex "handle SIGUSR1 nostop noprint pass" \
+        -ex run -ex "info sharedlibrary" \
         --args "$bin/hetmem_preload_lifecycle" 2>&1)
   grep -q "lifecycle: 0 failure(s)" <<<"$out" && grep -q "exited normally" <<<"$out"; expect $? "the lifecycle checks under gdb"
   ;;
