@@ -124,7 +124,10 @@ for n in nodes.values():
 assert d["reference"] == 0
 one = nodes[1]
 assert abs(one["hmat"]["latency_ratio"] - 2.5) < 0.01 and abs(one["hmat"]["read_ratio"] - 0.3) < 0.01, one["hmat"]
-assert one["flags"] and not nodes[0]["flags"], (one["flags"], nodes[0]["flags"])
+# Node 1's ratios are off HMAT's; node 0 (the reference) can only share an order flag, which
+# emulator noise in the latencies (25% apart) can raise.
+assert any("by HMAT" in f for f in one["flags"]), one["flags"]
+assert all("order of nodes" in f for f in nodes[0]["flags"]), nodes[0]["flags"]
 print("     node 1: latency %.2fx, read %.2fx as measured; flags: %s" % (one["latency_ratio"], one["read_ratio"], one["flags"]))
 EOF
   fail "probe (rc $rc)"
