@@ -9,10 +9,9 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
+#include <barrier>
 #include <cstring>
 #include <ctime>
-#include <mutex>
 #include <numeric>
 #include <thread>
 
@@ -212,32 +211,6 @@ std::uint64_t read_slice(const std::uint64_t *p, std::size_t words) {
 
 enum class stream_op { read, write, stop };
 
-// A reusable barrier (mutex, condition variable and a generation count). libstdc++ 12's
-// std::barrier let arrive_and_wait() return before the phase completed here (passes of a few
-// microseconds over 64 MiB), so the timing cannot trust it.
-class phase_barrier {
- public:
-  explicit phase_barrier(std::size_t parties) : parties_(parties) {}
-  void arrive_and_wait() {
-    std::unique_lock lock(mutex_);
-    const std::uint64_t generation = generation_;
-    if (++arrived_ == parties_) {
-      arrived_ = 0;
-      ++generation_;
-      lock.unlock();
-      done_.notify_all();
-      return;
-    }
-    done_.wait(lock, [&] { return generation_ != generation; });
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable done_;
-  std::size_t parties_, arrived_ = 0;
-  std::uint64_t generation_ = 0;
-};
-
 // Best MB/s of whole-buffer passes, read or write, by `cpus.size()` pinned threads.
 struct bandwidth_result {
   double read_mbps = 0, write_mbps = 0;
@@ -246,7 +219,7 @@ struct bandwidth_result {
 bandwidth_result measure_bandwidth(char *buf, std::size_t bytes, const std::vector<std::uint32_t> &cpus, double seconds,
                                    const std::function<void(double, const char *)> &step) {
   const std::size_t threads = cpus.size();
-  phase_barrier sync(threads + 1);
+  std::barrier sync(static_cast<std::ptrdiff_t>(threads + 1));
   std::atomic<stream_op> op{stream_op::read};
   std::atomic<int> pin_error{0};
   std::vector<std::thread> workers;
