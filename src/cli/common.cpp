@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -37,6 +38,26 @@ result<std::string> read_text_file(const std::string &path, std::size_t limit) {
     }
   }
   ::close(fd);
+  return out;
+}
+
+std::string render_table(const std::vector<std::vector<std::string>> &rows, std::size_t right_from) {
+  std::vector<std::size_t> width;
+  for (const auto &r : rows) {
+    if (width.size() < r.size()) width.resize(r.size(), 0);
+    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  }
+  std::string out;
+  for (const auto &r : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      const std::string pad(width[i] - r[i].size(), ' ');
+      line += i >= right_from ? pad + r[i] : r[i] + pad;
+      if (i + 1 < r.size()) line += "  ";
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + "\n";
+  }
   return out;
 }
 

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "hetmem/policy.hpp"
 #include "hetmem/result.hpp"
@@ -25,6 +27,10 @@ inline result<tier> tier_named(const std::string &text, const char *option, cons
 
 // `path` below a captured tree's root ("" or "/": the live system).
 std::string under_root(const std::string &root, const std::string &path);
+
+// Rows as columns two blanks apart, trailing blanks trimmed; columns from `right_from` on are
+// right-aligned (numbers), the others left-aligned.
+std::string render_table(const std::vector<std::vector<std::string>> &rows, std::size_t right_from = SIZE_MAX);
 
 // A whole /proc, /sys or cgroup file (they report no size to stat()), at most `limit` bytes;
 // the error names the path and the cause (EFBIG past the limit).

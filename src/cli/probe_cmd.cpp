@@ -31,26 +31,6 @@ std::string bandwidth_text(const std::optional<double> &mbps) {
   return mbps ? format_bandwidth_mbps(static_cast<std::uint64_t>(std::llround(*mbps))) : "-";
 }
 
-// Left-aligned columns, two blanks apart, trailing blanks trimmed.
-std::string table(const std::vector<std::vector<std::string>> &rows) {
-  std::vector<std::size_t> width;
-  for (const auto &r : rows) {
-    if (width.size() < r.size()) width.resize(r.size(), 0);
-    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
-  }
-  std::string out;
-  for (const auto &r : rows) {
-    std::string line;
-    for (std::size_t i = 0; i < r.size(); ++i) {
-      line += r[i];
-      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out += line + "\n";
-  }
-  return out;
-}
-
 // Writes `text` to `path` through a temporary file renamed over it, so a failed write never
 // leaves half a report behind.
 result<void> save_text(const std::string &path, const std::string &text) {
@@ -217,7 +197,7 @@ int run_probe(const probe_args &a) {
                       m.huge_page_fraction ? fmt::format("{:.0f}%", *m.huge_page_fraction * 100) : "-",
                       r.flags.empty() ? "" : "DISAGREES"});
     }
-    out += table(rows);
+    out += render_table(rows);
     if (cmp.flagged() > 0) {
       out += "\nDisagreements with HMAT (differing by more than 2x, or in the opposite order):\n";
       for (const auto &r : cmp.rows)

@@ -232,21 +232,7 @@ std::string render_text(const stat_args &a, const sample &s, const sample *prev,
     }
     rows.push_back(row);
   }
-  std::vector<std::size_t> width(head.size(), 0);
-  for (const auto &r : rows)
-    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
-  for (const auto &r : rows) {
-    std::string line;
-    for (std::size_t i = 0; i < r.size(); ++i) {
-      // Numbers right-aligned, names left.
-      const bool right = i >= 3;
-      const std::string pad(width[i] - r[i].size(), ' ');
-      line += right ? pad + r[i] : r[i] + pad;
-      if (i + 1 < r.size()) line += "  ";
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out += line + "\n";
-  }
+  out += render_table(rows, 3);  // numbers right-aligned, names left
   if (s.nodes.empty()) out += "(nothing resident)\n";
   const auto tiers = by_tier(s, t, vi.view);
   if (!tiers.empty()) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "common.hpp"
 #include "hetmem/format.hpp"
 
 namespace hetmem::cli {
@@ -16,26 +17,6 @@ using ojson = nlohmann::ordered_json;
 std::string opt_ns(const std::optional<std::uint64_t> &v) { return v ? std::to_string(*v) + " ns" : "-"; }
 std::string opt_bw(const std::optional<std::uint64_t> &v) { return v ? format_bandwidth_mbps(*v) : "-"; }
 std::string opt_bytes(const std::optional<std::uint64_t> &v) { return v ? format_bytes(*v) : "-"; }
-
-// Left-aligned columns separated by two spaces; trailing blanks trimmed.
-std::string render_table(const std::vector<std::vector<std::string>> &rows) {
-  std::vector<std::size_t> width;
-  for (const auto &r : rows) {
-    if (width.size() < r.size()) width.resize(r.size(), 0);
-    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
-  }
-  std::string out;
-  for (const auto &r : rows) {
-    std::string line;
-    for (std::size_t i = 0; i < r.size(); ++i) {
-      line += r[i];
-      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out += line + "\n";
-  }
-  return out;
-}
 
 std::string tier_text(const tier_group &g) {
   std::string nodes;
