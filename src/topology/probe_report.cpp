@@ -21,14 +21,9 @@ namespace hetmem {
 
 namespace {
 
+using sysfs::trim;
 constexpr int format_version = 1;
 constexpr std::size_t max_report_bytes = 1 << 20;
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return s;
-}
 
 // Splits off the first blank-separated word of `s`.
 std::string_view next_word(std::string_view &s) {
