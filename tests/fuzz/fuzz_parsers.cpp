@@ -64,6 +64,19 @@ void expect_named_error(const hetmem::error &e) {
   if (e.message.empty() || e.code <= 0) __builtin_trap();  // every error names its cause
 }
 
+// A parsed policy resolved on machine() and explained; every error on the way names its cause.
+void resolved(const hetmem::result<hetmem::policy::policy> &p, const char *origin) {
+  if (!p) {
+    expect_named_error(p.error());
+    return;
+  }
+  auto plan = hetmem::policy::resolve({*p, origin}, machine());
+  if (plan)
+    (void)hetmem::policy::explain(*plan);
+  else
+    expect_named_error(plan.error());
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size) {
@@ -142,36 +155,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
       break;
     }
     case 15: {  // the policy language, as HETMEM_POLICY or a config file, resolved on machine()
-      auto p = hetmem::policy::parse(text, "fuzz.conf");
-      if (!p) {
-        expect_named_error(p.error());
-        break;
-      }
-      auto plan = hetmem::policy::resolve({*p, "fuzz.conf"}, machine());
-      if (plan)
-        (void)hetmem::policy::explain(*plan);
-      else
-        expect_named_error(plan.error());
+      resolved(hetmem::policy::parse(text, "fuzz.conf"), "fuzz.conf");
       break;
     }
     case 16: {  // MEMKIND_MEM_TIERS \n MEMKIND_MEM_THRESHOLDS
       auto [tiers, thresholds] = two(text);
-      auto p = hetmem::policy::from_memkind(tiers, thresholds);
-      if (!p) {
-        expect_named_error(p.error());
-      } else if (auto plan = hetmem::policy::resolve({*p, "MEMKIND_MEM_TIERS"}, machine()); !plan) {
-        expect_named_error(plan.error());
-      }
+      resolved(hetmem::policy::from_memkind(tiers, thresholds), "MEMKIND_MEM_TIERS");
       break;
     }
     case 17: {  // AUTO_HBW_SIZE \n AUTO_HBW_MEM_TYPE
       auto [limits, type] = two(text);
-      auto p = hetmem::policy::from_autohbw(limits, type);
-      if (!p) {
-        expect_named_error(p.error());
-      } else if (auto plan = hetmem::policy::resolve({*p, "AUTO_HBW_SIZE"}, machine()); !plan) {
-        expect_named_error(plan.error());
-      }
+      resolved(hetmem::policy::from_autohbw(limits, type), "AUTO_HBW_SIZE");
       break;
     }
     case 18: {  // a size, and a tier as the CLI's --to takes one

@@ -81,6 +81,15 @@ topology classified(const sysfs::snapshot &snap, std::optional<probe_report> pro
   return std::move(*t);
 }
 
+// This machine, judged without any HETMEM_PROBE the environment may hold.
+result<topology> live_topology() {
+  load_options lo;
+  lo.probe_file = "";
+  auto t = load_topology(lo);
+  REQUIRE(t);
+  return t;
+}
+
 bool has_reason(const node_info &n, evidence_source s) {
   for (const auto &r : n.reasons)
     if (r.source == s) return true;
@@ -298,10 +307,7 @@ TEST_CASE("probe file through load_topology: named files must work, HETMEM_PROBE
 }
 
 TEST_CASE("run_probe measures this machine's nodes, placement confirmed by the kernel", "[probe][live]") {
-  load_options lo;
-  lo.probe_file = "";
-  auto topo = load_topology(lo);
-  REQUIRE(topo);
+  auto topo = live_topology();
   cpu_set_t before;
   REQUIRE(::sched_getaffinity(0, sizeof before, &before) == 0);
   probe_options o;
@@ -339,10 +345,7 @@ TEST_CASE("run_probe measures this machine's nodes, placement confirmed by the k
 }
 
 TEST_CASE("run_probe: bad requests are refused up front with the reason", "[probe][live]") {
-  load_options lo;
-  lo.probe_file = "";
-  auto topo = load_topology(lo);
-  REQUIRE(topo);
+  auto topo = live_topology();
   probe_options o;
   o.initiator = 4000;
   auto r = run_probe(*topo, o);
@@ -377,10 +380,7 @@ long mbind_fails(void *, unsigned long, int, const unsigned long *, unsigned lon
 }  // namespace
 
 TEST_CASE("run_probe: a buffer the kernel did not place is skipped, not measured", "[probe][live]") {
-  load_options lo;
-  lo.probe_file = "";
-  auto topo = load_topology(lo);
-  REQUIRE(topo);
+  auto topo = live_topology();
   probe_options o;
   o.buffer_bytes = 4u << 20;
   o.seconds_per_measurement = 0.001;
