@@ -95,7 +95,8 @@ check "probe json"                   0 'probe ok'                         -- sh 
 check "probe saved a report"         0 '^hetmem-probe 1$'                 -- cat "$tmp/probe"
 check "topo takes the probe"         0 '\[probe\] measured from node'     -- "$hetmem" topo --probe "$tmp/probe" --explain --no-hwloc
 check "topo json shows it"           0 '"origin": '                       -- "$hetmem" topo --probe "$tmp/probe" --json --no-hwloc
-check "probe table and bar"          0 'NODE +KIND +LATENCY'             -- "$hetmem" probe --size 4M --time 0.01 --latency-only --progress
+check "probe table"                  0 'NODE +KIND +LATENCY'             -- "$hetmem" probe --size 4M --time 0.01 --latency-only
+check "probe --progress draws a bar" 0 '\] 100% node [0-9]+: done'        -- "$hetmem" probe --size 4M --time 0.01 --latency-only --progress
 check "probe: missing probe file"    1 'cannot read the probe file /nonexistent/p' -- "$hetmem" topo --probe /nonexistent/p
 printf 'hetmem-probe 1\ninitiator zero\n' > "$tmp/badprobe"
 check "probe: bad file names line"   1 'line 2: initiator .zero.'         -- "$hetmem" topo --probe "$tmp/badprobe"
