@@ -5,11 +5,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <barrier>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cmath>
-#include <barrier>
 #include <cstring>
 #include <ctime>
 #include <numeric>
