@@ -19,6 +19,7 @@
 #include <new>
 #include <string>
 
+#include "direct_path.hpp"
 #include "hetmem/detail/node_memory.hpp"
 #include "hetmem/detail/os.hpp"
 #include "hetmem/sysfs/parse.hpp"
@@ -26,6 +27,12 @@
 #include "va_window.hpp"
 
 namespace hetmem::detail {
+
+// direct_path.hpp's state: the direct arena's id (0: none), whether the fast paths are on, and
+// whether this thread may take them (bound to the direct arena while they were on).
+constinit std::atomic<unsigned> direct_path::arena_id{0};
+constinit std::atomic<bool> direct_path::enabled{false};
+constinit thread_local bool direct_path::thread_ready = false;
 
 // ---------------------------------------------------------------------------------------------
 // Arena state and the extent hooks.
@@ -351,6 +358,7 @@ void flush_all(thread_cache *tc, bool destroy_tcaches) noexcept {
 
 void thread_exit(void *arg) {
   auto *tc = static_cast<thread_cache *>(arg);
+  direct_path::thread_ready = false;
   tl_cache = nullptr;
   tl_state = tc_dead;  // later allocations on this thread go uncached
   flush_all(tc, true);
@@ -401,8 +409,8 @@ thread_cache *thread_cache_init() noexcept {
   return tc;
 }
 
-// The arena backed by jemalloc's automatic thread caches (tier_arena::use_thread_tcache), 0 for none.
-constinit std::atomic<unsigned> tcache_arena{0};
+// The arena backed by jemalloc's automatic thread caches (tier_arena::use_thread_tcache).
+std::atomic<unsigned> &tcache_arena = direct_path::arena_id;
 
 // The direct arena (the one above): jemalloc's own fast paths, no bins, no page marks.
 inline bool is_direct(unsigned arena_id) noexcept { return arena_id == tcache_arena.load(std::memory_order_relaxed); }
@@ -445,6 +453,7 @@ arena_cache *arena_cache_init(thread_cache *tc, unsigned id, unsigned je_arena, 
     unsigned bound = je_arena;
     if (hetmem_je_mallctl("thread.arena", nullptr, nullptr, &bound, sizeof bound) == 0) ac->direct = true;
     ac->tcache_flag = 0;
+    direct_path::thread_ready = ac->direct && tc == tl_cache && direct_path::enabled.load(std::memory_order_relaxed);
   } else if (hetmem_je_mallctl("tcache.create", &ac->tcache, &sz, nullptr, 0) == 0) {
     ac->has_tcache = true;
     ac->tcache_flag = static_cast<int>(MALLOCX_TCACHE(ac->tcache));
@@ -1024,6 +1033,8 @@ inline bool deallocate_owned(void *p) noexcept {
 void tier_arena::deallocate(void *p) noexcept {
   if (!deallocate_owned(p) && p) foreign_pointer(p);
 }
+
+bool tier_arena::is_direct_arena() const noexcept { return is_direct(id_); }
 
 bool tier_arena::deallocate_if_owned(void *p) noexcept { return deallocate_owned(p); }
 

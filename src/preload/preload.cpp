@@ -33,6 +33,7 @@
 #include <cstring>
 #include <new>
 
+#include "direct_path.hpp"  // the engine's (src/engine)
 #include "hetmem/detail/policy_runtime.hpp"
 #include "hetmem/policy.hpp"
 #include "hetmem/tiering.hpp"
@@ -50,6 +51,7 @@ namespace {
 
 using hetmem::detail::policy_runtime;
 using hetmem::detail::tier_arena;
+namespace direct_path = hetmem::detail::direct_path;
 
 enum : int { state_glibc = 0, state_ready = 1 };
 std::atomic<int> state{state_glibc};
@@ -77,16 +79,40 @@ inline policy_runtime *ready() noexcept {
 
 inline bool ours(const void *p) noexcept { return tier_arena::id_of(p) != 0; }
 
-[[gnu::always_inline]] inline void *allocate(std::size_t bytes, std::size_t alignment, const void *site) noexcept {
+// The policy's way (and glibc's before start-up), out of line: malloc and free below keep only
+// the direct fast path inline, so they need no stack frame.
+[[gnu::noinline]] void *allocate_by_policy(std::size_t bytes, std::size_t alignment, const void *site) noexcept {
   if (policy_runtime *rt = ready()) [[likely]]
     return rt->allocate(bytes, alignment, site);
   return alignment > 16 ? __libc_memalign(alignment, bytes) : __libc_malloc(bytes);
 }
 
-inline void release(void *p) noexcept {
+// The direct arena's malloc; when its node is full, the policy's way (whose first tier is this
+// arena: it tries the tier's other nodes, then the chain's next tier). No call site is needed:
+// the direct fast path is only on for policies that do not place by call site.
+[[gnu::noinline]] void *allocate_direct(std::size_t bytes) noexcept {
+  if (void *p = hetmem_je_malloc(bytes)) [[likely]]  // direct_path::try_allocate, the thread known ready
+    return p;
+  return allocate_by_policy(bytes, 0, nullptr);
+}
+
+[[gnu::always_inline]] inline void *allocate(std::size_t bytes, std::size_t alignment, const void *site) noexcept {
+  // The direct fast path (src/engine/direct_path.hpp), when start() enabled it.
+  if (alignment == 0 && direct_path::thread_ready) [[likely]]
+    return allocate_direct(bytes);
+  return allocate_by_policy(bytes, alignment, site);
+}
+
+[[gnu::noinline]] void release_by_owner(void *p) noexcept {
   if (!p) return;
   if (runtime && runtime->counting()) runtime->note_free(p);  // counts hetmem's blocks only
   if (!tier_arena::deallocate_if_owned(p)) __libc_free(p);
+}
+
+[[gnu::always_inline]] inline void release(void *p) noexcept {
+  if (direct_path::try_free(p)) [[likely]]
+    return;
+  release_by_owner(p);
 }
 
 std::size_t usable(void *p) noexcept {
@@ -171,6 +197,7 @@ void start() noexcept {
               .c_str());
     (void)(*rt)->use_thread_tcache();  // the catch-all tier through jemalloc's own thread caches
     runtime = *rt;
+    if ((*rt)->direct_first()) direct_path::enable();  // before any thread binds to that arena
     state.store(state_ready, std::memory_order_release);
     start_tiering(explain && *explain && std::strcmp(explain, "0") != 0);
   } catch (...) {

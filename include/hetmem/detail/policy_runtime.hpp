@@ -44,6 +44,13 @@ class policy_runtime {
     return rule_count_ != 0 && rules_[rule_count_ - 1].n != 0 && rules_[rule_count_ - 1].arenas[0]->use_thread_tcache();
   }
   [[nodiscard]] bool counting() const noexcept { return counting_; }
+  // Whether every allocation without an alignment goes first to the direct arena (one rule, a
+  // chain or a single tier, no counting), so that the preload may try tier_arena's direct fast
+  // path before allocate() and free() with deallocate_direct. After use_thread_tcache().
+  [[nodiscard]] bool direct_first() const noexcept {
+    return !counting_ && rule_count_ == 1 && rules_[0].n != 0 &&
+           (rules_[0].kind == policy::route_kind::chain || rules_[0].n == 1) && rules_[0].arenas[0]->is_direct_arena();
+  }
   // A block of this runtime's arenas is about to be freed (only needed when counting()).
   void note_free(const void *p) noexcept;
   // A block of this runtime's arenas was resized within its arena: it had `old_usable` bytes.

@@ -71,6 +71,9 @@ class tier_arena {
   [[nodiscard]] void *allocate(std::size_t bytes, std::size_t alignment = 0) noexcept;
   // allocate(bytes) with the default alignment, without the alignment checks.
   [[nodiscard]] void *allocate_default(std::size_t bytes) noexcept;
+  // Whether this is the direct arena, the one use_thread_tcache() made (served by jemalloc's own
+  // thread caches; the preload's fast paths in src/engine/direct_path.hpp).
+  [[nodiscard]] bool is_direct_arena() const noexcept;
   // Frees `p`, which must come from some tier_arena (any thread may free).
   static void deallocate(void *p) noexcept;
   // Frees `p` when hetmem allocated it and returns true; false (p untouched, nothing reported)

@@ -1,0 +1,54 @@
+// direct_path.hpp — the direct arena's malloc and free fast paths, small enough to be inlined
+// into the preload's malloc and free (engine-private: the preload includes it; not installed).
+//
+// Contract:
+// - The direct arena is the tier arena served by jemalloc's own thread caches
+//   (tier_arena::use_thread_tcache); `arena_id` holds its id (0 while there is none).
+// - The fast paths are off until the owner of the policy (the preload) calls enable(), which
+//   it does only when every unaligned request goes first to the direct arena and nothing is
+//   counted per block (policy_runtime::direct_first), before anything is allocated there.
+// - A thread is bound to the direct arena (jemalloc's thread.arena) the first time it
+//   allocates there through tier_arena; when the fast paths are enabled by then, `thread_ready`
+//   is true from that moment until the thread's cache is torn down at its exit. Everything
+//   here is only a shortcut for such a thread: each function answers nullptr/false when it
+//   cannot serve, and the caller then takes the full path (which binds the thread, falls back
+//   to the tier's other nodes, or reports why it failed).
+// - try_allocate(n): jemalloc's malloc on the direct arena; nullptr when the thread is not
+//   ready or jemalloc could not allocate (its node full: errno may then be ENOMEM).
+// - try_free(p): frees `p` into the thread's jemalloc cache when the thread is ready and the
+//   address window says `p` belongs to the direct arena; false (p untouched) otherwise,
+//   nullptr included.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+
+#include "va_window.hpp"
+
+extern "C" {
+// jemalloc's malloc and free (the hetmem_je_ prefix), as its own header declares them.
+void *hetmem_je_malloc(std::size_t size) noexcept;
+void hetmem_je_free(void *p) noexcept;
+}
+
+namespace hetmem::detail::direct_path {
+
+extern constinit std::atomic<unsigned> arena_id;
+extern constinit std::atomic<bool> enabled;
+[[gnu::tls_model("initial-exec")]] extern constinit thread_local bool thread_ready;
+
+inline void enable() noexcept { enabled.store(true, std::memory_order_relaxed); }
+
+[[gnu::always_inline]] inline void *try_allocate(std::size_t bytes) noexcept {
+  return thread_ready ? hetmem_je_malloc(bytes) : nullptr;
+}
+
+[[gnu::always_inline]] inline bool try_free(void *p) noexcept {
+  if (thread_ready && va_window::arena_of(p) == arena_id.load(std::memory_order_relaxed)) [[likely]] {
+    hetmem_je_free(p);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace hetmem::detail::direct_path
