@@ -11,16 +11,15 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <new>
 #include <optional>
-#include <sstream>
 #include <thread>
 
 #include "hetmem/detail/os.hpp"
 #include "hetmem/detail/tier_arena.hpp"
 #include "hetmem/format.hpp"
+#include "hetmem/sysfs/parse.hpp"
 #include "hetmem/sysfs/reader.hpp"
 
 namespace hetmem {
@@ -212,33 +211,34 @@ result<void> check_target(const tier &to, pid_t pid) {
 }  // namespace
 
 std::string migration_report::summary() const {
-  std::ostringstream s;
-  s << "moved " << moved << (moved == 1 ? " page" : " pages") << " (" << format_bytes(bytes_moved()) << ")";
+  auto count = [](std::uint64_t n) { return std::to_string(n); };
+  std::string s =
+      "moved " + count(moved) + (moved == 1 ? " page" : " pages") + " (" + format_bytes(bytes_moved()) + ")";
   if (!moved_to.empty()) {
-    s << " to node" << (moved_to.size() > 1 ? "s " : " ");
-    for (std::size_t i = 0; i < moved_to.size(); ++i) s << (i ? "," : "") << moved_to[i].first;
+    s += moved_to.size() > 1 ? " to nodes " : " to node ";
+    for (std::size_t i = 0; i < moved_to.size(); ++i) s += (i ? "," : "") + std::to_string(moved_to[i].first);
   }
   char t[64];
   std::snprintf(t, sizeof t, " in %.2f s", seconds);
-  s << t;
+  s += t;
   if (seconds > 0 && moved > 0)
-    s << " (" << format_bytes(static_cast<std::uint64_t>(static_cast<double>(bytes_moved()) / seconds)) << "/s)";
-  if (already_there) s << "; " << already_there << " already there";
-  if (not_selected) s << "; " << not_selected << " on other nodes, left";
-  if (not_present) s << "; " << not_present << " not present";
-  if (busy) s << "; " << busy << " busy (pinned, locked or under I/O: try again)";
-  if (no_memory) s << "; " << no_memory << " failed: target nodes full";
-  if (shared) s << "; " << shared << " shared with other processes, left";
-  if (other_failed) s << "; " << other_failed << " failed: " << detail::error_text(first_error);
-  return s.str();
+    s += " (" + format_bytes(static_cast<std::uint64_t>(static_cast<double>(bytes_moved()) / seconds)) + "/s)";
+  if (already_there) s += "; " + count(already_there) + " already there";
+  if (not_selected) s += "; " + count(not_selected) + " on other nodes, left";
+  if (not_present) s += "; " + count(not_present) + " not present";
+  if (busy) s += "; " + count(busy) + " busy (pinned, locked or under I/O: try again)";
+  if (no_memory) s += "; " + count(no_memory) + " failed: target nodes full";
+  if (shared) s += "; " + count(shared) + " shared with other processes, left";
+  if (other_failed) s += "; " + count(other_failed) + " failed: " + detail::error_text(first_error);
+  return s;
 }
 
 result<std::vector<address_range>> process_ranges(pid_t pid, bool include_files) {
   try {
     const std::string path = pid == 0 ? std::string("/proc/self/maps") : "/proc/" + std::to_string(pid) + "/maps";
-    std::ifstream f(path);
-    if (!f) {
-      const int err = errno ? errno : ENOENT;
+    const auto text = sysfs::read_text_file(path, std::size_t{1} << 30);
+    if (!text) {
+      const int err = text.error().code;
       if (pid != 0 && (err == ENOENT || err == ESRCH)) return error{ESRCH, "no process " + std::to_string(pid)};
       if (err == EACCES || err == EPERM)
         return error{err, "cannot read the mappings of " + who(pid) + " (" + path + "): " + errno_text(err) +
@@ -246,8 +246,8 @@ result<std::vector<address_range>> process_ranges(pid_t pid, bool include_files)
       return error{err, path + ": " + errno_text(err)};
     }
     std::vector<address_range> out;
-    std::string line;
-    while (std::getline(f, line)) {
+    for (const std::string_view view : sysfs::split_lines(*text)) {
+      const std::string line(view);
       // "start-end perms offset dev inode   name"
       unsigned long long lo = 0, hi = 0;
       char perms[8] = {};
@@ -263,7 +263,6 @@ result<std::vector<address_range>> process_ranges(pid_t pid, bool include_files)
       if (!include_files && !anonymous && !private_writable) continue;  // file pages: shared page cache
       out.push_back({static_cast<std::uintptr_t>(lo), static_cast<std::uintptr_t>(hi), name});
     }
-    if (f.bad()) return error{EIO, path + ": read error"};
     return out;
   } catch (const std::bad_alloc &) {
     return error{ENOMEM, "out of memory"};

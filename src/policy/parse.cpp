@@ -4,11 +4,10 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "hetmem/policy.hpp"
 #include "hetmem/sysfs/parse.hpp"
+#include "hetmem/sysfs/reader.hpp"
 
 namespace hetmem::policy {
 namespace {
@@ -450,14 +449,13 @@ result<policy> from_memkind(std::string_view tiers, std::string_view thresholds)
   route r;
   std::string policy_name;
   std::vector<std::string> parts;
-  std::stringstream ss{std::string(tiers)};
-  for (std::string part; std::getline(ss, part, ';');) parts.push_back(trim(part));
+  for (std::string_view part : sysfs::split_fields(tiers, ';')) parts.push_back(trim(part));
   for (std::size_t i = 0; i < parts.size(); ++i) {
     const std::string &part = parts[i];
     if (part.empty()) return bad("empty tier configuration (two ';' in a row?)");
     std::optional<std::string> kind, path, limit, ratio, pol;
-    std::stringstream ps(part);
-    for (std::string param; std::getline(ps, param, ',');) {
+    for (const std::string_view field : sysfs::split_fields(part, ',')) {
+      const std::string param(field);
       const auto colon = param.find(':');
       if (colon == std::string::npos) return bad("'" + param + "' is not NAME:VALUE");
       const std::string name = trim(param.substr(0, colon)), value = trim(param.substr(colon + 1));
@@ -519,16 +517,15 @@ result<policy> from_memkind(std::string_view tiers, std::string_view thresholds)
     r.kind = route_kind::threshold;
     if (r.tiers.size() < 2) return bad("DYNAMIC_THRESHOLD needs two tiers or more");
     r.thresholds.resize(r.tiers.size() - 1);
-    std::stringstream ts{std::string(thresholds)};
     std::size_t n = 0;
-    for (std::string conf; std::getline(ts, conf, ';'); ++n) {
+    for (const std::string_view conf : sysfs::split_fields(thresholds, ';')) {
       if (n >= r.thresholds.size())
         return error{EINVAL, "MEMKIND_MEM_THRESHOLDS: more thresholds than tiers less one (" +
                                  std::to_string(r.thresholds.size()) + ")"};
       auto &b = r.thresholds[n];
       bool seen[3] = {};
-      std::stringstream cs(conf);
-      for (std::string param; std::getline(cs, param, ',');) {
+      for (const std::string_view field : sysfs::split_fields(conf, ',')) {
+        const std::string param(field);
         const auto colon = param.find(':');
         const std::string name = trim(param.substr(0, colon));
         const int which = name == "INIT_VAL" ? 0 : name == "MIN_VAL" ? 1 : name == "MAX_VAL" ? 2 : -1;
@@ -546,6 +543,7 @@ result<policy> from_memkind(std::string_view tiers, std::string_view thresholds)
       if (!(b.min <= b.start && b.start <= b.max))
         return error{EINVAL, "MEMKIND_MEM_THRESHOLDS: threshold " + std::to_string(n + 1) +
                                  " must hold MIN_VAL <= INIT_VAL <= MAX_VAL"};
+      ++n;
     }
   } else {
     return bad("unknown POLICY '" + policy_name + "' (STATIC_RATIO, DYNAMIC_THRESHOLD)");
@@ -634,8 +632,7 @@ bool strict_requested(const environment &env) {
   if (env.strict && !env.strict->empty() && *env.strict != "0") return true;
   // "strict" as a statement of HETMEM_POLICY, even when the rest of it does not parse.
   if (env.policy) {
-    std::stringstream ss(*env.policy);
-    for (std::string s; std::getline(ss, s, ';');)
+    for (const std::string_view s : sysfs::split_fields(*env.policy, ';'))
       if (lower(trim(s)) == "strict") return true;
   }
   return false;
@@ -656,17 +653,11 @@ result<loaded_policy> load(const environment &env) {
     note_ignored(env.memkind_tiers, "MEMKIND_MEM_TIERS");
     note_ignored(env.autohbw_size, "AUTO_HBW_SIZE");
   } else if (env.config) {
-    std::ifstream f(*env.config);
-    if (!f)
-      return error{errno ? errno : ENOENT, "HETMEM_CONFIG: cannot read " + *env.config + ": " +
-                                               std::string(std::strerror(errno ? errno : ENOENT))};
-    std::string text;
-    char buf[4096];
-    while (f.read(buf, sizeof buf) || f.gcount() > 0) {
-      text.append(buf, static_cast<std::size_t>(f.gcount()));
-      if (text.size() > (1u << 20)) return error{E2BIG, "HETMEM_CONFIG: " + *env.config + " is larger than 1 MiB"};
-    }
-    auto p = parse(text, *env.config);
+    auto text = sysfs::read_text_file(*env.config, std::size_t{1} << 20);
+    if (!text && text.error().code == EFBIG)
+      return error{E2BIG, "HETMEM_CONFIG: " + *env.config + " is larger than 1 MiB"};
+    if (!text) return error{text.error().code, "HETMEM_CONFIG: cannot read " + text.error().message};
+    auto p = parse(*text, *env.config);
     if (!p) return p.error();
     out.p = std::move(*p);
     out.source = "HETMEM_CONFIG (" + *env.config + ")";

@@ -16,11 +16,9 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <new>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -30,6 +28,8 @@
 #include "hetmem/detail/os.hpp"
 #include "hetmem/format.hpp"
 #include "hetmem/placement.hpp"
+#include "hetmem/sysfs/parse.hpp"
+#include "hetmem/sysfs/reader.hpp"
 #include "hetmem/tiering.hpp"
 #include "hetmem/topology.hpp"
 #include "text.hpp"
@@ -53,17 +53,20 @@ double thread_cpu_seconds() {
 
 // CPU seconds a process or thread has used (utime + stime of /proc/PID/stat).
 double process_cpu_seconds(pid_t pid) {
-  std::string s;
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  if (!f || !std::getline(f, s)) return 0;
-  const auto close = s.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream in(s.substr(close + 2));
-  std::string field;
+  const auto text = sysfs::read_text_file("/proc/" + std::to_string(pid) + "/stat", std::size_t{64} << 10);
+  if (!text) return 0;
+  const std::string_view s = *text;
+  const auto close = s.rfind(')');  // the command name may hold anything, ')' included
+  if (close == std::string_view::npos) return 0;
   unsigned long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && in >> field; ++i) {
-    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
-    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+  int i = 2;  // fields after the name, from the state (3), blank-separated
+  for (const std::string_view field : sysfs::split_fields(s.substr(close + 1), ' ')) {
+    if (field.empty()) continue;
+    if (++i == 14) utime = std::strtoull(std::string(field).c_str(), nullptr, 10);
+    if (i == 15) {
+      stime = std::strtoull(std::string(field).c_str(), nullptr, 10);
+      break;
+    }
   }
   const long hz = ::sysconf(_SC_CLK_TCK);
   return static_cast<double>(utime + stime) / static_cast<double>(hz > 0 ? hz : 100);
@@ -418,11 +421,11 @@ struct process_state {
 };
 
 double psi_some_avg10(const std::string &path) {
-  std::ifstream f(path);
-  std::string line;
-  while (std::getline(f, line)) {
+  const auto text = sysfs::read_text_file(path, std::size_t{64} << 10);
+  if (!text) return 0;
+  for (const std::string_view line : sysfs::split_lines(*text)) {
     double v = 0;
-    if (std::sscanf(line.c_str(), "some avg10=%lf", &v) == 1) return v;
+    if (std::sscanf(std::string(line).c_str(), "some avg10=%lf", &v) == 1) return v;
   }
   return 0;
 }
@@ -462,10 +465,11 @@ struct tiering_engine::impl {
   [[nodiscard]] std::vector<pid_t> wanted_pids() const {
     std::vector<pid_t> pids = options.pids;
     if (!options.cgroup.empty()) {
-      std::ifstream f(options.cgroup + "/cgroup.procs");
-      long p = 0;
-      while (f >> p)
-        if (p > 0) pids.push_back(static_cast<pid_t>(p));
+      if (const auto text = sysfs::read_text_file(options.cgroup + "/cgroup.procs", std::size_t{64} << 20))
+        for (const std::string_view line : sysfs::split_lines(*text)) {
+          const long p = std::strtol(std::string(line).c_str(), nullptr, 10);
+          if (p > 0) pids.push_back(static_cast<pid_t>(p));
+        }
     }
     if (pids.empty() && options.cgroup.empty()) pids.push_back(::getpid());
     std::sort(pids.begin(), pids.end());

@@ -67,16 +67,18 @@ std::string_view trim(std::string_view text) noexcept {
   return text;
 }
 
-std::vector<std::string_view> split_lines(std::string_view text) {
-  std::vector<std::string_view> lines;
+std::vector<std::string_view> split_fields(std::string_view text, char separator) {
+  std::vector<std::string_view> fields;
   while (!text.empty()) {
-    auto nl = text.find('\n');
-    lines.push_back(text.substr(0, nl));
-    if (nl == std::string_view::npos) break;
-    text.remove_prefix(nl + 1);
+    auto at = text.find(separator);
+    fields.push_back(text.substr(0, at));
+    if (at == std::string_view::npos) break;
+    text.remove_prefix(at + 1);
   }
-  return lines;
+  return fields;
 }
+
+std::vector<std::string_view> split_lines(std::string_view text) { return split_fields(text, '\n'); }
 
 result<id_set> parse_id_list(std::string_view text, std::uint32_t max_id) {
   auto cleaned = clean(text);

@@ -12,9 +12,6 @@
 #include <cstring>
 
 namespace hetmem::sysfs::detail {
-namespace {
-
-std::atomic<bool> openat2_unavailable{false};
 
 std::string errno_text(int err) {
   char buf[128];
@@ -22,6 +19,10 @@ std::string errno_text(int err) {
   const char *msg = strerror_r(err, buf, sizeof buf);
   return msg ? msg : "unknown error";
 }
+
+namespace {
+
+std::atomic<bool> openat2_unavailable{false};
 
 error os_error(int err, const std::string &what) { return error{err, what + ": " + errno_text(err)}; }
 
@@ -66,6 +67,10 @@ int root_dir::open_at(const std::string &rel, int flags) const {
 result<std::string> root_dir::read(const std::string &rel, std::size_t limit, bool truncate) const {
   int fd = open_at(rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return os_error(-fd, "cannot open");
+  return read_regular_file(fd, limit, truncate);
+}
+
+result<std::string> read_regular_file(int fd, std::size_t limit, bool truncate) {
   fd_guard guard{fd};
   struct stat st {};
   if (::fstat(fd, &st) != 0) return os_error(errno, "cannot stat");
@@ -175,3 +180,22 @@ std::string join_lexically(std::string_view dir, std::string_view target) {
 }
 
 }  // namespace hetmem::sysfs::detail
+
+namespace hetmem::sysfs {
+
+result<std::string> read_text_file(const std::string &path, std::size_t limit) noexcept {
+  try {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      return error{err, path + ": " + detail::errno_text(err)};
+    }
+    auto r = detail::read_regular_file(fd, limit, false);
+    if (!r) return error{r.error().code, path + ": " + r.error().message};
+    return r;
+  } catch (const std::bad_alloc &) {
+    return error{ENOMEM, path + ": out of memory"};
+  }
+}
+
+}  // namespace hetmem::sysfs

@@ -40,6 +40,11 @@ class root_dir {
   int fd_ = -1;
 };
 
+// The content of the regular file open on `fd` (closed before returning), as root_dir::read.
+[[nodiscard]] result<std::string> read_regular_file(int fd, std::size_t limit, bool truncate);
+// strerror's text for `err`.
+[[nodiscard]] std::string errno_text(int err);
+
 // "sys/bus/dax/devices" + "../../../devices/x" -> "sys/devices/x" (lexical; never climbs above the root).
 std::string join_lexically(std::string_view dir, std::string_view target);
 

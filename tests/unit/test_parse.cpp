@@ -201,3 +201,15 @@ TEST_CASE("cgroup v1 memory.numa_stat: pages converted to bytes", "[parse][numa_
   CHECK_FALSE(parse_cgroup_numa_stat("anon=x N0=1\n", 1023));
   CHECK_FALSE(parse_cgroup_numa_stat("anon=1 N0=18446744073709551615\n", 1023));
 }
+
+TEST_CASE("split_fields gives the fields std::getline would", "[parse]") {
+  using v = std::vector<std::string_view>;
+  CHECK(split_fields("", ';').empty());
+  CHECK(split_fields("a", ';') == v{"a"});
+  CHECK(split_fields("a;b", ';') == v{"a", "b"});
+  CHECK(split_fields("a;;b", ';') == v{"a", "", "b"});
+  CHECK(split_fields("a;b;", ';') == v{"a", "b"});
+  CHECK(split_fields(";", ';') == v{""});
+  CHECK(split_fields(";a", ';') == v{"", "a"});
+  CHECK(split_lines("x\ny\n") == v{"x", "y"});
+}

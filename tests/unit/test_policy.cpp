@@ -196,6 +196,18 @@ TEST_CASE("memkind's MEMKIND_MEM_TIERS and MEMKIND_MEM_THRESHOLDS, as its man pa
   CHECK(only_start->rules[0].where.thresholds[0].max == 96);
   bad("KIND:DRAM,RATIO:1;KIND:KMEM_DAX,RATIO:1;POLICY:DYNAMIC_THRESHOLD", "INIT_VAL:64;INIT_VAL:64",
       "more thresholds than tiers");
+  // Three tiers, two thresholds: each configuration goes to its own threshold, in order.
+  auto three = from_memkind(
+      "KIND:DRAM,RATIO:1;KIND:KMEM_DAX,RATIO:2;KIND:FS_DAX,PATH:/mnt/p,RATIO:4;"
+      "POLICY:DYNAMIC_THRESHOLD",
+      " INIT_VAL:64 ; INIT_VAL:4096,MIN_VAL:1024,MAX_VAL:8192;");
+  REQUIRE(three);
+  REQUIRE(three->rules[0].where.thresholds.size() == 2);
+  CHECK(three->rules[0].where.thresholds[0].start == 64);
+  CHECK(three->rules[0].where.thresholds[1].start == 4096);
+  CHECK(three->rules[0].where.thresholds[1].min == 1024);
+  CHECK(three->rules[0].where.thresholds[1].max == 8192);
+  bad("KIND:DRAM,RATIO:1;;KIND:KMEM_DAX,RATIO:1;POLICY:STATIC_RATIO", "", "two ';' in a row");
 }
 
 TEST_CASE("autohbw's AUTO_HBW_SIZE and AUTO_HBW_MEM_TYPE", "[policy][compat]") {

@@ -1,6 +1,9 @@
 #include <catch2/catch_test_macros.hpp>
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
 
 #include "hetmem/sysfs/reader.hpp"
 #include "tree.hpp"
@@ -238,4 +241,33 @@ TEST_CASE("the live system can be read", "[reader][live]") {
   REQUIRE(s);
   CHECK_FALSE(s->nodes.empty());
   for (const auto &d : s->diagnostics) WARN(d.path << ": " << d.message);
+}
+
+TEST_CASE("read_text_file: the content, or an error naming the path", "[reader][hostile]") {
+  temp_tree t;
+  t.file("config", "tier hbm\nrule any -> hbm\n").file("big", std::string(5000, 'x')).dir("a-directory");
+  auto ok = read_text_file(t.root() + "/config", 1 << 20);
+  REQUIRE(ok);
+  CHECK(*ok == "tier hbm\nrule any -> hbm\n");
+  auto exact = read_text_file(t.root() + "/big", 5000);
+  REQUIRE(exact);
+  CHECK(exact->size() == 5000);
+
+  auto expect = [](const hetmem::result<std::string> &r, int code, const std::string &needle) {
+    REQUIRE_FALSE(r);
+    INFO(r.error().message);
+    CHECK(r.error().code == code);
+    CHECK(r.error().message.find(needle) != std::string::npos);
+  };
+  expect(read_text_file(t.root() + "/missing", 1 << 20), ENOENT, t.root() + "/missing: No such file");
+  expect(read_text_file(t.root() + "/big", 4999), EFBIG, t.root() + "/big: file is larger than 4999 bytes");
+  expect(read_text_file(t.root() + "/a-directory", 1 << 20), EINVAL, "not a regular file");
+  // A FIFO would block a reader that opened it blocking, and never end: refused.
+  const std::string fifo = t.root() + "/fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  expect(read_text_file(fifo, 1 << 20), EINVAL, "fifo: not a regular file");
+  // /proc files report size 0 and are read to their end.
+  auto status = read_text_file("/proc/self/status", 1 << 20);
+  REQUIRE(status);
+  CHECK(status->find("VmRSS") != std::string::npos);
 }

@@ -111,6 +111,9 @@ result<cgroup_numa_stat> parse_cgroup_numa_stat(std::string_view text, std::uint
 
 // Lines of a text, without their '\n'.
 std::vector<std::string_view> split_lines(std::string_view text);
+// The fields of `text` between `separator`s, as std::getline would give them: "a;;b" gives
+// "a", "", "b"; a separator at the end adds no empty field; an empty text gives none.
+std::vector<std::string_view> split_fields(std::string_view text, char separator);
 // Blank-trimmed view.
 std::string_view trim(std::string_view text) noexcept;
 

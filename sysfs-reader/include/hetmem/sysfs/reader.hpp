@@ -30,4 +30,10 @@ struct read_options {
 
 [[nodiscard]] result<snapshot> read_snapshot(const read_options &options) noexcept;
 
+// The content of the regular file at `path` (absolute, or relative to the working directory;
+// not under any root): for /proc files and configuration files, without iostreams. Errors name
+// the path: the errno of open (ENOENT, EACCES, ...), EINVAL when it is not a regular file (a
+// FIFO or device would block or never end), EFBIG when larger than `limit` bytes, ENOMEM.
+[[nodiscard]] result<std::string> read_text_file(const std::string &path, std::size_t limit) noexcept;
+
 }  // namespace hetmem::sysfs
