@@ -44,7 +44,7 @@ void touch(void *p, std::size_t n) {
 // random sizes; every so often it hands a batch to the next thread, which frees them.
 void larson() {
   constexpr unsigned threads = 4, slots = 2000;
-  const unsigned rounds = 2'000'000 / scale();
+  const unsigned rounds = 10'000'000 / scale();  // about 0.3 s: long enough to time reliably
   std::vector<std::atomic<void **>> mailbox(threads);
   for (auto &m : mailbox) m.store(nullptr);
   std::vector<std::thread> ts;
