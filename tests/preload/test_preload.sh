@@ -37,6 +37,10 @@ lifecycle)
   [ $rc = 0 ] && grep -q "malloc from .*libhetmem-preload.so" <<<"$out"; expect $? "lifecycle checks pass with malloc from the preload"
   [ "$heap" -gt 1000 ]; expect $? "the kernel counts the program's heap in hetmem's window ($heap KiB)"
   [ -z "$err" ]; expect $? "nothing on stderr"
+  # The preload path has no iostreams: nothing it links may pull in libstdc++'s streams and
+  # locales (0.6 MB of text, resident in every process it is loaded into).
+  streams=$(nm -C "$preload" | grep -cE 'std::(basic_ios|basic_[io]?fstream|basic_[io]?stringstream|locale::)')
+  [ "$streams" = 0 ]; expect $? "no iostream or locale code in the preload ($streams symbols)"
   under "$bin/hetmem_preload_cxx"
   echo "$out"
   [ $rc = 0 ]; expect $? "C++ operator checks pass"
