@@ -54,6 +54,18 @@ lifecycle)
   echo "$out"
   [ $rc = 0 ] && grep -q " 0 corruption(s), 0 failed allocation(s)" <<<"$out"
   expect $? "stress: 8 threads, mixed sizes, realloc growth, cross-thread frees, every byte checked"
+  # Out of memory: under a 20 GiB address-space limit hetmem's window is 16 GiB, and large
+  # blocks fill it: every entry point returns NULL with ENOMEM, nothing else is lost, and the
+  # memory comes back once freed. Under 6 GiB the window cannot be reserved at all: one message
+  # says so, and the program runs on glibc.
+  under sh -c 'ulimit -v 20971520 && exec "$0"' "$bin/hetmem_preload_exhaust"
+  echo "$out"
+  [ $rc = 0 ] && grep -q " 0 failure(s)" <<<"$out" && [ "$heap" -gt 0 ] && [ -z "$err" ]
+  expect $? "the window full: ENOMEM from every entry point, the rest intact, the memory back after free"
+  under sh -c 'ulimit -v 6291456 && exec "$0"' "$bin/hetmem_preload_exhaust"
+  [ $rc = 0 ] && grep -q " 0 failure(s)" <<<"$out" && grep -q "cannot reserve address space for hetmem's window" <<<"$err" &&
+    grep -q "hetmem stays out of the way" <<<"$err"
+  expect $? "no room for the window: one message naming the cause, the program runs on glibc"
   # The same checks hold for glibc itself (the checks test the interface, not hetmem's habits).
   "$bin/hetmem_preload_lifecycle" "$bin/libhetmem_test_dl.so" >"$work/glibc" 2>&1; expect $? "the lifecycle checks pass on glibc too"
   ;;
