@@ -32,8 +32,4 @@ std::string under_root(const std::string &root, const std::string &path);
 // right-aligned (numbers), the others left-aligned.
 std::string render_table(const std::vector<std::vector<std::string>> &rows, std::size_t right_from = SIZE_MAX);
 
-// A whole /proc, /sys or cgroup file (they report no size to stat()), at most `limit` bytes;
-// the error names the path and the cause (EFBIG past the limit).
-result<std::string> read_text_file(const std::string &path, std::size_t limit);
-
 }  // namespace hetmem::cli

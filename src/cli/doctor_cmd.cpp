@@ -14,13 +14,14 @@
 #include "common.hpp"
 #include "hetmem/format.hpp"
 #include "hetmem/sysfs/parse.hpp"
+#include "hetmem/sysfs/reader.hpp"
 
 namespace hetmem::cli {
 namespace {
 
 // A small file below the root (at most 4 KiB), blank-trimmed; nullopt when unreadable.
 std::optional<std::string> small_file(const std::string &root, const std::string &rel) {
-  auto text = read_text_file(under_root(root, rel), 4096);
+  auto text = sysfs::read_text_file(under_root(root, rel), 4096);
   if (!text) return std::nullopt;
   return std::string(sysfs::trim(*text));
 }

@@ -18,6 +18,7 @@
 #include "common.hpp"
 #include "hetmem/format.hpp"
 #include "hetmem/sysfs/parse.hpp"
+#include "hetmem/sysfs/reader.hpp"
 #include "hetmem/topology.hpp"
 #include "topo_render.hpp"
 
@@ -60,7 +61,7 @@ struct failure {
 
 std::optional<failure> read_process(const stat_args &a, sample &out) {
   const std::string path = under_root(a.root, fmt::format("/proc/{}/numa_maps", *a.pid));
-  auto text = read_text_file(path, std::size_t{1} << 28);
+  auto text = sysfs::read_text_file(path, std::size_t{1} << 28);
   if (!text) {
     const int e = text.error().code;
     if (e == ENOENT || e == ESRCH)
@@ -85,7 +86,7 @@ std::optional<failure> read_process(const stat_args &a, sample &out) {
 
 std::optional<failure> read_cgroup(const stat_args &a, sample &out) {
   const std::string path = under_root(a.root, *a.cgroup + "/memory.numa_stat");
-  auto text = read_text_file(path, std::size_t{1} << 20);
+  auto text = sysfs::read_text_file(path, std::size_t{1} << 20);
   if (!text) {
     const int e = text.error().code;
     std::string why = text.error().message;
@@ -114,7 +115,7 @@ std::optional<failure> read_cgroup(const stat_args &a, sample &out) {
 
 // Where a process last ran: field 39 of /proc/PID/stat (after the ')' that ends its name).
 std::optional<std::uint32_t> last_cpu(const stat_args &a) {
-  auto text = read_text_file(under_root(a.root, fmt::format("/proc/{}/stat", *a.pid)), 4096);
+  auto text = sysfs::read_text_file(under_root(a.root, fmt::format("/proc/{}/stat", *a.pid)), 4096);
   if (!text) return std::nullopt;
   const auto close = text->rfind(')');
   if (close == std::string::npos) return std::nullopt;
@@ -138,7 +139,7 @@ std::optional<std::uint32_t> last_cpu(const stat_args &a) {
 }
 
 std::string comm_of(const stat_args &a) {
-  auto text = read_text_file(under_root(a.root, fmt::format("/proc/{}/comm", *a.pid)), 4096);
+  auto text = sysfs::read_text_file(under_root(a.root, fmt::format("/proc/{}/comm", *a.pid)), 4096);
   if (!text) return "?";
   return std::string(sysfs::trim(*text));
 }

@@ -1,9 +1,6 @@
 // probe_report.cpp — the saved probe format (parse and write) and the comparison with HMAT.
 #include "hetmem/probe_report.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -15,6 +12,7 @@
 #include "hetmem/format.hpp"
 #include "hetmem/sysfs/model.hpp"
 #include "hetmem/sysfs/parse.hpp"
+#include "hetmem/sysfs/reader.hpp"
 #include "hetmem/topology.hpp"
 
 namespace hetmem {
@@ -244,27 +242,11 @@ std::string format_probe_report(const probe_report &r) {
 
 result<probe_report> read_probe_report(const std::string &path) {
   try {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      const int err = errno;
-      return error{err, "cannot read the probe file " + path + ": " + std::strerror(err)};
-    }
-    std::string text(max_report_bytes + 1, '\0');
-    std::size_t got = 0;
-    int err = 0;
-    while (got < text.size()) {
-      const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) err = errno;
-      if (n <= 0) break;
-      got += static_cast<std::size_t>(n);
-    }
-    ::close(fd);
-    if (err != 0) return error{err, "cannot read the probe file " + path + ": " + std::strerror(err)};
-    if (got > max_report_bytes)
+    auto text = sysfs::read_text_file(path, max_report_bytes);
+    if (!text && text.error().code == EFBIG)
       return error{EFBIG, "the probe file " + path + " is larger than 1 MiB: not a probe report"};
-    text.resize(got);
-    auto r = parse_probe_report(text);
+    if (!text) return error{text.error().code, "cannot read the probe file " + text.error().message};
+    auto r = parse_probe_report(*text);
     if (!r) return error{r.error().code, "probe file " + path + ": " + r.error().message};
     return r;
   } catch (const std::bad_alloc &) {
