@@ -117,24 +117,10 @@ std::optional<failure> read_cgroup(const stat_args &a, sample &out) {
 std::optional<std::uint32_t> last_cpu(const stat_args &a) {
   auto text = sysfs::read_text_file(under_root(a.root, fmt::format("/proc/{}/stat", *a.pid)), 4096);
   if (!text) return std::nullopt;
-  const auto close = text->rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  std::string_view rest(*text);
-  rest.remove_prefix(close + 1);
-  int field = 2;
-  std::size_t i = 0;
-  while (i < rest.size()) {
-    while (i < rest.size() && rest[i] == ' ') ++i;
-    std::size_t j = i;
-    while (j < rest.size() && rest[j] != ' ' && rest[j] != '\n') ++j;
-    if (j == i) break;
-    if (++field == 39) {
-      auto v = sysfs::parse_uint64(rest.substr(i, j - i));
-      if (v && *v <= sysfs::max_cpu_id) return static_cast<std::uint32_t>(*v);
-      return std::nullopt;
-    }
-    i = j;
-  }
+  const auto field = sysfs::find_stat_field(*text, 39);
+  if (!field) return std::nullopt;
+  auto v = sysfs::parse_uint64(*field);
+  if (v && *v <= sysfs::max_cpu_id) return static_cast<std::uint32_t>(*v);
   return std::nullopt;
 }
 

@@ -55,19 +55,12 @@ double thread_cpu_seconds() {
 double process_cpu_seconds(pid_t pid) {
   const auto text = sysfs::read_text_file("/proc/" + std::to_string(pid) + "/stat", std::size_t{64} << 10);
   if (!text) return 0;
-  const std::string_view s = *text;
-  const auto close = s.rfind(')');  // the command name may hold anything, ')' included
-  if (close == std::string_view::npos) return 0;
-  unsigned long long utime = 0, stime = 0;
-  int i = 2;  // fields after the name, from the state (3), blank-separated
-  for (const std::string_view field : sysfs::split_fields(s.substr(close + 1), ' ')) {
-    if (field.empty()) continue;
-    if (++i == 14) utime = std::strtoull(std::string(field).c_str(), nullptr, 10);
-    if (i == 15) {
-      stime = std::strtoull(std::string(field).c_str(), nullptr, 10);
-      break;
-    }
-  }
+  const auto ticks = [&](unsigned n) {
+    const auto field = sysfs::find_stat_field(*text, n);
+    const auto v = field ? sysfs::parse_uint64(*field) : result<std::uint64_t>(error{EINVAL, ""});
+    return v ? *v : 0;
+  };
+  const std::uint64_t utime = ticks(14), stime = ticks(15);
   const long hz = ::sysconf(_SC_CLK_TCK);
   return static_cast<double>(utime + stime) / static_cast<double>(hz > 0 ? hz : 100);
 }

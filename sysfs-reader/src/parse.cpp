@@ -367,6 +367,18 @@ std::vector<std::string_view> tokens(std::string_view line) {
   return out;
 }
 
+}  // namespace
+
+std::optional<std::string_view> find_stat_field(std::string_view text, unsigned n) {
+  const auto close = text.rfind(')');  // the name may hold anything, ')' and blanks included
+  if (n < 3 || close == std::string_view::npos) return std::nullopt;
+  const auto fields = tokens(text.substr(close + 1));  // from field 3, the state
+  if (n - 3 >= fields.size()) return std::nullopt;
+  return fields[n - 3];
+}
+
+namespace {
+
 // "N<id>=<number>" -> (id, number); nullopt when the token has another shape.
 std::optional<result<std::pair<std::uint32_t, std::uint64_t>>> node_count(std::string_view tok,
                                                                           std::uint32_t max_node) {

@@ -213,3 +213,18 @@ TEST_CASE("split_fields gives the fields std::getline would", "[parse]") {
   CHECK(split_fields(";a", ';') == v{"", "a"});
   CHECK(split_lines("x\ny\n") == v{"x", "y"});
 }
+
+TEST_CASE("find_stat_field counts /proc/PID/stat fields after the name", "[parse]") {
+  // A name with blanks and ')' in it, as the kernel writes it.
+  const std::string line =
+      "4242 (a b) c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 731 52 0 0 20 0 1 0 "
+      "99 1000 10 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 7 0 0\n";
+  CHECK(find_stat_field(line, 3) == "S");
+  CHECK(find_stat_field(line, 14) == "731");
+  CHECK(find_stat_field(line, 15) == "52");
+  CHECK(find_stat_field(line, 39) == "7");
+  CHECK(find_stat_field(line, 41) == "0");
+  CHECK_FALSE(find_stat_field(line, 42));
+  CHECK_FALSE(find_stat_field(line, 2));
+  CHECK_FALSE(find_stat_field("4242 no name 0 0", 3));
+}

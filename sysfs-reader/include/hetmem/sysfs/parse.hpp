@@ -75,6 +75,10 @@ result<cgroup_membership> parse_proc_self_cgroup(std::string_view text);
 
 // The value of one "Key:\tvalue" line of /proc/self/status (std::nullopt if the key is absent).
 std::optional<std::string_view> find_status_field(std::string_view text, std::string_view key);
+// Field `n` of /proc/PID/stat, numbered as proc(5) does (3 the state, 14 utime, 39 the CPU last
+// run on); counted after the ')' that ends the name, which may hold blanks and ')'. std::nullopt
+// for n < 3, past the last field, or without a ')'.
+std::optional<std::string_view> find_stat_field(std::string_view text, unsigned n);
 
 // /proc/PID/numa_maps: one line per mapping, "ADDRESS POLICY [key[=value]]...". Pages per node
 // ("N<id>=<pages>", in units of kernelpagesize_kB) are summed per node, split into anonymous
