@@ -13,8 +13,8 @@
 //   here is only a shortcut for such a thread: each function answers nullptr/false when it
 //   cannot serve, and the caller then takes the full path (which binds the thread, falls back
 //   to the tier's other nodes, or reports why it failed).
-// - try_allocate(n): jemalloc's malloc on the direct arena; nullptr when the thread is not
-//   ready or jemalloc could not allocate (its node full: errno may then be ENOMEM).
+// - allocate(n), for a thread known ready: jemalloc's malloc on the direct arena; nullptr when
+//   jemalloc could not allocate (its node full: errno may then be ENOMEM).
 // - try_free(p): frees `p` into the thread's jemalloc cache when the thread is ready and the
 //   address window says `p` belongs to the direct arena; false (p untouched) otherwise,
 //   nullptr included.
@@ -39,9 +39,7 @@ extern constinit std::atomic<bool> enabled;
 
 inline void enable() noexcept { enabled.store(true, std::memory_order_relaxed); }
 
-[[gnu::always_inline]] inline void *try_allocate(std::size_t bytes) noexcept {
-  return thread_ready ? hetmem_je_malloc(bytes) : nullptr;
-}
+[[gnu::always_inline]] inline void *allocate(std::size_t bytes) noexcept { return hetmem_je_malloc(bytes); }
 
 [[gnu::always_inline]] inline bool try_free(void *p) noexcept {
   if (thread_ready && va_window::arena_of(p) == arena_id.load(std::memory_order_relaxed)) [[likely]] {

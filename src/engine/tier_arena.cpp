@@ -409,11 +409,11 @@ thread_cache *thread_cache_init() noexcept {
   return tc;
 }
 
-// The arena backed by jemalloc's automatic thread caches (tier_arena::use_thread_tcache).
-std::atomic<unsigned> &tcache_arena = direct_path::arena_id;
-
-// The direct arena (the one above): jemalloc's own fast paths, no bins, no page marks.
-inline bool is_direct(unsigned arena_id) noexcept { return arena_id == tcache_arena.load(std::memory_order_relaxed); }
+// The direct arena (direct_path::arena_id, set by use_thread_tcache): jemalloc's own fast paths,
+// no bins, no page marks.
+inline bool is_direct(unsigned arena_id) noexcept {
+  return arena_id == direct_path::arena_id.load(std::memory_order_relaxed);
+}
 
 // Frees a block of the direct arena (`bytes` its requested size, or 0 when unknown): into the
 // thread's automatic tcache when the thread is bound to the arena; a thread that never
@@ -445,7 +445,7 @@ arena_cache *arena_cache_init(thread_cache *tc, unsigned id, unsigned je_arena, 
     stacks += bin_cap(c);
   }
   std::size_t sz = sizeof ac->tcache;
-  if (id == tcache_arena.load(std::memory_order_acquire)) {
+  if (id == direct_path::arena_id.load(std::memory_order_acquire)) {
     // jemalloc's own fast paths with the thread's automatic tcache: the thread is bound to its
     // shard (thread.arena), so plain malloc allocates there and free takes the inlined path;
     // hetmem's bins stay empty. Only this arena's objects ever enter the automatic tcache
@@ -739,12 +739,12 @@ result<tier_arena *> tier_arena::get_locked(const tier &t, unsigned fill_limit_p
 
 bool tier_arena::use_thread_tcache() noexcept {
   std::lock_guard<std::mutex> lock(arenas_mutex);
-  if (const unsigned id = tcache_arena.load(std::memory_order_relaxed)) return id == id_;
+  if (const unsigned id = direct_path::arena_id.load(std::memory_order_relaxed)) return id == id_;
   if (used_.load(std::memory_order_acquire)) return false;
   bool on = false;
   std::size_t len = sizeof on;
   if (hetmem_je_mallctl("opt.tcache", &on, &len, nullptr, 0) != 0 || !on) return false;
-  tcache_arena.store(id_, std::memory_order_release);
+  direct_path::arena_id.store(id_, std::memory_order_release);
   return true;
 }
 

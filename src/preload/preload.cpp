@@ -91,7 +91,7 @@ inline bool ours(const void *p) noexcept { return tier_arena::id_of(p) != 0; }
 // arena: it tries the tier's other nodes, then the chain's next tier). No call site is needed:
 // the direct fast path is only on for policies that do not place by call site.
 [[gnu::noinline]] void *allocate_direct(std::size_t bytes) noexcept {
-  if (void *p = hetmem_je_malloc(bytes)) [[likely]]  // direct_path::try_allocate, the thread known ready
+  if (void *p = direct_path::allocate(bytes)) [[likely]]
     return p;
   return allocate_by_policy(bytes, 0, nullptr);
 }
