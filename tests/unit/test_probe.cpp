@@ -384,25 +384,25 @@ TEST_CASE("run_probe: a buffer the kernel did not place is skipped, not measured
   probe_options o;
   o.buffer_bytes = 4u << 20;
   o.seconds_per_measurement = 0.001;
-  SECTION("pages elsewhere") {
-    detail::os_calls calls = detail::system_os_calls();
-    calls.move_pages = half_elsewhere;
+  // Runs the probe with `calls` in place of the OS's; nothing may be measured, and the first
+  // skipped node's reason is returned.
+  auto skipped_reason = [&](const detail::os_calls &calls) {
     detail::scoped_os_calls use(&calls);
     auto out = run_probe(*topo, o);
     REQUIRE(out);
     CHECK(out->report.nodes.empty());
     REQUIRE_FALSE(out->skipped.empty());
-    CHECK_THAT(out->skipped.front().reason, ContainsSubstring("pages landed on it"));
-    CHECK_THAT(out->skipped.front().reason, ContainsSubstring("on node 1"));
+    return out->skipped.front().reason;
+  };
+  detail::os_calls calls = detail::system_os_calls();
+  SECTION("pages elsewhere") {
+    calls.move_pages = half_elsewhere;
+    const std::string reason = skipped_reason(calls);
+    CHECK_THAT(reason, ContainsSubstring("pages landed on it"));
+    CHECK_THAT(reason, ContainsSubstring("on node 1"));
   }
   SECTION("mbind refused") {
-    detail::os_calls calls = detail::system_os_calls();
     calls.mbind = mbind_fails;
-    detail::scoped_os_calls use(&calls);
-    auto out = run_probe(*topo, o);
-    REQUIRE(out);
-    CHECK(out->report.nodes.empty());
-    REQUIRE_FALSE(out->skipped.empty());
-    CHECK_THAT(out->skipped.front().reason, ContainsSubstring("mbind"));
+    CHECK_THAT(skipped_reason(calls), ContainsSubstring("mbind"));
   }
 }
