@@ -172,15 +172,27 @@ void realloc_growth() {
   }
 }
 
+// malloc/free pairs on one thread, 64 blocks of 16-271 B live: the cost of the entry points
+// themselves (hetmem's ownership check and calls against jemalloc's), little else.
+void malloc_free_pairs() {
+  const unsigned pairs = 30'000'000 / scale();
+  void *live[64] = {};
+  for (unsigned i = 0; i < pairs; ++i) {
+    const unsigned k = (i * 2654435761u) & 63;
+    std::free(live[k]);
+    live[k] = std::malloc(16 + (i & 255));
+    touch(live[k], 1);
+  }
+  for (void *p : live) std::free(p);
+}
+
 struct workload {
   const char *name;
   void (*run)();
 };
-const workload workloads[] = {{"larson-churn", larson},
-                              {"producer-consumer", producer_consumer},
-                              {"small-objects", small_objects},
-                              {"mixed-sizes", mixed_sizes},
-                              {"realloc-growth", realloc_growth}};
+const workload workloads[] = {{"larson-churn", larson},           {"producer-consumer", producer_consumer},
+                              {"small-objects", small_objects},   {"mixed-sizes", mixed_sizes},
+                              {"realloc-growth", realloc_growth}, {"malloc-free-pairs", malloc_free_pairs}};
 
 struct config {
   std::string name;
