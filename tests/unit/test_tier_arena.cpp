@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "../../src/engine/direct_path.hpp"
 #include "../../src/engine/owners.hpp"
 #include "hetmem/detail/os.hpp"
 #include "hetmem/detail/tier_arena.hpp"
@@ -252,6 +253,96 @@ TEST_CASE("an arena behind jemalloc's own thread caches still never mixes tiers"
   // The workers' bins went back at their exit; what this thread freed last sits in its bins.
   const auto after = (*fast)->counters();
   CHECK(after.allocated_bytes == before.allocated_bytes);
+}
+
+TEST_CASE("the preload's direct fast path serves and frees only the direct arena's blocks", "[engine][live]") {
+  // src/engine/direct_path.hpp, as the preload's malloc and free use it: a bound thread
+  // allocates with jemalloc's malloc, and free hands a block to jemalloc only when the window
+  // says it is the direct arena's; everything else must take the full path.
+  namespace dp = detail::direct_path;
+  auto fast = detail::tier_arena::get(node0("direct-path tier"));
+  auto other = detail::tier_arena::get(node0("beside direct-path tier", policy_mode::preferred));
+  REQUIRE((fast && other));
+  REQUIRE((*fast)->use_thread_tcache());
+  CHECK((*fast)->is_direct_arena());
+  CHECK_FALSE((*other)->is_direct_arena());
+
+  // A thread that binds before the fast paths are enabled never takes them.
+  bool early_ready = true, early_freed = true;
+  std::thread([&] {
+    void *p = (*fast)->allocate(64);
+    early_ready = dp::thread_ready;
+    early_freed = dp::try_free(p);
+    if (!early_freed) detail::tier_arena::deallocate(p);
+  }).join();
+  CHECK_FALSE(early_ready);
+  CHECK_FALSE(early_freed);
+
+  dp::enable();
+  CHECK_FALSE(dp::thread_ready);  // this thread has not allocated there yet
+  void *first = (*fast)->allocate(32);
+  REQUIRE(first != nullptr);
+  REQUIRE(dp::thread_ready);
+  CHECK(dp::try_free(first));
+  void *mine = dp::allocate(100);
+  REQUIRE(mine != nullptr);
+  CHECK(detail::tier_arena::of(mine) == *fast);
+  auto *theirs = static_cast<unsigned char *>((*other)->allocate(100));
+  REQUIRE(theirs != nullptr);
+  std::memset(theirs, 0x5a, 100);
+  CHECK_FALSE(dp::try_free(theirs));  // another tier's block: untouched, the caller frees it
+  CHECK((theirs[0] == 0x5a && theirs[99] == 0x5a));
+  CHECK(detail::tier_arena::of(theirs) == *other);
+  void *glibcs = std::malloc(100);  // not hetmem's at all (this test program runs on glibc)
+  CHECK_FALSE(dp::try_free(glibcs));
+  std::free(glibcs);
+  CHECK_FALSE(dp::try_free(nullptr));
+  CHECK(dp::try_free(mine));
+  detail::tier_arena::deallocate(theirs);
+
+  // Threads as the preload runs them: the fast paths where they apply, the full path otherwise;
+  // blocks of both tiers freed by whichever thread holds them.
+  struct block {
+    void *p;
+    detail::tier_arena *arena;
+  };
+  std::mutex pool_mutex;
+  std::vector<block> pool;
+  std::atomic<unsigned> wrong{0}, fast_frees{0};
+  auto worker = [&](unsigned seed) {
+    std::uint64_t s = seed;
+    for (int i = 0; i < 20000; ++i) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      detail::tier_arena *a = (s >> 33) & 1 ? *fast : *other;
+      const std::size_t size = 8 + (s >> 40) % 5000;
+      void *p = a == *fast && dp::thread_ready ? dp::allocate(size) : a->allocate(size);
+      if (!p) continue;
+      if (detail::tier_arena::of(p) != a) wrong.fetch_add(1);
+      block b{p, a};
+      {
+        std::lock_guard<std::mutex> lock(pool_mutex);
+        pool.push_back(b);
+        if (pool.size() < 64 && (s >> 50) % 4 != 0) continue;
+        b = pool[(s >> 20) % pool.size()];
+        pool[(s >> 20) % pool.size()] = pool.back();
+        pool.pop_back();
+      }
+      if (detail::tier_arena::of(b.p) != b.arena) wrong.fetch_add(1);
+      if (dp::try_free(b.p)) {
+        if (b.arena != *fast) wrong.fetch_add(1);
+        fast_frees.fetch_add(1);
+      } else {
+        detail::tier_arena::deallocate(b.p);
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < 4; ++t) threads.emplace_back(worker, 31 + t);
+  for (auto &t : threads) t.join();
+  for (const block &b : pool)
+    if (!dp::try_free(b.p)) detail::tier_arena::deallocate(b.p);
+  CHECK(wrong.load() == 0);
+  CHECK(fast_frees.load() > 1000);
 }
 
 TEST_CASE("statistics count what the program holds, across threads and thread exit", "[engine][live]") {
