@@ -119,8 +119,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     case 9:
       (void)parse_proc_self_cgroup(text);
       break;
-    case 10:
+    case 10:  // /proc/PID/status and /proc/PID/stat
       (void)find_status_field(text, "Mems_allowed_list");
+      for (const unsigned n : {3u, 14u, 39u, 1000u})
+        if (const auto f = find_stat_field(text, n); f && (f->empty() || f->find(' ') != std::string_view::npos))
+          __builtin_trap();  // a field is one non-empty blank-free token
       break;
     case 11: {
       auto r = hetmem::parse_kind_overrides(text);
