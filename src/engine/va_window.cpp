@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
-#include <cstring>
 #include <mutex>
 
 #include "hetmem/detail/os.hpp"
@@ -101,12 +100,14 @@ void va_window::mark_pages(const void *p, std::size_t bytes, std::uint8_t mark) 
   std::uintptr_t d = reinterpret_cast<std::uintptr_t>(p) - w->base_;
   const std::uintptr_t last = d + (bytes ? bytes - 1 : 0);
   const std::uintptr_t slot_mask = (std::uintptr_t{1} << w->shift_) - 1;
-  // One memset per slot the range touches: the marks of consecutive pages are consecutive bytes.
+  // Per slot the range touches: the marks of consecutive pages are consecutive bytes (stored
+  // one by one as relaxed atomics, see load_mark).
   while (true) {
     const std::uintptr_t slot = d >> w->shift_;
     const std::uintptr_t slot_last = std::min(last, (slot << w->shift_) | slot_mask);
     const std::uintptr_t first_page = (d & slot_mask) >> page_shift, last_page = (slot_last & slot_mask) >> page_shift;
-    std::memset(w->slots_[slot].marks + first_page, mark, last_page - first_page + 1);
+    for (std::uintptr_t page = first_page; page <= last_page; ++page)
+      __atomic_store_n(w->slots_[slot].marks + page, mark, __ATOMIC_RELAXED);
     if (slot_last == last) break;
     d = slot_last + 1;
   }

@@ -61,18 +61,23 @@ class va_window {
     if (d >= w->total_.load(std::memory_order_acquire)) return 0;
     const slot_entry &e = w->slots_[d >> w->shift_];
     const unsigned id = e.arena_id.load(std::memory_order_acquire);
-    if (id) *mark = e.marks[(d & ((std::uintptr_t{1} << w->shift_) - 1)) >> page_shift];
+    if (id) *mark = load_mark(e.marks + ((d & ((std::uintptr_t{1} << w->shift_) - 1)) >> page_shift));
     return id;
   }
 
   // One byte per 4 KiB page of each owned slot, for the owner's own use (the tier arenas keep
   // the size class of the small-object slab on each page there, so that free() needs no
-  // jemalloc lookup). Zero until set. Only for pointers inside an owned slot.
+  // jemalloc lookup). Zero until set. Only for pointers inside an owned slot. Marks are read
+  // and written as relaxed atomics (plain byte moves on x86): threads that take objects of one
+  // fresh slab each mark its pages with the same value while others free objects there.
   static constexpr unsigned page_shift = 12;
+  [[nodiscard]] static std::uint8_t load_mark(const std::uint8_t *m) noexcept {
+    return __atomic_load_n(m, __ATOMIC_RELAXED);
+  }
   [[nodiscard]] static std::uint8_t page_mark(const void *p) noexcept {
     va_window *w = &instance_;
     const std::uintptr_t d = reinterpret_cast<std::uintptr_t>(p) - w->base_;
-    return w->slots_[d >> w->shift_].marks[(d & ((std::uintptr_t{1} << w->shift_) - 1)) >> page_shift];
+    return load_mark(w->slots_[d >> w->shift_].marks + ((d & ((std::uintptr_t{1} << w->shift_) - 1)) >> page_shift));
   }
   // Sets the mark of every page [p, p+bytes) touches.
   static void mark_pages(const void *p, std::size_t bytes, std::uint8_t mark) noexcept;
