@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "hetmem/sysfs/fault_injection.hpp"
+
 namespace hetmem::detail {
 namespace {
 
@@ -32,13 +34,28 @@ thread_local char error_buffer[256];
 std::size_t read_text(const char *path, char *buf, std::size_t len) noexcept {
   if (len == 0) return 0;
   buf[0] = '\0';
+  using sysfs::detail::file_access;
+  using sysfs::detail::injected_fault;
+  if (int err = injected_fault(file_access::open_file, path)) {
+    errno = err;
+    return 0;
+  }
   const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   std::size_t used = 0;
   while (used + 1 < len) {
-    const ssize_t r = ::read(fd, buf + used, len - 1 - used);
+    const int injected = injected_fault(file_access::read_file, path);
+    if (injected) errno = injected;
+    const ssize_t r = injected ? -1 : ::read(fd, buf + used, len - 1 - used);
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
+    if (r < 0) {  // a failed read loses the whole file: half a meminfo would read as a full node
+      const int err = errno;
+      ::close(fd);
+      buf[0] = '\0';
+      errno = err;
+      return 0;
+    }
+    if (r == 0) break;
     used += static_cast<std::size_t>(r);
   }
   ::close(fd);

@@ -74,6 +74,24 @@ class reader {
     return std::move(v).value();
   }
 
+  // The answer of a path check (root_.exists / is_directory); one that could not be told
+  // (EACCES, EIO, ...) is a diagnostic and counts as absent.
+  bool checked(const std::string &path, const result<bool> &r) {
+    if (r) return *r;
+    diag(path, r.error());
+    return false;
+  }
+  bool is_dir(const std::string &path) { return checked(path, root_.is_directory(path)); }
+  bool exists(const std::string &path) { return checked(path, root_.exists(path)); }
+
+  // A symlink's target; absent -> nullopt silently; unreadable -> nullopt + diagnostic.
+  std::optional<std::string> link(const std::string &path) {
+    auto r = root_.read_link(path);
+    if (r) return std::move(r).value();
+    if (r.error().code != ENOENT && r.error().code != ENOTDIR) diag(path, r.error());
+    return std::nullopt;
+  }
+
   std::optional<std::vector<std::string>> entries(const std::string &path) {
     auto r = root_.list(path, max_dir_entries);
     if (r) return std::move(r).value();
@@ -87,7 +105,7 @@ class reader {
 
   // ------------------------------------------------------------------------------------------
   void read_node_masks() {
-    if (!root_.is_directory(node_dir)) {
+    if (!is_dir(node_dir)) {
       snap_.numa_dir_present = false;
       return;
     }
@@ -104,20 +122,28 @@ class reader {
       synthesize_single_node();
       return;
     }
-    // Which nodes exist: the directories, filtered by `online` when it is reported.
+    // Which nodes exist: the directories, filtered by `online` when it is reported. When the
+    // directory cannot be listed (the error is a diagnostic), `online`, then `possible`, say
+    // which nodeN/ to read; with neither, the machine is taken as one node.
     id_set dirs;
-    if (auto names = entries(node_dir)) {
-      for (const auto &name : *names) {
-        auto id = numbered(name, "node");
-        if (!id) continue;
-        if (*id > max_node_id) {
-          diag(std::string(node_dir) + "/" + name,
-               error{ERANGE, "node id " + std::to_string(*id) + " exceeds the limit " + std::to_string(max_node_id) +
-                                 "; node ignored"});
-          continue;
-        }
-        dirs.insert(static_cast<std::uint32_t>(*id));
+    auto names = entries(node_dir);
+    if (!names) {
+      if (snap_.online || snap_.possible)
+        for (std::uint32_t id : (snap_.online ? *snap_.online : *snap_.possible).to_vector())
+          snap_.nodes.push_back(read_node(id));
+      if (snap_.nodes.empty()) synthesize_single_node();
+      return;
+    }
+    for (const auto &name : *names) {
+      auto id = numbered(name, "node");
+      if (!id) continue;
+      if (*id > max_node_id) {
+        diag(std::string(node_dir) + "/" + name,
+             error{ERANGE, "node id " + std::to_string(*id) + " exceeds the limit " + std::to_string(max_node_id) +
+                               "; node ignored"});
+        continue;
       }
+      dirs.insert(static_cast<std::uint32_t>(*id));
     }
     id_set ids = dirs;
     if (snap_.online) {
@@ -162,7 +188,7 @@ class reader {
   }
 
   void read_access(const std::string &dir, access_class &ac) {
-    if (!root_.is_directory(dir)) return;
+    if (!is_dir(dir)) return;
     ac.present = true;
     for (const char *sub : {"initiators", "targets"}) {
       const std::string subdir = dir + "/" + sub;
@@ -306,11 +332,11 @@ class reader {
       dax_device d;
       d.name = name;
       const std::string p = dir + "/" + name;
-      if (auto link = root_.read_link(p)) {
-        d.device_path = detail::join_lexically("bus/dax/devices", *link);
+      if (auto target = link(p)) {
+        d.device_path = detail::join_lexically("bus/dax/devices", *target);
         d.parent = classify_dax_path("/" + d.device_path);
       }
-      if (auto drv = root_.read_link(p + "/driver")) {
+      if (auto drv = link(p + "/driver")) {
         auto slash = drv->rfind('/');
         d.driver_name = slash == std::string::npos ? *drv : drv->substr(slash + 1);
         d.driver = d.driver_name == "kmem"         ? dax_driver::kmem
@@ -369,7 +395,7 @@ class reader {
   void read_allowed_mems() {
     auto cg = attr("proc/self/cgroup", parse_proc_self_cgroup);
     auto try_file = [&](const std::string &path) {
-      if (!root_.exists(path)) return false;
+      if (!exists(path)) return false;
       if (auto set = attr(path, node_list())) {
         snap_.allowed_mems = std::move(*set);
         snap_.allowed_mems_source = path;

@@ -1,5 +1,7 @@
 #include "root_dir.hpp"
 
+#include "hetmem/sysfs/fault_injection.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -23,6 +25,7 @@ std::string errno_text(int err) {
 namespace {
 
 std::atomic<bool> openat2_unavailable{false};
+std::atomic<const fault_injector *> installed_injector{nullptr};
 
 error os_error(int err, const std::string &what) { return error{err, what + ": " + errno_text(err)}; }
 
@@ -39,8 +42,38 @@ constexpr std::size_t dirent_name_offset = 19;
 
 }  // namespace
 
+const char *to_string(file_access a) noexcept {
+  switch (a) {
+    case file_access::open_root:
+      return "open_root";
+    case file_access::open_file:
+      return "open_file";
+    case file_access::read_file:
+      return "read_file";
+    case file_access::list_dir:
+      return "list_dir";
+    case file_access::read_link:
+      return "read_link";
+    case file_access::check_path:
+      return "check_path";
+  }
+  return "?";
+}
+
+const fault_injector *set_fault_injector(const fault_injector *injector) noexcept {
+  return installed_injector.exchange(injector, std::memory_order_acq_rel);
+}
+
+int injected_fault(file_access access, const char *path) noexcept {
+  const fault_injector *f = installed_injector.load(std::memory_order_acquire);
+  return f ? f->inject(f->context, access, path) : 0;
+}
+
 result<root_dir> root_dir::open(const std::string &path) {
-  int fd = ::open(path.empty() ? "/" : path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  const char *p = path.empty() ? "/" : path.c_str();
+  if (int err = injected_fault(file_access::open_root, p))
+    return os_error(err, "cannot open sysfs root '" + path + "'");
+  int fd = ::open(p, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return os_error(errno, "cannot open sysfs root '" + path + "'");
   return root_dir(fd);
 }
@@ -65,12 +98,13 @@ int root_dir::open_at(const std::string &rel, int flags) const {
 }
 
 result<std::string> root_dir::read(const std::string &rel, std::size_t limit, bool truncate) const {
+  if (int err = injected_fault(file_access::open_file, rel.c_str())) return os_error(err, "cannot open");
   int fd = open_at(rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return os_error(-fd, "cannot open");
-  return read_regular_file(fd, limit, truncate);
+  return read_regular_file(fd, rel.c_str(), limit, truncate);
 }
 
-result<std::string> read_regular_file(int fd, std::size_t limit, bool truncate) {
+result<std::string> read_regular_file(int fd, const char *path, std::size_t limit, bool truncate) {
   fd_guard guard{fd};
   struct stat st {};
   if (::fstat(fd, &st) != 0) return os_error(errno, "cannot stat");
@@ -84,7 +118,9 @@ result<std::string> read_regular_file(int fd, std::size_t limit, bool truncate) 
       if (out.size() > limit) break;
       out.resize(out.size() * 2 > limit + 1 ? limit + 1 : out.size() * 2);
     }
-    ssize_t n = ::read(fd, out.data() + used, out.size() - used);
+    const int injected = injected_fault(file_access::read_file, path);
+    if (injected) errno = injected;
+    ssize_t n = injected ? -1 : ::read(fd, out.data() + used, out.size() - used);
     if (n < 0) {
       if (errno == EINTR) continue;
       return os_error(errno, "read failed");
@@ -101,6 +137,7 @@ result<std::string> read_regular_file(int fd, std::size_t limit, bool truncate) 
 }
 
 result<std::vector<std::string>> root_dir::list(const std::string &rel, std::size_t limit) const {
+  if (int err = injected_fault(file_access::list_dir, rel.c_str())) return os_error(err, "cannot open directory");
   int fd = open_at(rel, O_RDONLY | O_DIRECTORY);
   if (fd < 0) return os_error(-fd, "cannot open directory");
   fd_guard guard{fd};
@@ -130,6 +167,7 @@ result<std::string> root_dir::read_link(const std::string &rel) const {
   auto slash = rel.rfind('/');
   std::string dir = slash == std::string::npos ? std::string() : rel.substr(0, slash);
   std::string base = slash == std::string::npos ? rel : rel.substr(slash + 1);
+  if (int err = injected_fault(file_access::read_link, rel.c_str())) return os_error(err, "cannot read link");
   int dfd = open_at(dir, O_PATH | O_DIRECTORY);
   if (dfd < 0) return os_error(-dfd, "cannot open directory");
   fd_guard guard{dfd};
@@ -140,18 +178,19 @@ result<std::string> root_dir::read_link(const std::string &rel) const {
   return std::string(buf, static_cast<std::size_t>(n));
 }
 
-bool root_dir::exists(const std::string &rel) const {
-  int fd = open_at(rel, O_PATH);
-  if (fd < 0) return false;
+result<bool> root_dir::check_path(const std::string &rel, int flags, const char *what) const {
+  int fd = -injected_fault(file_access::check_path, rel.c_str());
+  if (fd == 0) fd = open_at(rel, flags);
+  if (fd == -ENOENT || fd == -ENOTDIR) return false;
+  if (fd < 0) return os_error(-fd, what);
   ::close(fd);
   return true;
 }
 
-bool root_dir::is_directory(const std::string &rel) const {
-  int fd = open_at(rel, O_PATH | O_DIRECTORY);
-  if (fd < 0) return false;
-  ::close(fd);
-  return true;
+result<bool> root_dir::exists(const std::string &rel) const { return check_path(rel, O_PATH, "cannot look up"); }
+
+result<bool> root_dir::is_directory(const std::string &rel) const {
+  return check_path(rel, O_PATH | O_DIRECTORY, "cannot open directory");
 }
 
 std::string join_lexically(std::string_view dir, std::string_view target) {
@@ -185,12 +224,13 @@ namespace hetmem::sysfs {
 
 result<std::string> read_text_file(const std::string &path, std::size_t limit) noexcept {
   try {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    const int injected = detail::injected_fault(detail::file_access::open_file, path.c_str());
+    const int fd = injected ? -1 : ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) {
-      const int err = errno;
+      const int err = injected ? injected : errno;
       return error{err, path + ": " + detail::errno_text(err)};
     }
-    auto r = detail::read_regular_file(fd, limit, false);
+    auto r = detail::read_regular_file(fd, path.c_str(), limit, false);
     if (!r) return error{r.error().code, path + ": " + r.error().message};
     return r;
   } catch (const std::bad_alloc &) {

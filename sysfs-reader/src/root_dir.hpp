@@ -5,7 +5,8 @@
 // so symlinks — absolute ones included — stay inside the root; ELOOP ends a symlink loop.
 // Without openat2 (ENOSYS, or refused by a seccomp filter) plain openat is used. Only regular
 // files are read (a FIFO or device would block or stream forever). No call throws except
-// std::bad_alloc, which read_snapshot() catches.
+// std::bad_alloc, which read_snapshot() catches. Every access asks the fault injector first
+// (hetmem/sysfs/fault_injection.hpp).
 #pragma once
 
 #include <string>
@@ -31,17 +32,22 @@ class root_dir {
   [[nodiscard]] result<std::vector<std::string>> list(const std::string &rel, std::size_t limit) const;
   // The target of a symlink, as stored.
   [[nodiscard]] result<std::string> read_link(const std::string &rel) const;
-  [[nodiscard]] bool exists(const std::string &rel) const;
-  [[nodiscard]] bool is_directory(const std::string &rel) const;
+  // Whether the path exists / is a directory: false when absent (ENOENT, ENOTDIR); an error
+  // when that cannot be told (EACCES, ELOOP, ...).
+  [[nodiscard]] result<bool> exists(const std::string &rel) const;
+  [[nodiscard]] result<bool> is_directory(const std::string &rel) const;
 
  private:
   explicit root_dir(int fd) : fd_(fd) {}
   [[nodiscard]] int open_at(const std::string &rel, int flags) const;  // fd or -errno
+  // open_at(rel, flags) as a yes/no: false for ENOENT and ENOTDIR, an error (`what`) otherwise.
+  [[nodiscard]] result<bool> check_path(const std::string &rel, int flags, const char *what) const;
   int fd_ = -1;
 };
 
-// The content of the regular file open on `fd` (closed before returning), as root_dir::read.
-[[nodiscard]] result<std::string> read_regular_file(int fd, std::size_t limit, bool truncate);
+// The content of the regular file open on `fd` (closed before returning), as root_dir::read;
+// `path` names it to the fault injector.
+[[nodiscard]] result<std::string> read_regular_file(int fd, const char *path, std::size_t limit, bool truncate);
 // strerror's text for `err`.
 [[nodiscard]] std::string errno_text(int err);
 

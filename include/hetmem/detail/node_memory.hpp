@@ -14,7 +14,9 @@ struct node_memory {
 };
 
 // Reads the file at `path` into buf (at most len - 1 bytes, NUL-terminated, EINTR retried)
-// without allocating; the number of bytes read, 0 (errno set) when it cannot be opened.
+// without allocating; the number of bytes read, 0 (errno set) when it cannot be opened or a
+// read fails (nothing of it is kept). Opens and reads go through the sysfs reader's fault
+// injector (hetmem/sysfs/fault_injection.hpp).
 std::size_t read_text(const char *path, char *buf, std::size_t len) noexcept;
 
 // Reads <root>/sys/devices/system/node/node<N>/meminfo; root "" is "/". False (errno set) when
