@@ -39,7 +39,7 @@ main_pkgs=(build-essential cmake ninja-build pkg-config git bzip2 tar xz-utils
            libnuma-dev libfmt-dev nlohmann-json3-dev libcli11-dev clang libclang-rt-dev
            clang-format clang-tidy python3
            libbenchmark-dev libjemalloc-dev libmemkind-dev  # side-by-side benchmarks
-           gdb sqlite3 redis-server redis-tools  # programs the preload tests run under it
+           gdb valgrind sqlite3 redis-server redis-tools  # programs the preload tests run under it
            graphviz man-db)  # dot and man: check the DOT and the man page the CLI writes
 bpo_pkgs=(libhwloc-dev catch2)
 [ "$want_vm" = 1 ] && main_pkgs+=(qemu-system-x86 busybox-static cpio ndctl daxctl e2fsprogs
