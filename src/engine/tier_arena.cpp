@@ -56,6 +56,11 @@ struct tier_arena::state : va_owner {
   std::atomic<std::uint64_t> mapped{0};
   std::atomic<std::uint64_t> refused{0};
   std::atomic<std::int64_t> retired_allocated{0};  // from exited threads and uncached paths
+  // The kernel refuses memory it cannot back (vm.overcommit_memory=2): extents are handed to
+  // jemalloc as address space only when it asks so, and mapped (charged) as it commits them,
+  // and given back when it decommits them, as jemalloc does itself on such kernels. Otherwise
+  // jemalloc's larger and larger retained extents would hold commit charge no block uses.
+  bool lazy_commit = false;
   // File-backed tiers (devdax device or an unnamed file in a DAX directory).
   int fd = -1;
   bool devdax = false;
@@ -75,6 +80,15 @@ thread_local bool hook_reported = false;  // an extent hook left a message for t
 // fill limit, so a tier can be set up while one of its nodes is full (it takes memory later,
 // once the node has room, or its shards fall over to the tier's other nodes).
 thread_local bool creating_arena = false;
+
+// Whether the kernel under `root` ("" = "/") runs with vm.overcommit_memory=2.
+bool strict_overcommit(const char *root) noexcept {
+  char path[320];
+  const int n = std::snprintf(path, sizeof path, "%s/proc/sys/vm/overcommit_memory", root);
+  if (n < 0 || static_cast<std::size_t>(n) >= sizeof path) return false;
+  char text[16];
+  return read_text(path, text, sizeof text) > 0 && text[0] == '2';
+}
 
 std::size_t page_bytes() noexcept {
   static const std::size_t p = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
@@ -216,29 +230,37 @@ struct arena_hooks {
     if (new_addr != nullptr) return nullptr;  // no growing in place: jemalloc asks elsewhere
     if (s->fd >= 0) return alloc_file(s, size, alignment, zero, commit);
     if (s->compiled.source.thp == huge_pages::hugetlb_2m) return alloc_hugetlb(s, size, alignment, zero, commit);
-    if (!creating_arena && !capacity_allows(s, size, s->arena->fill_limit_)) return nullptr;
+    const bool address_space_only = s->lazy_commit && !*commit;
+    if (!creating_arena && !address_space_only && !capacity_allows(s, size, s->arena->fill_limit_)) return nullptr;
     const std::size_t align = std::max(alignment, page_bytes());
     std::lock_guard<std::mutex> lock(s->grow_mutex);
     const std::uintptr_t start = carve(s, size, align);
     if (!start) return nullptr;
-    void *p = os().mmap(reinterpret_cast<void *>(start), size, PROT_READ | PROT_WRITE, map_flags | MAP_FIXED, -1, 0);
-    if (p == MAP_FAILED) {
+    // Without lazy commit the range is mapped and placed now; with it, it stays reserved
+    // (PROT_NONE, uncharged) until commit().
+    if (!address_space_only && !map_and_place(s, reinterpret_cast<void *>(start), size)) return nullptr;
+    s->cur = start + size;
+    s->mapped.fetch_add(size, std::memory_order_relaxed);
+    *zero = true;  // fresh anonymous memory (also once committed)
+    *commit = !address_space_only;
+    return reinterpret_cast<void *>(start);
+  }
+  // Maps [p, p+size) of the window read-write and places it by the tier's placement; on failure
+  // (reported) the range is reserved again (PROT_NONE) and false is returned.
+  static bool map_and_place(tier_arena::state *s, void *p, std::size_t size) {
+    if (os().mmap(p, size, PROT_READ | PROT_WRITE, map_flags | MAP_FIXED, -1, 0) == MAP_FAILED) {
       report(s, "mmap failed: ", error_text(errno));
-      os().mmap(reinterpret_cast<void *>(start), size, PROT_NONE, map_flags | MAP_NORESERVE | MAP_FIXED, -1, 0);
-      return nullptr;
+      os().mmap(p, size, PROT_NONE, map_flags | MAP_NORESERVE | MAP_FIXED, -1, 0);
+      return false;
     }
     char why[200];
-    if (int err = apply_placement(s->compiled, p, size, why, sizeof why); err != 0) {
+    if (apply_placement(s->compiled, p, size, why, sizeof why) != 0) {
       report(s, "", why);
       s->refused.fetch_add(1, std::memory_order_relaxed);
       os().mmap(p, size, PROT_NONE, map_flags | MAP_NORESERVE | MAP_FIXED, -1, 0);
-      return nullptr;
+      return false;
     }
-    s->cur = start + size;
-    s->mapped.fetch_add(size, std::memory_order_relaxed);
-    *zero = true;  // fresh anonymous memory
-    *commit = true;
-    return p;
+    return true;
   }
   // Keep the address range (jemalloc retains it, purged): it stays in this tier's slots.
   static bool dalloc(extent_hooks_t *, void *, std::size_t, bool, unsigned) { return true; }
@@ -246,8 +268,21 @@ struct arena_hooks {
     os().mmap(addr, size, PROT_NONE, map_flags | MAP_NORESERVE | MAP_FIXED, -1, 0);
     owner(h)->mapped.fetch_sub(size, std::memory_order_relaxed);
   }
-  static bool commit(extent_hooks_t *, void *, std::size_t, std::size_t, std::size_t, unsigned) {
-    return false;  // anonymous memory is always committed
+  // Without lazy_commit every extent is committed from the start: nothing to do. With it, the
+  // part jemalloc commits is mapped and placed now; a refusal (the kernel's commit limit, the
+  // fill limit, placement) fails the commit, and the range stays reserved.
+  static bool commit(extent_hooks_t *h, void *addr, std::size_t, std::size_t offset, std::size_t length, unsigned) {
+    tier_arena::state *s = owner(h);
+    if (!s->lazy_commit) return false;
+    if (!creating_arena && !capacity_allows(s, length, s->arena->fill_limit_)) return true;
+    return !map_and_place(s, static_cast<char *>(addr) + offset, length);
+  }
+  // With lazy_commit: the pages and their commit charge go back, the range stays reserved (and
+  // is placed again when committed again). Otherwise refused: jemalloc purges instead.
+  static bool decommit(extent_hooks_t *h, void *addr, std::size_t, std::size_t offset, std::size_t length, unsigned) {
+    if (!owner(h)->lazy_commit) return true;
+    return os().mmap(static_cast<char *>(addr) + offset, length, PROT_NONE, map_flags | MAP_NORESERVE | MAP_FIXED, -1,
+                     0) == MAP_FAILED;
   }
   static bool purge_forced(extent_hooks_t *h, void *addr, std::size_t, std::size_t offset, std::size_t length,
                            unsigned) {
@@ -676,9 +711,10 @@ result<tier_arena *> tier_arena::get_locked(const tier &t, unsigned fill_limit_p
       auto opened = open_backing(*t.file, s->root, *s);
       if (!opened) return opened.error();
     }
-    s->hooks.hooks = extent_hooks_t{arena_hooks::alloc,        arena_hooks::dalloc,    arena_hooks::destroy,
-                                    arena_hooks::commit,       nullptr /* decommit */, nullptr /* purge_lazy */,
-                                    arena_hooks::purge_forced, arena_hooks::split,     arena_hooks::merge};
+    s->lazy_commit = !t.file && where.thp != huge_pages::hugetlb_2m && strict_overcommit(s->root);
+    s->hooks.hooks = extent_hooks_t{arena_hooks::alloc,        arena_hooks::dalloc,   arena_hooks::destroy,
+                                    arena_hooks::commit,       arena_hooks::decommit, nullptr /* purge_lazy */,
+                                    arena_hooks::purge_forced, arena_hooks::split,    arena_hooks::merge};
     s->hooks.owner = s.get();
     states.push_back(std::move(s));
     return {};

@@ -20,6 +20,7 @@
 #include "hetmem/detail/os.hpp"
 #include "hetmem/detail/tier_arena.hpp"
 #include "hetmem/heap.hpp"
+#include "hetmem/sysfs/fault_injection.hpp"
 #include "tree.hpp"
 
 extern "C" std::size_t hetmem_je_nallocx(std::size_t size, int flags);
@@ -389,6 +390,77 @@ TEST_CASE("tier arena: when placement starts failing, allocation fails cleanly a
   detail::tier_arena::deallocate(p);
 }
 
+namespace {
+// Bytes mapped read-write (charged against the commit limit) and bytes given back as PROT_NONE
+// through the os_calls table, since the last reset.
+std::atomic<std::uint64_t> rw_mapped{0}, none_mapped{0};
+std::atomic<bool> refuse_rw{false};
+void *counting_mmap(void *addr, std::size_t len, int prot, int flags, int fd, long off) {
+  if (prot == (PROT_READ | PROT_WRITE) && (flags & MAP_ANONYMOUS) && refuse_rw.load()) {
+    errno = ENOMEM;
+    return MAP_FAILED;
+  }
+  void *p = detail::system_os_calls().mmap(addr, len, prot, flags, fd, off);
+  if (p != MAP_FAILED && (flags & MAP_ANONYMOUS)) (prot == PROT_NONE ? none_mapped : rw_mapped) += len;
+  return p;
+}
+// rw_mapped while `n` blocks of 40 MiB are allocated, written and freed on a fresh arena.
+std::uint64_t charged_for_blocks(const char *name, int n) {
+  auto a = detail::tier_arena::get(node0(name, policy_mode::bind, huge_pages::never), 100);
+  REQUIRE(a);
+  detail::os_calls counting = detail::system_os_calls();
+  counting.mmap = counting_mmap;
+  detail::scoped_os_calls use(&counting);
+  rw_mapped = 0;
+  std::vector<void *> blocks;
+  for (int i = 0; i < n; ++i) {
+    void *p = (*a)->allocate(40u << 20);
+    REQUIRE(p != nullptr);
+    static_cast<char *>(p)[0] = 1;
+    blocks.push_back(p);
+  }
+  const std::uint64_t charged = rw_mapped;
+  for (void *p : blocks) detail::tier_arena::deallocate(p);
+  return charged;
+}
+}  // namespace
+
+TEST_CASE("tier arena: under vm.overcommit_memory=2, memory is charged as jemalloc commits it", "[engine][fault]") {
+  // jemalloc grows its retained address space in ever larger extents; committed from the
+  // start, they would hold commit charge that no block uses, and a strict kernel would refuse
+  // the program long before its memory is used (seen in the VM: 2.4 of 3.6 GiB). As jemalloc
+  // does itself on such kernels, they are taken as address space and charged as committed.
+  const std::uint64_t eager = charged_for_blocks("overcommit heuristic", 12);
+  test::temp_tree tree;
+  tree.file("proc/sys/vm/overcommit_memory", "2\n");
+  ::setenv("HETMEM_SYSFS_ROOT", tree.root().c_str(), 1);
+  const std::uint64_t lazy = charged_for_blocks("overcommit strict", 12);
+  INFO("charged for 12 x 40 MiB: " << (eager >> 20) << " MiB eagerly, " << (lazy >> 20) << " MiB lazily");
+  CHECK(lazy >= std::uint64_t{12 * 40} << 20);
+  CHECK(lazy <= std::uint64_t{12 * 40 + 16} << 20);
+  CHECK(eager > lazy + (std::uint64_t{64} << 20));
+  // The kernel refusing the charge: NULL with ENOMEM and the reason, and the range stays
+  // reserved: the next commit, once the kernel agrees, works.
+  auto a = detail::tier_arena::get(node0("overcommit strict, refused", policy_mode::bind, huge_pages::never), 100);
+  REQUIRE(a);
+  ::unsetenv("HETMEM_SYSFS_ROOT");
+  detail::os_calls counting = detail::system_os_calls();
+  counting.mmap = counting_mmap;
+  detail::scoped_os_calls use(&counting);
+  refuse_rw = true;
+  errno = 0;
+  void *p = (*a)->allocate(40u << 20);
+  refuse_rw = false;
+  CHECK(p == nullptr);
+  CHECK(errno == ENOMEM);
+  CHECK(std::string(last_error()).find("overcommit strict, refused: mmap failed: Cannot allocate memory") == 0);
+  p = (*a)->allocate(40u << 20);
+  REQUIRE(p != nullptr);
+  std::memset(p, 7, 40u << 20);
+  CHECK(tier_of(p) != nullptr);
+  detail::tier_arena::deallocate(p);
+}
+
 TEST_CASE("tier arena: a tier past its fill limit takes no new memory", "[engine][fault]") {
   fake_meminfo node(1024, 900);  // 12% in use
   auto a = detail::tier_arena::get(node0("watermarked", policy_mode::bind, huge_pages::never), 50);
@@ -402,6 +474,23 @@ TEST_CASE("tier arena: a tier past its fill limit takes no new memory", "[engine
   CHECK(std::string(last_error()).find("watermarked: tier is full: 300.0 MiB available of 1.0 GiB; 128.") !=
         std::string::npos);
   CHECK(std::string(last_error()).find("fill limit of 50%") != std::string::npos);
+  // The node's meminfo cannot be read (its read fails with EIO, injected): no evidence, no
+  // refusal. The documented fallback: the tier takes memory as the kernel would.
+  struct eio_on_meminfo {
+    static int inject(void *, sysfs::detail::file_access a, const char *path) noexcept {
+      const std::size_t n = std::strlen(path);
+      return a == sysfs::detail::file_access::read_file && n >= 13 && std::strcmp(path + n - 13, "node0/meminfo") == 0
+                 ? EIO
+                 : 0;
+    }
+  };
+  const sysfs::detail::fault_injector eio{&eio_on_meminfo::inject, nullptr};
+  {
+    sysfs::detail::scoped_fault_injector scope(&eio);
+    void *unjudged = (*a)->allocate(128u << 20);
+    CHECK(unjudged != nullptr);
+    detail::tier_arena::deallocate(unjudged);
+  }
   detail::tier_arena::deallocate(small);
 }
 

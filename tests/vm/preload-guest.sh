@@ -113,5 +113,33 @@ peak_free0=$(sed -n 's/^node 0: MemFree \([0-9]*\).*/\1/p' out.txt)
   { fail "default policy spill: node 1 $n1 KiB, node 0 free at peak ${peak_free0:-?} KiB"; cat out.txt err.txt; }
 show
 
+# The whole VM runs out of memory. With vm.overcommit_memory=2 the kernel refuses memory it
+# cannot back (mmap says ENOMEM) instead of letting the OOM killer end someone later: the
+# limit is set to what is committed now plus what is available less 256 MiB, so the program
+# fills nearly all of the VM, node 0 and then node 1, with every page written.
+exhaust="$build/tests/hetmem_preload_exhaust"
+oc_mode=$(cat /proc/sys/vm/overcommit_memory) oc_kb=$(cat /proc/sys/vm/overcommit_kbytes) oc_ratio=$(cat /proc/sys/vm/overcommit_ratio)
+committed=$(awk '/^Committed_AS:/ { print $2 }' /proc/meminfo)
+avail=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)
+ooms_before=$(dmesg | grep -c "Out of memory")
+echo $((committed + avail - 262144)) > /proc/sys/vm/overcommit_kbytes
+echo 2 > /proc/sys/vm/overcommit_memory
+echo "vm.overcommit_memory=2, CommitLimit $(awk '/^CommitLimit:/ { print $2 }' /proc/meminfo) kB (MemAvailable was $avail kB)"
+run "" "$exhaust" 64 touch
+echo "$oc_mode" > /proc/sys/vm/overcommit_memory
+if [ "$oc_kb" != 0 ]; then echo "$oc_kb" > /proc/sys/vm/overcommit_kbytes; else echo "$oc_ratio" > /proc/sys/vm/overcommit_ratio; fi
+echo "$out" | sed 's/^/     /'
+ooms_after=$(dmesg | grep -c "Out of memory")
+peak0=$(sed -n 's/^peak:.* N0=\([0-9]*\).*/\1/p' out.txt) peak1=$(sed -n 's/^peak:.* N1=\([0-9]*\).*/\1/p' out.txt)
+written=$(sed -n 's/^exhaust: \([0-9]*\) MiB written.*/\1/p' out.txt)
+[ $rc = 0 ] && grep -q " 0 failure(s)" out.txt && grep -q " 0 page(s) wrong" out.txt && [ -z "$(cat err.txt)" ] &&
+  [ "${written:-0}" -gt $((avail / 1024 * 3 / 4)) ] &&
+  ok "the VM's memory exhausted under the default policy: ${written:-0} MiB (of $((avail / 1024)) MiB available) written before ENOMEM from every entry point, every page intact, the memory back after free, nothing on stderr" ||
+  { fail "VM memory exhaustion (status $rc, ${written:-?} MiB written)"; cat err.txt; }
+[ "${peak0:-0}" -gt 0 ] && [ "${peak1:-0}" -gt 0 ] &&
+  ok "at the peak the kernel had $((${peak0:-0} / 1024)) MiB on node 0 and $((${peak1:-0} / 1024)) MiB on node 1 (spilled, then filled)" ||
+  fail "at the peak: node 0 ${peak0:-?} KiB, node 1 ${peak1:-?} KiB"
+[ "$ooms_after" = "$ooms_before" ] && ok "the OOM killer never ran" || fail "the OOM killer ran ($ooms_before -> $ooms_after)"
+
 echo "preload in the VM: $fails failure(s)"
 exit $((fails > 0))
