@@ -112,8 +112,9 @@ struct tiering_statistics {
   std::uint64_t managed_bytes = 0;                      // present memory in the managed ranges (sampled)
   std::size_t processes = 0;
   double psi_some_avg10 = 0;
-  double engine_cpu_seconds = 0;  // CPU time of the engine's own work
-  double source_cpu_seconds = 0;  // CPU time of the kdamond working for it (DAMON), 0 otherwise
+  std::uint64_t fast_reserve_bytes = 0;  // free memory the engine keeps on the fast tier now (doubled under pressure)
+  double engine_cpu_seconds = 0;         // CPU time of the engine's own work
+  double source_cpu_seconds = 0;         // CPU time of the kdamond working for it (DAMON), 0 otherwise
   double elapsed_seconds = 0;
   std::string last_error;  // the latest failure that did not stop the engine
   // "interval 12: fast 512.0 MiB, slow 1.5 GiB, hot 256.0 MiB; promoted 65536, demoted 65536 pages; cpu 0.21 s"

@@ -38,6 +38,7 @@ nlohmann::json to_json(const tiering_statistics &s) {
           {"promote_failed", s.promote_failed},
           {"demote_failed", s.demote_failed},
           {"psi_some_avg10", s.psi_some_avg10},
+          {"fast_reserve_bytes", s.fast_reserve_bytes},
           {"engine_cpu_seconds", s.engine_cpu_seconds},
           {"source_cpu_seconds", s.source_cpu_seconds},
           {"last_error", s.last_error}};

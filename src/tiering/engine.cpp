@@ -55,9 +55,10 @@ double thread_cpu_seconds() {
 double process_cpu_seconds(pid_t pid) {
   const auto text = sysfs::read_text_file("/proc/" + std::to_string(pid) + "/stat", std::size_t{64} << 10);
   if (!text) return 0;
-  const auto ticks = [&](unsigned n) {
+  const auto ticks = [&](unsigned n) -> std::uint64_t {
     const auto field = sysfs::find_stat_field(*text, n);
-    const auto v = field ? sysfs::parse_uint64(*field) : result<std::uint64_t>(error{EINVAL, ""});
+    if (!field) return 0;
+    const auto v = sysfs::parse_uint64(*field);
     return v ? *v : 0;
   };
   const std::uint64_t utime = ticks(14), stime = ticks(15);
@@ -590,13 +591,15 @@ struct tiering_engine::impl {
                                                                : options.cgroup + "/memory.pressure");
       const double reserve_share = options.fast_reserve_fraction * (psi > options.psi_threshold ? 2.0 : 1.0);
       std::int64_t free_room = 0;
+      std::uint64_t reserve_bytes = 0;
       char root[256];
       detail::copy_sysfs_root(root, sizeof root);
       for (auto n : fast.where.nodes.to_vector()) {
         detail::node_memory m;
         if (!detail::read_node_memory(root, n, &m)) continue;
-        free_room +=
-            static_cast<std::int64_t>(m.free) - static_cast<std::int64_t>(static_cast<double>(m.total) * reserve_share);
+        const auto reserve = static_cast<std::uint64_t>(static_cast<double>(m.total) * reserve_share);
+        reserve_bytes += reserve;
+        free_room += static_cast<std::int64_t>(m.free) - static_cast<std::int64_t>(reserve);
       }
       std::int64_t room = free_room;
       if (options.fast_limit_bytes > 0)
@@ -670,6 +673,7 @@ struct tiering_engine::impl {
       stats.hot_bytes = plan.hot_bytes;
       stats.processes = processes.size();
       stats.psi_some_avg10 = psi;
+      stats.fast_reserve_bytes = reserve_bytes;
       stats.engine_cpu_seconds += cpu;
       stats.source_cpu_seconds = hotness->cpu_seconds();
       stats.elapsed_seconds = monotonic_seconds() - started;

@@ -23,3 +23,14 @@ balancing_off() {
 balancing_restore() {
   [ -n "${balancing:-}" ] && echo "$balancing" > /proc/sys/kernel/numa_balancing
 }
+
+# reached NAME N: seconds until GUPS's hot set N (1 or 2) was 90% in the fast tier, from
+# NAME.txt (hetmem_gups's output), or "never".
+reached() {
+  python3 - "$1.txt" "$2" << 'PY'
+import re, sys
+t = open(sys.argv[1], errors="replace").read()
+m = re.search(r"90% of hot set 1 in the fast tier after (\S+)( s)?, of hot set 2 after (\S+)", t)
+print("never" if not m else (m.group(1) if sys.argv[2] == "1" else m.group(3)))
+PY
+}

@@ -24,14 +24,6 @@ set_kernel() {  # numa_balancing demotion_enabled
 }
 settle() { sync; echo 3 > /proc/sys/vm/drop_caches; echo 1 > /proc/sys/vm/compact_memory 2> /dev/null; grep -h MemFree /sys/devices/system/node/node*/meminfo; }
 summary() { grep -a "summary:" "$1.txt" | sed 's/^/     /'; }
-reached() {  # FILE N -> seconds until hot set N was 90% in the fast tier, or "never"
-  python3 - "$1.txt" "$2" << 'PY'
-import re, sys
-t = open(sys.argv[1], errors="replace").read()
-m = re.search(r"90% of hot set 1 in the fast tier after (\S+)( s)?, of hot set 2 after (\S+)", t)
-print("never" if not m else (m.group(1) if sys.argv[2] == "1" else m.group(3)))
-PY
-}
 echo "kernel $(uname -r); DAMON sysfs: $([ -d /sys/kernel/mm/damon/admin ] && echo present || echo absent)"
 
 echo "== no tiering"
