@@ -34,7 +34,10 @@ struct migration_options {
   pid_t pid = 0;                           // 0: the calling process
   node_set only_from;                      // not empty: move only pages now on these nodes
   std::uint64_t max_bytes_per_second = 0;  // 0: as fast as the kernel goes
-  std::size_t batch_pages = 4096;          // pages per move_pages call (16 MiB of 4 KiB pages)
+  // Pages per move_pages call. 0: automatic. Each call costs the kernel a drain of every CPU's
+  // LRU caches on top of the moves, so without a rate limit calls are large (up to 262144 pages,
+  // 1 GiB of 4 KiB pages, at 28 bytes of bookkeeping per page); with one, about 50 ms of it.
+  std::size_t batch_pages = 0;
   // Ask the kernel where pages are before moving them (counts already_there apart from moved).
   // false: one move_pages call per batch instead of two (faster; a page already on its target
   // counts as moved). only_from and a target tier of several nodes always ask.

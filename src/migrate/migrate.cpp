@@ -88,7 +88,8 @@ class mover {
     const std::size_t ps = r_.page_size;
     std::uint64_t total = 0;
     for (const auto &rg : ranges) total += (rg.end - rg.start) / ps;
-    const std::size_t batch = std::clamp<std::size_t>(o_.batch_pages, 1, std::size_t{1} << 20);
+    const std::size_t batch =
+        std::clamp<std::size_t>(o_.batch_pages ? o_.batch_pages : automatic_batch(ps), 1, std::size_t{1} << 20);
     const auto start = std::chrono::steady_clock::now();
     std::uint64_t done = 0;
     std::vector<void *> pages;
@@ -173,6 +174,14 @@ class mover {
         ++r_.other_failed;
     }
     return {};
+  }
+
+  // migration_options::batch_pages = 0: the largest batch, or ~50 ms worth at the rate limit.
+  [[nodiscard]] std::size_t automatic_batch(std::size_t page_size) const {
+    constexpr std::size_t largest = std::size_t{1} << 18, smallest = 512;
+    if (o_.max_bytes_per_second == 0) return largest;
+    const std::uint64_t per_50ms = o_.max_bytes_per_second / 20 / page_size;
+    return static_cast<std::size_t>(std::clamp<std::uint64_t>(per_50ms, smallest, largest));
   }
 
   // Keeps the average rate at or under max_bytes_per_second by sleeping between batches.

@@ -164,6 +164,26 @@ TEST_CASE("migrate: without asking first, one move_pages call per batch", "[migr
   CHECK(pretend::queries == 4);
 }
 
+TEST_CASE("migrate: the automatic batch is one call for a range, or ~50 ms of the rate limit", "[migrate]") {
+  // Each move_pages call drains every CPU's LRU caches in the kernel: without a rate limit, a
+  // range of 5000 pages is one query and one move (fixed 4096-page batches made it two).
+  pretend::reset();
+  detail::scoped_os_calls use(&pretend_calls);
+  mapping m(5000, 5000);
+  auto r = migrate(m.p, 5000 * 4096, node0_tier());
+  REQUIRE(r);
+  CHECK(r->moved == 5000);
+  CHECK(pretend::queries == 1);
+  CHECK(pretend::moves == 1);
+  // 40 MiB/s: 50 ms is 512 pages (also the smallest automatic batch), so 10 batches.
+  pretend::reset();
+  migration_options o;
+  o.max_bytes_per_second = 40u << 20;
+  r = migrate(m.p, 5000 * 4096, node0_tier(), o);
+  REQUIRE(r);
+  CHECK(pretend::moves == 10);
+}
+
 TEST_CASE("migrate: only pages on the --from nodes move", "[migrate]") {
   pretend::reset();
   detail::scoped_os_calls use(&pretend_calls);
