@@ -148,8 +148,18 @@ int main(int argc, char **argv) {
   bool thp = false;
   double tlb_flush_ms = 0;
   std::string label = "run";
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; i += 2) {
     const std::string k = argv[i];
+    if (k == "-h" || k == "--help") {
+      std::printf(
+          "usage: hetmem_gups [--size 2G] [--hot 256M] [--hot-share 0.9] [--seconds 40] [--move-at 20]\n"
+          "                   [--fast-nodes 0] [--start-node 1] [--thp off|on] [--tlb-flush-ms 0] [--label NAME]\n");
+      return 0;
+    }
+    if (i + 1 == argc) {
+      std::fprintf(stderr, "hetmem_gups: %s needs a value (try --help)\n", k.c_str());
+      return 2;
+    }
     const char *v = argv[i + 1];
     if (k == "--size")
       size = parse_size(v);
