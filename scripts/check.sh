@@ -9,7 +9,8 @@
 #   2. lint    clang-format --dry-run --Werror, clang-tidy with warnings as errors
 #   3. asan    build/asan: ASan+UBSan; ctest -L unit
 #      tsan    build/tsan: ThreadSanitizer; ctest -L unit (both skipped by --no-sanitize)
-#   4. fuzz    build/fuzz (clang, libFuzzer): each fuzz target for HETMEM_FUZZ_SECONDS (default 60) s
+#   4. fuzz    build/fuzz (clang, libFuzzer): each parser of the fuzz target for HETMEM_FUZZ_SECONDS
+#              (default 10) s
 #   --quick runs stage 1 only, without the VM tests. Needs the packages of scripts/setup.sh --vm.
 # Exit status: 0 when every stage passed; otherwise that of the first failing stage.
 set -euo pipefail
@@ -23,7 +24,7 @@ for arg in "$@"; do
     --no-lint) lint=0 ;;
     --no-sanitize) sanitize=0 ;;
     --no-fuzz) fuzz=0 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "check.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -90,19 +91,29 @@ if [ "$sanitize" = 1 ]; then
 fi
 
 if [ "$fuzz" = 1 ]; then
-  stage "fuzz (libFuzzer, ${HETMEM_FUZZ_SECONDS:-60} s per target)"
+  fuzz_parsers=$(sed -n 's/^constexpr unsigned parser_count = \([0-9]*\);/\1/p' tests/fuzz/fuzz_parsers.cpp)
+  stage "fuzz (libFuzzer, ${HETMEM_FUZZ_SECONDS:-10} s for each of the $fuzz_parsers parsers)"
   # Everything instrumented for coverage, so the fuzzer sees inside the parsers.
   cmake -S . -B build/fuzz "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
         -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined" -DHETMEM_BUILD_FUZZERS=ON \
         -DHETMEM_BUILD_TESTS=OFF -DHETMEM_BUILD_CLI=OFF -DHETMEM_BUILD_BENCH=OFF -DHETMEM_BUILD_EXAMPLES=OFF >/dev/null
   cmake --build build/fuzz -j "$jobs" --target fuzz_parsers
   work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-  # New inputs go to a scratch corpus; the committed corpus is read-only seed material.
-  if ! build/fuzz/tests/fuzz_parsers -max_total_time="${HETMEM_FUZZ_SECONDS:-60}" -timeout=5 -rss_limit_mb=1024 \
-         -print_final_stats=1 -artifact_prefix="$root/build/fuzz/" "$work" tests/fuzz/corpus 2>&1 | tail -15; then
-    echo "fuzzing found a crash: the input is in build/fuzz/crash-*; fix it and add the input to tests/fuzz/corpus/"
-    exit 1
-  fi
+  # One run per parser (HETMEM_FUZZ_PARSER), each with its own time budget, seeded with the
+  # whole committed corpus (read-only seed material; new inputs go to a scratch corpus).
+  for ((n = 0; n < fuzz_parsers; n++)); do
+    mkdir -p "$work/$n"
+    if ! HETMEM_FUZZ_PARSER=$n build/fuzz/tests/fuzz_parsers -max_total_time="${HETMEM_FUZZ_SECONDS:-10}" -timeout=5 \
+           -rss_limit_mb=1024 -print_final_stats=1 -artifact_prefix="$root/build/fuzz/" "$work/$n" tests/fuzz/corpus \
+           > "$work/log" 2>&1; then
+      tail -30 "$work/log"
+      echo "fuzzing parser $n found a crash: the input is in build/fuzz/crash-* (replay it with HETMEM_FUZZ_PARSER=$n;"
+      echo "for the corpus, make its first byte select parser $n); fix it and add the input to tests/fuzz/corpus/"
+      exit 1
+    fi
+    printf 'parser %2d: %s runs, %s coverage points\n' "$n" "$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log")" \
+      "$(grep -o 'cov: [0-9]*' "$work/log" | tail -1 | cut -d' ' -f2)"
+  done
   summary+=("fuzz: passed")
 fi
 

@@ -1,13 +1,16 @@
 // fuzz_parsers.cpp — libFuzzer target for every text parser: the sysfs-reader's, the node-kind
 // override string, the saved probe report, the policy language (HETMEM_POLICY and config
 // files, resolved against a three-node machine), memkind's and autohbw's variables, sizes and
-// tiers, and HETMEM_TIERING. The first input byte picks the parser; the rest is the content.
+// tiers, and HETMEM_TIERING. The first input byte picks the parser (modulo parser_count); the
+// rest is the content. With HETMEM_FUZZ_PARSER=N every input goes to parser N (its first byte
+// still skipped), so that a run can give each parser a time budget of its own (check.sh does).
 //
 // Build with clang: cmake -DHETMEM_BUILD_FUZZERS=ON -DCMAKE_CXX_COMPILER=clang++ (see README).
 // The same entry point is linked into the unit tests, which replay tests/fuzz/corpus/ (seeds
 // and every crash ever found), so regressions are caught without clang.
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -20,6 +23,20 @@
 #include "hetmem/topology.hpp"
 
 namespace {
+
+constexpr unsigned parser_count = 20;
+
+// HETMEM_FUZZ_PARSER as a parser number, or -1 (the first byte picks).
+int only_parser() {
+  static const int n = [] {
+    const char *e = std::getenv("HETMEM_FUZZ_PARSER");  // NOLINT(concurrency-mt-unsafe): read once
+    if (!e || !*e) return -1;
+    char *end = nullptr;
+    const long v = std::strtol(e, &end, 10);
+    return *end == '\0' && v >= 0 && v < parser_count ? static_cast<int>(v) : -1;
+  }();
+  return n;
+}
 
 // DDR with the CPUs, a CPU-less HBM node and a CPU-less slow node, as classify() sees them.
 const hetmem::topology &machine() {
@@ -83,7 +100,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
   if (size == 0) return 0;
   const std::string_view text(reinterpret_cast<const char *>(data + 1), size - 1);
   using namespace hetmem::sysfs;
-  switch (data[0] % 20) {
+  const int only = only_parser();
+  switch (only >= 0 ? static_cast<unsigned>(only) : data[0] % parser_count) {
     case 0: {
       auto r = parse_id_list(text, max_node_id);
       if (r && !r->empty() && r->last() > max_node_id) __builtin_trap();  // the limit holds
