@@ -220,9 +220,15 @@ result<probe_report> parse_probe_report(std::string_view text) {
 std::string format_probe_report(const probe_report &r) {
   std::string out = "hetmem-probe 1\n";
   out += "# Measured by `hetmem probe`; see docs/probe-format.md. Latency in ns, bandwidth in MB/s.\n";
-  if (!r.taken_at.empty()) out += "taken " + one_line(r.taken_at) + "\n";
-  if (!r.kernel.empty()) out += "kernel " + one_line(r.kernel) + "\n";
-  if (!r.cpu_model.empty()) out += "cpu " + one_line(r.cpu_model) + "\n";
+  // A free-text field that is empty once made one line (only blanks or '#') is left out: the
+  // parser would read "cpu " back as an empty model, and the next write would drop the line.
+  auto text_line = [&out](const char *key, std::string_view value) {
+    const std::string v = one_line(value);
+    if (!v.empty()) out += std::string(key) + " " + v + "\n";
+  };
+  text_line("taken", r.taken_at);
+  text_line("kernel", r.kernel);
+  text_line("cpu", r.cpu_model);
   out += "initiator " + std::to_string(r.initiator) + "\n";
   out += "cpus " + r.cpus.to_string() + "\n";
   out += "threads " + std::to_string(r.threads) + "\n";
