@@ -11,6 +11,14 @@
 //   2. soft-dirty bits (/proc/PID/clear_refs and pagemap; the process's owner may use them): a
 //      page written during a short window is hot. It sees writes only, and the clearing makes
 //      each page's first write in a window take a minor fault.
+//   3. userfaultfd write-protect bits (Linux 6.7: UFFD_FEATURE_WP_ASYNC and PAGEMAP_SCAN; any
+//      user): for the process that runs the engine only (the preload's, or the API's with no
+//      pids), where soft-dirty bits do not exist (arm64, kernels built without them). Like
+//      soft-dirty it sees writes in a window; each window protects a slice of each chunk, and
+//      a huge page it watches is mapped as base pages after its first write. Memory another
+//      userfaultfd has registered stays unwatched (cold); write_protect_within limits what it
+//      registers (the preload: its own address window, so a program's own userfaultfd use of
+//      its other memory is never refused with EBUSY).
 //   The allocator's own knowledge and hardware sampling are not used (yet).
 // - Memory is judged in chunks (2 MiB by default, one transparent huge page): each interval
 //   every chunk gets a heat in [0, 1] (DAMON: the share of samples that saw an access; soft
@@ -39,6 +47,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 #include "hetmem/migrate.hpp"
 #include "hetmem/result.hpp"
@@ -72,7 +81,7 @@ struct kernel_tiering_state {
 // (a caller that has loaded the topology does not read it twice).
 [[nodiscard]] kernel_tiering_state detect_kernel_tiering(const std::string &root, const sysfs::snapshot &snap);
 
-enum class hotness_source { automatic, damon, soft_dirty };
+enum class hotness_source { automatic, damon, soft_dirty, write_protect };
 enum class kernel_coexistence { coexist, yield, force };
 
 struct tiering_statistics;
@@ -94,14 +103,17 @@ struct tiering_options {
   std::size_t chunk_bytes = 2U << 20;
   hotness_source source = hotness_source::automatic;
   kernel_coexistence coexist = kernel_coexistence::coexist;
-  double soft_dirty_window_seconds = 0.1;  // writes seen within this window make a page hot
+  double soft_dirty_window_seconds = 0.1;  // writes seen within this window make a page hot (soft-dirty, write-protect)
+  // The write-protect source registers only memory inside these [start, end) ranges; empty: all
+  // managed memory.
+  std::vector<std::pair<std::uintptr_t, std::uintptr_t>> write_protect_within;
   std::string damon_admin = "/sys/kernel/mm/damon/admin";
   // Called by the engine after each interval (from its thread when started with start()).
   std::function<void(const tiering_statistics &)> on_interval;
 };
 
 struct tiering_statistics {
-  std::string source;                     // "DAMON (kdamond 0, pid 123)", "soft-dirty bits (writes only)"
+  std::string source;  // "DAMON (kdamond 0, pid 123)", "soft-dirty bits (...)", "userfaultfd write-protect bits (...)"
   std::vector<std::string> kernel_notes;  // detect_kernel_tiering().notes() at start, plus what the engine decided
   bool promoting = true;                  // false when the kernel promotes and hetmem coexists
   std::uint64_t intervals = 0;
@@ -111,6 +123,7 @@ struct tiering_statistics {
   std::uint64_t hot_bytes = 0;                          // managed memory at or above promote_threshold
   std::uint64_t managed_bytes = 0;                      // present memory in the managed ranges (sampled)
   std::size_t processes = 0;
+  std::size_t chunks = 0;  // chunks tracked: the populated parts of the managed mappings (Linux 6.7+), else all
   double psi_some_avg10 = 0;
   std::uint64_t fast_reserve_bytes = 0;  // free memory the engine keeps on the fast tier now (doubled under pressure)
   double engine_cpu_seconds = 0;         // CPU time of the engine's own work

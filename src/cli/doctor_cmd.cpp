@@ -174,11 +174,11 @@ std::vector<finding> diagnose(const topology &t, const kernel_tiering_state &k, 
     add("damon", finding_status::ok,
         fmt::format("DAMON sysfs present ({} kdamond(s) configured, {} running{}){}", k.damon_kdamonds, k.damon_running,
                     k.damon_schemes.empty() ? "" : ", schemes: " + std::to_string(k.damon_schemes.size()),
-                    writable ? "" : "; only root can start it, others get soft-dirty sampling"));
+                    writable ? "" : "; only root can start it, others get soft-dirty or write-protect sampling"));
   } else {
     add("damon", finding_status::note,
         "no DAMON sysfs (CONFIG_DAMON_SYSFS)" + absent +
-            ": hetmem's tiering samples soft-dirty bits instead (more CPU, coarser)");
+            ": hetmem's tiering samples soft-dirty or write-protect bits instead (more CPU, coarser, writes only)");
   }
   if (k.damon_reclaim || k.damon_lru_sort)
     add("damon_modules", finding_status::note,

@@ -37,6 +37,7 @@ nlohmann::json to_json(const tiering_statistics &s) {
           {"pages_demoted", s.pages_demoted},
           {"promote_failed", s.promote_failed},
           {"demote_failed", s.demote_failed},
+          {"chunks", s.chunks},
           {"psi_some_avg10", s.psi_some_avg10},
           {"fast_reserve_bytes", s.fast_reserve_bytes},
           {"engine_cpu_seconds", s.engine_cpu_seconds},

@@ -243,6 +243,12 @@ void start_tiering(bool explain) noexcept {
       say(("hetmem: HETMEM_TIERING: " + o.error().message + "; tiering stays off\n").c_str());
       return;
     }
+    // The write-protect source registers hetmem's own memory only: a userfaultfd of the
+    // program's over its other memory must never meet EBUSY because of us.
+    std::uintptr_t base = 0;
+    std::size_t size = 0;
+    tier_arena::window_range(&base, &size);
+    if (size > 0) o->write_protect_within = {{base, base + size}};
     auto e = hetmem::tiering_engine::create(*o);
     if (!e) {
       say(("hetmem: automatic tiering not started: " + e.error().message + "\n").c_str());

@@ -1,14 +1,17 @@
-// The tiering engine: observe (DAMON or soft-dirty bits), ask the kernel where pages are, plan
-// (plan.cpp), migrate (migrate.hpp). See the contract in tiering.hpp.
+// The tiering engine: observe (DAMON, soft-dirty or userfaultfd write-protect bits), ask the kernel where pages are,
+// plan (plan.cpp), migrate (migrate.hpp). See the contract in tiering.hpp.
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
@@ -76,7 +79,8 @@ struct chunk_range {
 struct target_view {
   pid_t pid = 0;
   const std::vector<chunk_range> *chunks = nullptr;
-  std::vector<double> heat;  // observation per chunk, [0, 1]
+  std::vector<double> heat;                                                          // observation per chunk, [0, 1]
+  const std::vector<std::pair<std::uintptr_t, std::uintptr_t>> *mappings = nullptr;  // whole, as in maps
 };
 
 // A hotness source: fills target_view::heat for every chunk.
@@ -400,6 +404,272 @@ class soft_dirty_source final : public source {
   std::size_t round_ = 0;
 };
 
+// ---- userfaultfd write-protect bits ----------------------------------------------------------
+// Linux 6.7's replacement for soft-dirty bits, also where those do not exist (arm64, kernels built
+// without CONFIG_MEM_SOFT_DIRTY): a userfaultfd with UFFD_FEATURE_WP_ASYNC, registered in
+// write-protect mode over the watched memory, makes the kernel clear a page's protection on its
+// own at the first write (no fault reaches us); PAGEMAP_SCAN with PM_SCAN_WP_MATCHING reports the
+// pages written since and protects them again, in one page-table walk. A userfaultfd serves the
+// memory of the process that made it, so this source watches the calling process only.
+namespace uffd_abi {  // <linux/userfaultfd.h> and <linux/fs.h> of 6.7; older headers lack them
+constexpr std::uint64_t feature_wp_async = 1U << 15;
+constexpr std::uint64_t register_mode_wp = 1U << 1;
+constexpr std::uint64_t page_is_written = 1U << 1, page_is_present = 1U << 3, page_is_swapped = 1U << 4;
+constexpr std::uint64_t scan_wp_matching = 1U << 0, scan_check_wpasync = 1U << 1;
+constexpr unsigned user_mode_only = 1U;  // UFFD_USER_MODE_ONLY: no sysctl needed (5.11)
+struct api {
+  std::uint64_t api, features, ioctls;
+};
+struct range {
+  std::uint64_t start, len;
+};
+struct register_arg {
+  range r;
+  std::uint64_t mode, ioctls;
+};
+struct page_region {
+  std::uint64_t start, end, categories;
+};
+struct pm_scan_arg {
+  std::uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted, category_mask,
+      category_anyof_mask, return_mask;
+};
+constexpr unsigned long ioc(unsigned dir, unsigned type, unsigned nr, std::size_t size) {
+  return (static_cast<unsigned long>(dir) << 30U) | (static_cast<unsigned long>(size) << 16U) | (type << 8U) | nr;
+}
+constexpr unsigned long uffdio_api = ioc(3, 0xAA, 0x3F, sizeof(api));
+constexpr unsigned long uffdio_register = ioc(3, 0xAA, 0x00, sizeof(register_arg));
+constexpr unsigned long pagemap_scan = ioc(3, 'f', 16, sizeof(pm_scan_arg));
+}  // namespace uffd_abi
+
+class write_protect_source final : public source {
+ public:
+  // Opens the userfaultfd and /proc/self/pagemap and proves the pair works on a page of our own;
+  // errors name what is missing (ENOTSUP: a kernel before 6.7 or without userfaultfd).
+  static result<std::unique_ptr<source>> open(double window,
+                                              std::vector<std::pair<std::uintptr_t, std::uintptr_t>> within) {
+    auto s = std::unique_ptr<write_protect_source>(new write_protect_source(window, std::move(within)));
+    const long fd = ::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | uffd_abi::user_mode_only);
+    if (fd < 0) {
+      const int err = errno;
+      return error{err == ENOSYS ? ENOTSUP : err,
+                   std::string("userfaultfd write-protect bits: userfaultfd() failed: ") + detail::error_text(err) +
+                       (err == ENOSYS  ? " (a kernel without CONFIG_USERFAULTFD)"
+                        : err == EPERM ? " (vm.unprivileged_userfaultfd=0 and a kernel before 5.11)"
+                                       : "")};
+    }
+    s->uffd_ = static_cast<int>(fd);
+    uffd_abi::api a{0xAA, uffd_abi::feature_wp_async, 0};
+    if (::ioctl(s->uffd_, uffd_abi::uffdio_api, &a) != 0) {
+      const int err = errno;
+      return error{err == EINVAL ? ENOTSUP : err,
+                   "userfaultfd write-protect bits: the kernel does not offer asynchronous write protection "
+                   "(UFFD_FEATURE_WP_ASYNC, Linux 6.7): " +
+                       std::string(detail::error_text(err))};
+    }
+    s->pagemap_ = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (s->pagemap_ < 0) {
+      const int err = errno;
+      return error{err, std::string("userfaultfd write-protect bits: cannot open /proc/self/pagemap: ") +
+                            detail::error_text(err)};
+    }
+    // The proof: a page registered, protected, written once, seen written once.
+    const auto ps = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    void *m = ::mmap(nullptr, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return error{errno, "userfaultfd write-protect bits: mmap of a test page failed"};
+    auto *page = static_cast<volatile char *>(m);
+    page[0] = 1;
+    const auto at = reinterpret_cast<std::uintptr_t>(m);
+    std::size_t present = 0, written = 0;
+    long got = -1;
+    int err = 0;
+    if (s->register_range(at, at + ps) != 0 || s->scan(at, at + ps, nullptr, 0) < 0) {
+      err = errno;
+    } else {
+      page[0] = 2;
+      got = s->count(at, at + ps, present, written);
+      if (got < 0) err = errno;
+    }
+    ::munmap(m, ps);
+    if (err != 0)
+      return error{err == ENOTTY || err == EINVAL ? ENOTSUP : err,
+                   std::string("userfaultfd write-protect bits: ") + detail::error_text(err) +
+                       (err == ENOTTY || err == EINVAL ? " (PAGEMAP_SCAN needs Linux 6.7)" : "")};
+    if (present != 1 || written != 1)
+      return error{ENOTSUP, "userfaultfd write-protect bits: a written test page was not reported written"};
+    return std::unique_ptr<source>(std::move(s));
+  }
+
+  ~write_protect_source() override {
+    if (uffd_ >= 0) ::close(uffd_);  // the kernel unprotects and unregisters everything
+    if (pagemap_ >= 0) ::close(pagemap_);
+  }
+  write_protect_source(const write_protect_source &) = delete;
+  write_protect_source &operator=(const write_protect_source &) = delete;
+
+  [[nodiscard]] std::string describe() const override {
+    return "userfaultfd write-protect bits (PAGEMAP_SCAN; this process only, writes only, " +
+           std::to_string(static_cast<int>(window_ * 1000)) +
+           " ms window; a watched huge page is mapped as base pages after its first write)";
+  }
+
+  result<void> observe(std::vector<target_view> &targets) override {
+    const auto ps = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    for (auto &t : targets) t.heat.assign(t.chunks->size(), 0.0);
+    const pid_t self = ::getpid();
+    // Register each whole mapping (again every interval: memory mapped anew over a watched range
+    // is not registered). Whole, so that no mapping is split in two or three (a process has at
+    // most vm.max_map_count of them). Another userfaultfd's memory (EBUSY) stays unwatched.
+    std::vector<std::pair<std::size_t, std::size_t>> slices;  // (target, chunk) watched this round
+    for (std::size_t k = 0; k < targets.size(); ++k) {
+      auto &t = targets[k];
+      if (t.pid != self || t.mappings == nullptr) continue;  // cannot happen: create() allows this process only
+      const auto &chunks = *t.chunks;
+      for (const auto &[start, end] : *t.mappings)
+        for (const auto &[lo, hi] : clip(start, end)) (void)register_range(lo, hi);
+      for (std::size_t i = 0; i < chunks.size(); ++i) {
+        const auto [lo, hi] = slice(chunks[i], ps);
+        if (!inside(lo, hi)) continue;
+        if (scan(lo, hi, nullptr, 0) < 0) continue;  // EPERM: not registered (another userfaultfd's)
+        slices.emplace_back(k, i);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::duration<double>(window_));
+    for (const auto &[k, i] : slices) {
+      auto &t = targets[k];
+      const auto [lo, hi] = slice((*t.chunks)[i], ps);
+      std::size_t present = 0, written = 0;
+      if (count(lo, hi, present, written) < 0 || present == 0) continue;
+      t.heat[i] = static_cast<double>(written) / static_cast<double>(present);
+    }
+    ++round_;
+    return {};
+  }
+
+ private:
+  write_protect_source(double window, std::vector<std::pair<std::uintptr_t, std::uintptr_t>> within)
+      : window_(window), within_(std::move(within)) {}
+
+  // Up to slice_pages pages of the chunk at an offset that moves each interval (as the
+  // soft-dirty source): fewer pages protected means fewer write faults for the program.
+  [[nodiscard]] std::pair<std::uintptr_t, std::uintptr_t> slice(const chunk_range &c, std::uintptr_t ps) const {
+    const std::size_t pages = (c.end - c.start) / ps;
+    const std::size_t n = std::min<std::size_t>(pages, slice_pages);
+    const std::size_t first = pages > n ? (round_ * n) % (pages - n + 1) : 0;
+    return {c.start + first * ps, c.start + (first + n) * ps};
+  }
+
+  // [lo, hi) cut to the `within` ranges (all of it when there are none).
+  [[nodiscard]] std::vector<std::pair<std::uintptr_t, std::uintptr_t>> clip(std::uintptr_t lo,
+                                                                            std::uintptr_t hi) const {
+    if (within_.empty()) return {{lo, hi}};
+    std::vector<std::pair<std::uintptr_t, std::uintptr_t>> out;
+    for (const auto &[a, b] : within_)
+      if (std::max(a, lo) < std::min(b, hi)) out.emplace_back(std::max(a, lo), std::min(b, hi));
+    return out;
+  }
+  [[nodiscard]] bool inside(std::uintptr_t lo, std::uintptr_t hi) const {
+    if (within_.empty()) return true;
+    return std::any_of(within_.begin(), within_.end(), [&](const auto &w) { return w.first <= lo && hi <= w.second; });
+  }
+
+  int register_range(std::uintptr_t lo, std::uintptr_t hi) const {
+    uffd_abi::register_arg r{{lo, hi - lo}, uffd_abi::register_mode_wp, 0};
+    return ::ioctl(uffd_, uffd_abi::uffdio_register, &r);
+  }
+
+  // PAGEMAP_SCAN over [lo, hi) of registered memory, protecting every present page again.
+  long scan(std::uintptr_t lo, std::uintptr_t hi, uffd_abi::page_region *vec, std::size_t vec_len) const {
+    uffd_abi::pm_scan_arg a{};
+    a.size = sizeof a;
+    a.flags = uffd_abi::scan_wp_matching | uffd_abi::scan_check_wpasync;
+    a.start = lo;
+    a.end = hi;
+    a.vec = reinterpret_cast<std::uintptr_t>(vec);
+    a.vec_len = vec_len;
+    a.category_anyof_mask = uffd_abi::page_is_present | uffd_abi::page_is_written;
+    a.return_mask = uffd_abi::page_is_present | uffd_abi::page_is_written;
+    return ::ioctl(pagemap_, uffd_abi::pagemap_scan, &a);
+  }
+
+  // Present and written pages in [lo, hi) (at most slice_pages pages: one region each at most).
+  long count(std::uintptr_t lo, std::uintptr_t hi, std::size_t &present, std::size_t &written) const {
+    std::array<uffd_abi::page_region, slice_pages> vec{};
+    const long n = scan(lo, hi, vec.data(), vec.size());
+    const auto ps = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+    for (long r = 0; r < n; ++r) {
+      const auto &g = vec[static_cast<std::size_t>(r)];
+      const std::uint64_t pages = (g.end - g.start) / ps;
+      if ((g.categories & uffd_abi::page_is_present) == 0) continue;  // swapped out: not seen
+      present += pages;
+      if (g.categories & uffd_abi::page_is_written) written += pages;
+    }
+    return n;
+  }
+
+  static constexpr std::size_t slice_pages = 64;
+  double window_;
+  std::vector<std::pair<std::uintptr_t, std::uintptr_t>> within_;
+  int uffd_ = -1, pagemap_ = -1;
+  std::size_t round_ = 0;
+};
+
+// The populated parts of large mappings, so that a sparse reservation (a sanitizer's terabytes
+// of shadow, a runtime's reserved heap) costs chunks for what is present only: PAGEMAP_SCAN
+// (Linux 6.7; same permission as reading pagemap) lists the present and swapped pages, walking
+// only the page tables that exist. Ranges under `small` bytes, and every range where the kernel
+// cannot answer, are kept whole (the engine's chunks cover them as before).
+std::vector<address_range> populated_parts(pid_t pid, std::vector<address_range> ranges, std::uintptr_t chunk) {
+  constexpr std::uintptr_t small = std::uintptr_t{1} << 30;
+  if (std::none_of(ranges.begin(), ranges.end(), [](const address_range &r) { return r.end - r.start > small; }))
+    return ranges;
+  const std::string path = "/proc/" + std::to_string(pid) + "/pagemap";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ranges;
+  std::vector<address_range> out;
+  std::vector<uffd_abi::page_region> vec(4096);
+  for (auto &r : ranges) {
+    if (r.end - r.start <= small) {
+      out.push_back(std::move(r));
+      continue;
+    }
+    std::vector<address_range> parts;
+    bool answered = true;
+    for (std::uintptr_t at = r.start; at < r.end;) {
+      uffd_abi::pm_scan_arg a{};
+      a.size = sizeof a;
+      a.start = at;
+      a.end = r.end;
+      a.vec = reinterpret_cast<std::uintptr_t>(vec.data());
+      a.vec_len = vec.size();
+      a.category_anyof_mask = uffd_abi::page_is_present | uffd_abi::page_is_swapped;
+      a.return_mask = uffd_abi::page_is_present | uffd_abi::page_is_swapped;
+      const long n = ::ioctl(fd, uffd_abi::pagemap_scan, &a);
+      if (n < 0) {
+        answered = false;
+        break;
+      }
+      for (long i = 0; i < n; ++i) {
+        const auto &g = vec[static_cast<std::size_t>(i)];
+        const std::uintptr_t lo = std::max<std::uintptr_t>(r.start, g.start / chunk * chunk);
+        const std::uintptr_t hi = std::min<std::uintptr_t>(r.end, (g.end + chunk - 1) / chunk * chunk);
+        if (!parts.empty() && parts.back().end >= lo)
+          parts.back().end = std::max(parts.back().end, hi);
+        else
+          parts.push_back({lo, hi, r.what});
+      }
+      if (a.walk_end <= at || a.walk_end >= r.end) break;  // the whole range was walked
+      at = static_cast<std::uintptr_t>(a.walk_end);
+    }
+    if (answered)
+      out.insert(out.end(), std::make_move_iterator(parts.begin()), std::make_move_iterator(parts.end()));
+    else
+      out.push_back(std::move(r));
+  }
+  ::close(fd);
+  return out;
+}
+
 struct chunk_state {
   double heat = 0;
   double last_move = -1e18;
@@ -409,7 +679,8 @@ struct chunk_state {
 struct process_state {
   pid_t pid = 0;
   std::vector<chunk_range> chunks;
-  std::unordered_map<std::uintptr_t, chunk_state> state;  // by chunk start
+  std::vector<std::pair<std::uintptr_t, std::uintptr_t>> mappings;  // as /proc/PID/maps has them
+  std::unordered_map<std::uintptr_t, chunk_state> state;            // by chunk start
   std::vector<std::uint64_t> present_bytes;
   std::vector<double> fast_share;
 };
@@ -481,8 +752,13 @@ struct tiering_engine::impl {
         if (ranges.error().code == ESRCH) continue;
         return ranges.error();
       }
+      std::vector<std::pair<std::uintptr_t, std::uintptr_t>> mappings;
+      mappings.reserve(ranges->size());
+      for (const auto &r : *ranges) mappings.emplace_back(r.start, r.end);
+      *ranges = populated_parts(pid, std::move(*ranges), options.chunk_bytes);
       process_state ps;
       ps.pid = pid;
+      ps.mappings = std::move(mappings);
       for (auto &old : processes)
         if (old.pid == pid) ps.state = std::move(old.state);
       const std::uintptr_t cb = options.chunk_bytes;
@@ -552,7 +828,7 @@ struct tiering_engine::impl {
       if (auto ok = refresh_processes(); !ok) return ok;
       std::vector<target_view> views;
       views.reserve(processes.size());
-      for (auto &p : processes) views.push_back({p.pid, &p.chunks, {}});
+      for (auto &p : processes) views.push_back({p.pid, &p.chunks, {}, &p.mappings});
       std::string source_error;
       if (auto ok = hotness->observe(views); !ok) source_error = ok.error().message;
       // Smooth each chunk's heat.
@@ -672,6 +948,8 @@ struct tiering_engine::impl {
       stats.slow_bytes = managed > stats.fast_bytes ? managed - stats.fast_bytes : 0;
       stats.hot_bytes = plan.hot_bytes;
       stats.processes = processes.size();
+      stats.chunks = 0;
+      for (const auto &pr : processes) stats.chunks += pr.chunks.size();
       stats.psi_some_avg10 = psi;
       stats.fast_reserve_bytes = reserve_bytes;
       stats.engine_cpu_seconds += cpu;
@@ -728,6 +1006,12 @@ result<std::unique_ptr<tiering_engine>> tiering_engine::create(tiering_options o
       return error{EINVAL, "tiering: the chunk size must be a power of two of at least one page"};
     if (options.fast_reserve_fraction < 0 || options.fast_reserve_fraction >= 1)
       return error{EINVAL, "tiering: the fast tier's reserve must be a share in [0, 1)"};
+    const bool only_self =
+        options.cgroup.empty() && (options.pids.empty() || (options.pids.size() == 1 && options.pids[0] == ::getpid()));
+    const std::string wp_self_only =
+        "userfaultfd write-protect bits watch only the process that runs the engine (the preload's, or the API's "
+        "with no pids), not other processes";
+    if (options.source == hotness_source::write_protect && !only_self) return error{EINVAL, "tiering: " + wp_self_only};
     auto p = std::make_unique<impl>();
     if (!options.fast || !options.slow) {
       auto topo = load_topology();
@@ -773,8 +1057,10 @@ result<std::unique_ptr<tiering_engine>> tiering_engine::create(tiering_options o
           break;
       }
     }
-    std::string note;
-    if (options.source != hotness_source::soft_dirty) {
+    // Best first: DAMON, soft-dirty bits, userfaultfd write-protect bits (this process only).
+    std::vector<std::string> tried;  // why the better ones were not used
+    if (options.source == hotness_source::automatic || options.source == hotness_source::damon) {
+      std::string note;
       auto d = damon_source::open(options.damon_admin, note);
       if (d) {
         p->hotness = std::move(*d);
@@ -783,18 +1069,40 @@ result<std::unique_ptr<tiering_engine>> tiering_engine::create(tiering_options o
         return d.error();
       } else {
         p->stats.kernel_notes.push_back("hotness: not DAMON: " + d.error().message);
+        tried.push_back("not DAMON: " + d.error().message);
+      }
+    }
+    if (!p->hotness && options.source != hotness_source::damon) {
+      if (options.soft_dirty_window_seconds <= 0 || options.soft_dirty_window_seconds >= options.interval_seconds)
+        return error{EINVAL, "tiering: the sampling window must be shorter than the interval"};
+    }
+    if (!p->hotness && (options.source == hotness_source::automatic || options.source == hotness_source::soft_dirty)) {
+      if (auto ok = soft_dirty_supported(); ok) {
+        p->hotness = std::make_unique<soft_dirty_source>(options.soft_dirty_window_seconds);
+      } else if (options.source == hotness_source::soft_dirty) {
+        return error{ok.error().code, "tiering: " + ok.error().message};
+      } else {
+        if (only_self) p->stats.kernel_notes.push_back("hotness: not " + ok.error().message);
+        tried.push_back(ok.error().message);
+      }
+    }
+    if (!p->hotness &&
+        (options.source == hotness_source::automatic || options.source == hotness_source::write_protect)) {
+      if (!only_self) {
+        tried.push_back(wp_self_only);
+      } else if (auto w = write_protect_source::open(options.soft_dirty_window_seconds, options.write_protect_within);
+                 w) {
+        p->hotness = std::move(*w);
+      } else if (options.source == hotness_source::write_protect) {
+        return error{w.error().code, "tiering: " + w.error().message};
+      } else {
+        tried.push_back(w.error().message);
       }
     }
     if (!p->hotness) {
-      if (options.soft_dirty_window_seconds <= 0 || options.soft_dirty_window_seconds >= options.interval_seconds)
-        return error{EINVAL, "tiering: the soft-dirty window must be shorter than the interval"};
-      if (auto ok = soft_dirty_supported(); !ok) {
-        std::string why = "tiering: no source of hotness on this machine: " + ok.error().message;
-        for (const auto &n : p->stats.kernel_notes)
-          if (n.rfind("hotness: not DAMON: ", 0) == 0) why += "; " + n.substr(9);
-        return error{ok.error().code, why};
-      }
-      p->hotness = std::make_unique<soft_dirty_source>(options.soft_dirty_window_seconds);
+      std::string why = "tiering: no source of hotness on this machine";
+      for (std::size_t i = 0; i < tried.size(); ++i) why += (i == 0 ? ": " : "; ") + tried[i];
+      return error{ENOTSUP, why};
     }
     p->stats.source = p->hotness->describe();
     return std::unique_ptr<tiering_engine>(new tiering_engine(std::move(p)));

@@ -102,8 +102,11 @@ result<tiering_options> parse_tiering_options(const std::string &spec) {
         o.source = hotness_source::damon;
       else if (value == "soft-dirty")
         o.source = hotness_source::soft_dirty;
+      else if (value == "write-protect" || value == "uffd-wp")
+        o.source = hotness_source::write_protect;
       else
-        return error{EINVAL, "tiering: source=" + std::string(value) + ": expected auto, damon or soft-dirty"};
+        return error{EINVAL,
+                     "tiering: source=" + std::string(value) + ": expected auto, damon, soft-dirty or write-protect"};
     } else if (key == "coexist") {
       if (value == "coexist" || value == "auto")
         o.coexist = kernel_coexistence::coexist;

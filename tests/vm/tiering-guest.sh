@@ -1,8 +1,8 @@
 #!/bin/bash
 # tiering-guest.sh — runs inside the `tiering` VM (node 0: 1 GiB DDR with the CPUs, the fast
 # tier; node 1: 3 GiB CPU-less CXL-like memory): GUPS with a moving hot set under no tiering,
-# the kernel's NUMA-balancing tiering, hetmem's engine in the preload (DAMON) and `hetmem tierd`
-# from outside (soft-dirty bits). The hot set's share in the fast tier comes from the kernel
+# the kernel's NUMA-balancing tiering, hetmem's engine in the preload (DAMON, then userfaultfd
+# write-protect bits) and `hetmem tierd` from outside (soft-dirty bits). The hot set's share in the fast tier comes from the kernel
 # (move_pages), every second. Timings under TCG are emulated: compare within this run only.
 # GUPS flushes its TLB every 2 ms (--tlb-flush-ms): TCG's software TLB holds up to a million
 # entries until the guest flushes, so without it a hot page is marked accessed once and then
@@ -43,6 +43,15 @@ HETMEM_TIERING="fast-limit=512M,rate=512M" HETMEM_EXPLAIN=1 HETMEM_REPORT=stderr
 summary hetmem
 grep -a "automatic tiering\|hetmem:   \|tiering interval" hetmem.txt | sed 's/^/     /'
 
+echo "== hetmem: the preload's engine with userfaultfd write-protect bits (source=write-protect, as where soft-dirty bits do not exist)"
+set_kernel 0 0; settle
+HETMEM_TIERING="fast-limit=512M,rate=512M,source=write-protect" HETMEM_EXPLAIN=1 HETMEM_REPORT=stderr LD_PRELOAD="$preload" \
+  "$gups" "${args[@]}" --label hetmem-wp > hetmem-wp.txt 2>&1 || fail "gups under hetmem's preload engine, write-protect bits (exit $?)"
+summary hetmem-wp
+grep -a "automatic tiering\|hetmem:   \|tiering interval" hetmem-wp.txt | sed 's/^/     /'
+grep -q "hotness from userfaultfd write-protect bits" hetmem-wp.txt && ok "hetmem-wp: the engine says it uses write-protect bits" ||
+  fail "hetmem-wp: no 'hotness from userfaultfd write-protect bits' line"
+
 echo "== fork x30 while the preload's tiering thread runs (every 0.25 s) and a thread allocates"
 HETMEM_TIERING="interval=0.25" HETMEM_EXPLAIN=1 LD_PRELOAD="$preload" "$build/tests/hetmem_preload_lifecycle" --forks > forks.txt 2>&1
 rc=$?
@@ -74,14 +83,14 @@ tail -1 tierd.json | sed 's/^/     /'
 set_kernel 0 0
 
 echo "== results"
-printf "     %-8s %-22s %-22s %s\n" mode "hot set 1: 90% after" "hot set 2: 90% after" "updates/s, tiering cpu"
-for m in none kernel hetmem tierd; do
+printf "     %-10s %-22s %-22s %s\n" mode "hot set 1: 90% after" "hot set 2: 90% after" "updates/s, tiering cpu"
+for m in none kernel hetmem hetmem-wp tierd; do
   line=$(grep -a "summary:" "$m.txt")
   ups=$(sed -n 's/.*; \([0-9.]* M updates\/s\); tiering cpu \([0-9.]* s = [0-9.]*% of one core\).*/\1, \2/p' <<< "$line")
-  printf "     %-8s %-22s %-22s %s\n" "$m" "$(reached "$m" 1)" "$(reached "$m" 2)" "$ups"
+  printf "     %-10s %-22s %-22s %s\n" "$m" "$(reached "$m" 1)" "$(reached "$m" 2)" "$ups"
   grep -q "checksum ok" <<< "$line" && ok "$m: data intact (checksum)" || fail "$m: checksum"
 done
-for m in hetmem tierd; do
+for m in hetmem hetmem-wp tierd; do
   a=$(reached $m 1) b=$(reached $m 2)
   if [ "$a" != never ] && [ "$b" != never ]; then
     ok "$m: both hot sets reached 90% in the fast tier ($a s, $b s)"
