@@ -2,6 +2,7 @@
 // plan (plan.cpp), migrate (migrate.hpp). See the contract in tiering.hpp.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/userfaultfd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -411,22 +412,12 @@ class soft_dirty_source final : public source {
 // own at the first write (no fault reaches us); PAGEMAP_SCAN with PM_SCAN_WP_MATCHING reports the
 // pages written since and protects them again, in one page-table walk. A userfaultfd serves the
 // memory of the process that made it, so this source watches the calling process only.
-namespace uffd_abi {  // <linux/userfaultfd.h> and <linux/fs.h> of 6.7; older headers lack them
-constexpr std::uint64_t feature_wp_async = 1U << 15;
-constexpr std::uint64_t register_mode_wp = 1U << 1;
+// What Linux 6.7 added to <linux/userfaultfd.h> and <linux/fs.h> (Debian 12's headers are 6.1's):
+// the asynchronous write-protect feature and PAGEMAP_SCAN. The rest comes from the system header.
+namespace uffd_abi {
+constexpr std::uint64_t feature_wp_async = 1U << 15;  // UFFD_FEATURE_WP_ASYNC
 constexpr std::uint64_t page_is_written = 1U << 1, page_is_present = 1U << 3, page_is_swapped = 1U << 4;
 constexpr std::uint64_t scan_wp_matching = 1U << 0, scan_check_wpasync = 1U << 1;
-constexpr unsigned user_mode_only = 1U;  // UFFD_USER_MODE_ONLY: no sysctl needed (5.11)
-struct api {
-  std::uint64_t api, features, ioctls;
-};
-struct range {
-  std::uint64_t start, len;
-};
-struct register_arg {
-  range r;
-  std::uint64_t mode, ioctls;
-};
 struct page_region {
   std::uint64_t start, end, categories;
 };
@@ -434,12 +425,7 @@ struct pm_scan_arg {
   std::uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted, category_mask,
       category_anyof_mask, return_mask;
 };
-constexpr unsigned long ioc(unsigned dir, unsigned type, unsigned nr, std::size_t size) {
-  return (static_cast<unsigned long>(dir) << 30U) | (static_cast<unsigned long>(size) << 16U) | (type << 8U) | nr;
-}
-constexpr unsigned long uffdio_api = ioc(3, 0xAA, 0x3F, sizeof(api));
-constexpr unsigned long uffdio_register = ioc(3, 0xAA, 0x00, sizeof(register_arg));
-constexpr unsigned long pagemap_scan = ioc(3, 'f', 16, sizeof(pm_scan_arg));
+constexpr unsigned long pagemap_scan = _IOWR('f', 16, pm_scan_arg);
 }  // namespace uffd_abi
 
 class write_protect_source final : public source {
@@ -449,7 +435,8 @@ class write_protect_source final : public source {
   static result<std::unique_ptr<source>> open(double window,
                                               std::vector<std::pair<std::uintptr_t, std::uintptr_t>> within) {
     auto s = std::unique_ptr<write_protect_source>(new write_protect_source(window, std::move(within)));
-    const long fd = ::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | uffd_abi::user_mode_only);
+    // UFFD_USER_MODE_ONLY: no vm.unprivileged_userfaultfd needed (5.11).
+    const long fd = ::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
     if (fd < 0) {
       const int err = errno;
       return error{err == ENOSYS ? ENOTSUP : err,
@@ -459,8 +446,8 @@ class write_protect_source final : public source {
                                        : "")};
     }
     s->uffd_ = static_cast<int>(fd);
-    uffd_abi::api a{0xAA, uffd_abi::feature_wp_async, 0};
-    if (::ioctl(s->uffd_, uffd_abi::uffdio_api, &a) != 0) {
+    uffdio_api a{UFFD_API, uffd_abi::feature_wp_async, 0};
+    if (::ioctl(s->uffd_, UFFDIO_API, &a) != 0) {
       const int err = errno;
       return error{err == EINVAL ? ENOTSUP : err,
                    "userfaultfd write-protect bits: the kernel does not offer asynchronous write protection "
@@ -574,8 +561,8 @@ class write_protect_source final : public source {
   }
 
   int register_range(std::uintptr_t lo, std::uintptr_t hi) const {
-    uffd_abi::register_arg r{{lo, hi - lo}, uffd_abi::register_mode_wp, 0};
-    return ::ioctl(uffd_, uffd_abi::uffdio_register, &r);
+    uffdio_register r{{lo, hi - lo}, UFFDIO_REGISTER_MODE_WP, 0};
+    return ::ioctl(uffd_, UFFDIO_REGISTER, &r);
   }
 
   // PAGEMAP_SCAN over [lo, hi) of registered memory, protecting every present page again.
