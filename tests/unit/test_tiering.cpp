@@ -69,6 +69,55 @@ tier node_tier(std::uint32_t n) {
   return t;
 }
 
+// A chunk-aligned region of `bytes`, every byte 1, and threads that keep touching one byte per
+// page of parts of it until stop() (or destruction, also when a test SKIPs). A writer writes
+// whole passes only, each with its own value, so when it stops its pages all hold the last one.
+class busy_region {
+ public:
+  explicit busy_region(std::size_t bytes) : bytes_(bytes) {
+    map_ = ::mmap(nullptr, bytes + chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(map_ != MAP_FAILED);
+    base = reinterpret_cast<char *>((reinterpret_cast<std::uintptr_t>(map_) + chunk - 1) & ~(chunk - 1));
+    std::memset(base, 1, bytes);
+  }
+  ~busy_region() {
+    stop();
+    ::munmap(map_, bytes_ + chunk);
+  }
+  busy_region(const busy_region &) = delete;
+  busy_region &operator=(const busy_region &) = delete;
+
+  void write(std::size_t from, std::size_t to) {
+    threads_.emplace_back([this, from, to] {
+      for (unsigned v = 0; !done_.load(std::memory_order_relaxed); ++v)  // values 2-251: never the initial 1
+        for (std::size_t i = from; i < to; i += 4096) base[i] = static_cast<char>(2 + v % 250);
+    });
+  }
+  void read(std::size_t from, std::size_t to) {
+    threads_.emplace_back([this, from, to] {
+      unsigned local = 0;
+      while (!done_.load(std::memory_order_relaxed))
+        for (std::size_t i = from; i < to; i += 4096) local += static_cast<unsigned char>(base[i]);
+      sink_ = local;
+    });
+  }
+  void stop() {
+    done_ = true;
+    for (auto &t : threads_) t.join();
+    threads_.clear();
+  }
+  [[nodiscard]] std::uintptr_t address() const { return reinterpret_cast<std::uintptr_t>(base); }
+
+  char *base = nullptr;
+
+ private:
+  std::size_t bytes_;
+  void *map_ = nullptr;
+  std::atomic<bool> done_{false};
+  std::atomic<unsigned> sink_{0};
+  std::vector<std::thread> threads_;
+};
+
 }  // namespace
 
 TEST_CASE("tiering plan: the hottest chunks that fit go up, hottest first; cold ones stay", "[tiering]") {
@@ -261,15 +310,8 @@ TEST_CASE("tiering engine: soft-dirty bits find the chunks this process writes",
   // engine's hot bytes cover the 8 MiB and not the rest. Everything is on node 0 already (the
   // fast tier here), so nothing moves.
   const std::size_t bytes = 64 * MiB, hot = 8 * MiB;
-  void *m = ::mmap(nullptr, bytes + chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  REQUIRE(m != MAP_FAILED);
-  auto *base = reinterpret_cast<char *>((reinterpret_cast<std::uintptr_t>(m) + chunk - 1) & ~(chunk - 1));
-  std::memset(base, 1, bytes);
-  std::atomic<bool> done{false};
-  std::thread writer([&] {
-    for (unsigned v = 0; !done.load(std::memory_order_relaxed); ++v)
-      for (std::size_t i = 0; i < hot; i += 4096) base[i] = static_cast<char>(v);
-  });
+  busy_region region(bytes);
+  region.write(0, hot);
   tiering_options o;
   o.fast = node_tier(0);
   o.slow = node_tier(1);
@@ -278,16 +320,10 @@ TEST_CASE("tiering engine: soft-dirty bits find the chunks this process writes",
   o.interval_seconds = 0.2;
   o.smoothing = 1.0;
   auto e = tiering_engine::create(o);
-  if (!e && e.error().code == ENOTSUP) {
-    done = true;
-    writer.join();
-    ::munmap(m, bytes + chunk);
-    SKIP("SKIPPED: " << e.error().message);
-  }
+  if (!e && e.error().code == ENOTSUP) SKIP("SKIPPED: " << e.error().message);
   REQUIRE(e);
   for (int i = 0; i < 3; ++i) REQUIRE((*e)->step());
-  done = true;
-  writer.join();
+  region.stop();
   const auto s = (*e)->statistics();
   INFO(s.summary());
   CHECK(s.intervals == 3);
@@ -299,29 +335,15 @@ TEST_CASE("tiering engine: soft-dirty bits find the chunks this process writes",
   CHECK(s.pages_promoted == 0);
   CHECK(s.pages_demoted == 0);
   CHECK(s.engine_cpu_seconds > 0);
-  ::munmap(m, bytes + chunk);
 }
 
 TEST_CASE("tiering engine: userfaultfd write-protect bits find the chunks this process writes", "[tiering]") {
   // As the soft-dirty test, through the write-protect source (Linux 6.7; it runs on kernels
   // without soft-dirty bits). A third region is only read: writes only are seen, so it is cold.
   const std::size_t bytes = 64 * MiB, hot = 8 * MiB;
-  void *m = ::mmap(nullptr, bytes + chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  REQUIRE(m != MAP_FAILED);
-  auto *base = reinterpret_cast<char *>((reinterpret_cast<std::uintptr_t>(m) + chunk - 1) & ~(chunk - 1));
-  std::memset(base, 1, bytes);
-  std::atomic<bool> done{false};
-  std::atomic<unsigned> sum{0};
-  std::thread writer([&] {
-    for (unsigned v = 0; !done.load(std::memory_order_relaxed); ++v)
-      for (std::size_t i = 0; i < hot; i += 4096) base[i] = static_cast<char>(v);
-  });
-  std::thread reader([&] {
-    unsigned local = 0;
-    while (!done.load(std::memory_order_relaxed))
-      for (std::size_t i = 32 * MiB; i < 40 * MiB; i += 4096) local += static_cast<unsigned char>(base[i]);
-    sum = local;
-  });
+  busy_region region(bytes);
+  region.write(0, hot);
+  region.read(32 * MiB, 40 * MiB);
   tiering_options o;
   o.fast = node_tier(0);
   o.slow = node_tier(1);
@@ -329,23 +351,15 @@ TEST_CASE("tiering engine: userfaultfd write-protect bits find the chunks this p
   o.soft_dirty_window_seconds = 0.05;
   o.interval_seconds = 0.2;
   o.smoothing = 1.0;
-  const auto b = reinterpret_cast<std::uintptr_t>(base);
+  const auto b = region.address();
   if (under_tsan) o.write_protect_within = {{b, b + bytes}};  // its shadow of the 16 MiB is hot too
   auto e = tiering_engine::create(o);
-  if (!e && e.error().code == ENOTSUP) {
-    done = true;
-    writer.join();
-    reader.join();
-    ::munmap(m, bytes + chunk);
-    SKIP("SKIPPED: " << e.error().message);
-  }
+  if (!e && e.error().code == ENOTSUP) SKIP("SKIPPED: " << e.error().message);
   REQUIRE(e);
   CHECK_THAT((*e)->statistics().source, ContainsSubstring("userfaultfd write-protect bits"));
   for (int i = 0; i < 3; ++i) REQUIRE((*e)->step());
   const auto s = (*e)->statistics();
-  done = true;
-  writer.join();
-  reader.join();
+  region.stop();
   INFO(s.summary());
   CHECK(s.intervals == 3);
   CHECK(s.hot_bytes >= hot);
@@ -353,11 +367,14 @@ TEST_CASE("tiering engine: userfaultfd write-protect bits find the chunks this p
   CHECK(s.managed_bytes >= bytes);
   CHECK(s.pages_promoted == 0);
   CHECK(s.last_error.empty());
-  // Every byte is what was written: the protection changes nothing the program sees.
-  for (std::size_t i = hot; i < bytes; i += 4096) REQUIRE(base[i] == 1);
+  // Every byte is what was written: the protection changes nothing the program sees. The
+  // writer's pages all hold its last pass (no write to a protected page was lost), the rest 1.
+  const char last = region.base[0];
+  CHECK(last != 1);
+  for (std::size_t i = 0; i < hot; i += 4096) REQUIRE(region.base[i] == last);
+  for (std::size_t i = hot; i < bytes; i += 4096) REQUIRE(region.base[i] == 1);
   e->reset();  // closing the userfaultfd unprotects everything: writes go on without faults
-  std::memset(base, 2, bytes);
-  ::munmap(m, bytes + chunk);
+  std::memset(region.base, 2, bytes);
 }
 
 TEST_CASE("tiering engine: the write-protect source watches only its own process, within its ranges", "[tiering]") {
@@ -373,36 +390,22 @@ TEST_CASE("tiering engine: the write-protect source watches only its own process
 
   // Limited to a range: chunks written outside it are not seen (not registered, never protected).
   const std::size_t bytes = 16 * MiB;
-  void *m = ::mmap(nullptr, bytes + chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  REQUIRE(m != MAP_FAILED);
-  auto *base = reinterpret_cast<char *>((reinterpret_cast<std::uintptr_t>(m) + chunk - 1) & ~(chunk - 1));
-  std::memset(base, 1, bytes);
-  std::atomic<bool> done{false};
-  std::thread writer([&] {
-    for (unsigned v = 0; !done.load(std::memory_order_relaxed); ++v)
-      for (std::size_t i = 0; i < bytes; i += 4096) base[i] = static_cast<char>(v);
-  });
+  busy_region region(bytes);
+  region.write(0, bytes);
   o.pids = {};
   o.soft_dirty_window_seconds = 0.05;
   o.interval_seconds = 0.2;
   o.smoothing = 1.0;
-  const auto b = reinterpret_cast<std::uintptr_t>(base);
+  const auto b = region.address();
   o.write_protect_within = {{b, b + 4 * MiB}};
   e = tiering_engine::create(o);
-  if (!e && e.error().code == ENOTSUP) {
-    done = true;
-    writer.join();
-    ::munmap(m, bytes + chunk);
-    SKIP("SKIPPED: " << e.error().message);
-  }
+  if (!e && e.error().code == ENOTSUP) SKIP("SKIPPED: " << e.error().message);
   REQUIRE(e);
   for (int i = 0; i < 2; ++i) REQUIRE((*e)->step());
   const auto s = (*e)->statistics();
-  done = true;
-  writer.join();
+  region.stop();
   INFO(s.summary());
   CHECK(s.hot_bytes == 4 * MiB);  // two chunks of 2 MiB: the rest of the 16 MiB, and all else, unwatched
-  ::munmap(m, bytes + chunk);
 }
 
 TEST_CASE("tiering engine: a sparse mapping costs chunks for its populated parts only", "[tiering]") {
