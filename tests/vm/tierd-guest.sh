@@ -18,6 +18,15 @@ gups="$build/bench/hetmem_gups"
 # shellcheck source=guest-lib.sh
 . "$(dirname "$0")/guest-lib.sh"
 cg=/sys/fs/cgroup
+# await_tierd PID WHEN: tierd must stop by itself within 10 s (else a failure, and it is killed);
+# its exit status goes to $trc.
+await_tierd() {
+  for _ in $(seq 100); do kill -0 "$1" 2> /dev/null || break; sleep 0.1; done
+  if kill -0 "$1" 2> /dev/null; then
+    fail "tierd did not stop $2"; kill "$1"
+  fi
+  wait "$1"; trc=$?
+}
 grep -q memory "$cg/cgroup.controllers" 2> /dev/null && echo +memory > "$cg/cgroup.subtree_control" ||
   { fail "no cgroup v2 memory controller in the guest"; echo "tierd: $fails failure(s)"; exit 1; }
 balancing_off
@@ -42,11 +51,7 @@ echo "     cgroup.procs: $(tr '\n' ' ' < "$cg/hetmem-tierd/cgroup.procs")"
 tpid=$!
 wait "$g1pid"; g1rc=$?
 wait "$g2pid"; g2rc=$?
-for _ in $(seq 100); do kill -0 "$tpid" 2> /dev/null || break; sleep 0.1; done
-if kill -0 "$tpid" 2> /dev/null; then
-  fail "tierd did not stop once the cgroup was empty"; kill "$tpid"
-fi
-wait "$tpid"; trc=$?
+await_tierd "$tpid" "once the cgroup was empty"
 for i in 1 2; do grep -a "summary:\|90% of hot set" "g$i.txt" | sed 's/^/     /'; done
 [ $g1rc = 0 ] && [ $g2rc = 0 ] && grep -q "checksum ok" g1.txt && grep -q "checksum ok" g2.txt &&
   ok "both GUPS processes ran to the end, data intact (checksums)" || fail "GUPS under tierd --cgroup (exit $g1rc, $g2rc)"
@@ -92,11 +97,7 @@ done
 tpid=$!
 wait "$g3pid"; g3rc=$?
 wait "$g4pid"; g4rc=$?
-for _ in $(seq 100); do kill -0 "$tpid" 2> /dev/null || break; sleep 0.1; done
-if kill -0 "$tpid" 2> /dev/null; then
-  fail "tierd --pid did not stop once both processes were gone"; kill "$tpid"
-fi
-wait "$tpid"; trc=$?
+await_tierd "$tpid" "once both processes were gone"
 for i in 3 4; do grep -a "summary:" "g$i.txt" | sed 's/^/     /'; done
 python3 - tierd-pids.json << 'PY' > tierd-pids.check
 import json, sys
