@@ -309,6 +309,9 @@ TEST_CASE("tiering engine: soft-dirty bits find the chunks this process writes",
   // 64 MiB present, 8 MiB of it rewritten all the time by a thread: after two intervals the
   // engine's hot bytes cover the 8 MiB and not the rest. Everything is on node 0 already (the
   // fast tier here), so nothing moves.
+  // Under TSan its shadow of the written pages is written as often, and soft-dirty bits cannot
+  // be limited to a range as write-protect bits can: every hot-byte bound would be off.
+  if (under_tsan) SKIP("SKIPPED: ThreadSanitizer writes its shadow of every page the test writes");
   const std::size_t bytes = 64 * MiB, hot = 8 * MiB;
   busy_region region(bytes);
   region.write(0, hot);
