@@ -15,13 +15,20 @@
 //   to the tier's other nodes, or reports why it failed).
 // - allocate(n), for a thread known ready: jemalloc's malloc on the direct arena; nullptr when
 //   jemalloc could not allocate (its node full: errno may then be ENOMEM).
-// - try_free(p): frees `p` into the thread's jemalloc cache when the thread is ready and the
-//   address window says `p` belongs to the direct arena; false (p untouched) otherwise,
-//   nullptr included.
+// - The span [span_begin, span_begin + span_bytes) is address space the direct arena owns for
+//   good: its first run of window slots, grown by every run it claims right after it
+//   (note_run, called as the arena claims runs). Tier arenas never give their runs back, so a
+//   pointer inside the span is always the direct arena's; a block of the direct arena outside
+//   the span (a run that did not follow on) is still freed correctly, by the full path.
+//   span_begin is written once, before span_bytes is first made non-zero (release), and read
+//   after it (acquire): a reader never pairs a non-zero length with a stale start.
+// - try_free(p): frees `p` into the thread's jemalloc cache when the thread is ready and `p`
+//   lies in the span; false (p untouched) otherwise, nullptr included.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 
 #include "va_window.hpp"
 
@@ -37,12 +44,25 @@ extern constinit std::atomic<unsigned> arena_id;
 extern constinit std::atomic<bool> enabled;
 [[gnu::tls_model("initial-exec")]] extern constinit thread_local bool thread_ready;
 
+extern constinit std::atomic<std::size_t> span_bytes;
+extern constinit std::atomic<std::uintptr_t> span_begin;
+
 inline void enable() noexcept { enabled.store(true, std::memory_order_relaxed); }
+
+// Records that the direct arena claimed the run [start, start + bytes) of the window; the span
+// grows when the run follows it. Thread-safe (the arena's shards claim runs concurrently).
+void note_run(std::uintptr_t start, std::size_t bytes) noexcept;
 
 [[gnu::always_inline]] inline void *allocate(std::size_t bytes) noexcept { return hetmem_je_malloc(bytes); }
 
+// Whether `p` lies in the span: a subtraction and a compare (the window's slot table is not read).
+[[gnu::always_inline]] inline bool in_span(const void *p) noexcept {
+  const std::size_t len = span_bytes.load(std::memory_order_acquire);
+  return reinterpret_cast<std::uintptr_t>(p) - span_begin.load(std::memory_order_relaxed) < len;
+}
+
 [[gnu::always_inline]] inline bool try_free(void *p) noexcept {
-  if (thread_ready && va_window::arena_of(p) == arena_id.load(std::memory_order_relaxed)) [[likely]] {
+  if (thread_ready && in_span(p)) [[likely]] {
     hetmem_je_free(p);
     return true;
   }

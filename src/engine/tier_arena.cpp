@@ -33,6 +33,22 @@ namespace hetmem::detail {
 constinit std::atomic<unsigned> direct_path::arena_id{0};
 constinit std::atomic<bool> direct_path::enabled{false};
 constinit thread_local bool direct_path::thread_ready = false;
+constinit std::atomic<std::size_t> direct_path::span_bytes{0};
+constinit std::atomic<std::uintptr_t> direct_path::span_begin{0};
+
+void direct_path::note_run(std::uintptr_t start, std::size_t bytes) noexcept {
+  static constinit std::atomic_flag busy = ATOMIC_FLAG_INIT;  // no mutex: callable anywhere
+  while (busy.test_and_set(std::memory_order_acquire)) {
+  }
+  const std::size_t len = span_bytes.load(std::memory_order_relaxed);
+  if (len == 0) {
+    span_begin.store(start, std::memory_order_relaxed);
+    span_bytes.store(bytes, std::memory_order_release);
+  } else if (start == span_begin.load(std::memory_order_relaxed) + len) {
+    span_bytes.store(len + bytes, std::memory_order_release);
+  }  // else: a run apart from the span; its blocks are freed by the full path
+  busy.clear(std::memory_order_release);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Arena state and the extent hooks.
@@ -53,6 +69,7 @@ struct tier_arena::state : va_owner {
   char name[96] = {};
   std::mutex grow_mutex;
   std::uintptr_t cur = 0, end = 0;  // the unused part of the current slot run
+  std::uintptr_t run_begin = 0;     // where the current slot run starts
   std::atomic<std::uint64_t> mapped{0};
   std::atomic<std::uint64_t> refused{0};
   std::atomic<std::int64_t> retired_allocated{0};  // from exited threads and uncached paths
@@ -146,8 +163,10 @@ struct arena_hooks {
         report(s, "hetmem's address window is exhausted", " (too many tiers or too much memory in use)");
         return 0;
       }
-      s->cur = reinterpret_cast<std::uintptr_t>(r);
+      s->cur = s->run_begin = reinterpret_cast<std::uintptr_t>(r);
       s->end = s->cur + run;
+      // Once the arena is the direct one; before that, use_thread_tcache notes the run.
+      if (s->arena_id == direct_path::arena_id.load(std::memory_order_acquire)) direct_path::note_run(s->cur, run);
       start = (s->cur + align - 1) & ~(align - 1);
     }
     return start;
@@ -781,6 +800,14 @@ bool tier_arena::use_thread_tcache() noexcept {
   std::size_t len = sizeof on;
   if (hetmem_je_mallctl("opt.tcache", &on, &len, nullptr, 0) != 0 || !on) return false;
   direct_path::arena_id.store(id_, std::memory_order_release);
+  // The runs the shards claimed before (jemalloc's metadata for each shard comes through the
+  // hooks as the shard is created), in shard order; a run claimed from now on is noted by carve.
+  for (unsigned k = 0; k < shards_; ++k) {
+    state *s = shard_state_[k];
+    if (k > 0 && s == shard_state_[k - 1]) continue;
+    std::lock_guard<std::mutex> grow(s->grow_mutex);
+    if (s->end) direct_path::note_run(s->run_begin, s->end - s->run_begin);
+  }
   return true;
 }
 

@@ -87,19 +87,16 @@ inline bool ours(const void *p) noexcept { return tier_arena::id_of(p) != 0; }
   return alignment > 16 ? __libc_memalign(alignment, bytes) : __libc_malloc(bytes);
 }
 
-// The direct arena's malloc; when its node is full, the policy's way (whose first tier is this
-// arena: it tries the tier's other nodes, then the chain's next tier). No call site is needed:
-// the direct fast path is only on for policies that do not place by call site.
-[[gnu::noinline]] void *allocate_direct(std::size_t bytes) noexcept {
-  if (void *p = direct_path::allocate(bytes)) [[likely]]
-    return p;
-  return allocate_by_policy(bytes, 0, nullptr);
-}
-
 [[gnu::always_inline]] inline void *allocate(std::size_t bytes, std::size_t alignment, const void *site) noexcept {
-  // The direct fast path (src/engine/direct_path.hpp), when start() enabled it.
-  if (alignment == 0 && direct_path::thread_ready) [[likely]]
-    return allocate_direct(bytes);
+  // The direct fast path (src/engine/direct_path.hpp), when start() enabled it; when the
+  // direct arena's node is full, the policy's way (whose first tier is this arena: it tries the
+  // tier's other nodes, then the chain's next tier). No call site is needed there: the direct
+  // fast path is only on for policies that do not place by call site.
+  if (alignment == 0 && direct_path::thread_ready) [[likely]] {
+    if (void *p = direct_path::allocate(bytes)) [[likely]]
+      return p;
+    return allocate_by_policy(bytes, 0, nullptr);
+  }
   return allocate_by_policy(bytes, alignment, site);
 }
 

@@ -258,8 +258,8 @@ TEST_CASE("an arena behind jemalloc's own thread caches still never mixes tiers"
 
 TEST_CASE("the preload's direct fast path serves and frees only the direct arena's blocks", "[engine][live]") {
   // src/engine/direct_path.hpp, as the preload's malloc and free use it: a bound thread
-  // allocates with jemalloc's malloc, and free hands a block to jemalloc only when the window
-  // says it is the direct arena's; everything else must take the full path.
+  // allocates with jemalloc's malloc, and free hands a block to jemalloc only when it lies in
+  // the direct arena's span; everything else must take the full path.
   namespace dp = detail::direct_path;
   auto fast = detail::tier_arena::get(node0("direct-path tier"));
   auto other = detail::tier_arena::get(node0("beside direct-path tier", policy_mode::preferred));
@@ -291,6 +291,15 @@ TEST_CASE("the preload's direct fast path serves and frees only the direct arena
   auto *theirs = static_cast<unsigned char *>((*other)->allocate(100));
   REQUIRE(theirs != nullptr);
   std::memset(theirs, 0x5a, 100);
+  // The span: the direct arena's address space, noted as its shards claimed runs (here before
+  // the arena was made direct, which use_thread_tcache makes up for).
+  CHECK(dp::in_span(mine));
+  void *big = dp::allocate(std::size_t{8} << 20);  // a large block: jemalloc's extents, same run
+  REQUIRE(big != nullptr);
+  CHECK(dp::in_span(big));
+  CHECK(dp::try_free(big));
+  CHECK_FALSE(dp::in_span(theirs));
+  CHECK_FALSE(dp::in_span(nullptr));
   CHECK_FALSE(dp::try_free(theirs));  // another tier's block: untouched, the caller frees it
   CHECK((theirs[0] == 0x5a && theirs[99] == 0x5a));
   CHECK(detail::tier_arena::of(theirs) == *other);
