@@ -28,6 +28,18 @@ find_program(HETMEM_MAKE NAMES make gmake REQUIRED)
 # - hetmem_jemalloc_ie: initial-exec TLS, for the preload only (always loaded at start-up): no
 #   call on every malloc and free to reach the thread's cache (4% of a small-object workload).
 # A target chooses the second with the property HETMEM_JEMALLOC_INITIAL_EXEC (see the engine).
+#
+# On x86-64 both are configured for 48-bit addresses, as Debian's own libjemalloc is. configure
+# would otherwise take 57 from CPUID on CPUs with 5-level paging, which makes jemalloc's radix
+# tree deeper and its leaves twice as wide: free() then reads two words of the leaf where one
+# does, and each leaf covers 128 MiB instead of 1 GiB. Linux gives user space addresses above
+# 47 bits only to mmap() calls that ask for them with a hint above that line (the kernel's
+# Documentation/arch/x86/x86_64/5level-paging.rst); jemalloc's memory comes from hetmem's
+# window and from jemalloc's own mmap() calls, neither of which asks.
+set(_hetmem_je_vaddr "")
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
+  set(_hetmem_je_vaddr "--with-lg-vaddr=48")
+endif()
 function(hetmem_add_jemalloc name dir tls_options cflags)
   set(_je_prefix "${CMAKE_BINARY_DIR}/${dir}")
   set(_je_lib "${_je_prefix}/lib/libjemalloc_pic.a")
@@ -36,7 +48,7 @@ function(hetmem_add_jemalloc name dir tls_options cflags)
     PREFIX "${_je_prefix}/work"
     INSTALL_DIR "${_je_prefix}"
     CONFIGURE_COMMAND <SOURCE_DIR>/configure --prefix=<INSTALL_DIR> --with-jemalloc-prefix=hetmem_je_
-                      --with-private-namespace=hetmem_je_int_ --disable-cxx ${tls_options} --disable-doc
+                      --with-private-namespace=hetmem_je_int_ --disable-cxx ${tls_options} ${_hetmem_je_vaddr} --disable-doc
                       --disable-libdl CC=${CMAKE_C_COMPILER} "CFLAGS=${cflags}"
     BUILD_COMMAND ${HETMEM_MAKE} -j2 build_lib_static
     INSTALL_COMMAND ${HETMEM_MAKE} install_include install_lib_static
