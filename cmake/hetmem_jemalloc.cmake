@@ -68,5 +68,7 @@ set(_hetmem_tls_flag "")
 if(HETMEM_CC_HAS_TLS_DESCRIPTORS)
   set(_hetmem_tls_flag " -mtls-dialect=gnu2")
 endif()
-hetmem_add_jemalloc(hetmem_jemalloc jemalloc "--disable-initial-exec-tls" "-O2 -g -fPIC${_hetmem_tls_flag}")
-hetmem_add_jemalloc(hetmem_jemalloc_ie jemalloc-ie "" "-O2 -g -fPIC")
+# Function sections as for hetmem's own code (see the top-level CMakeLists.txt).
+hetmem_add_jemalloc(hetmem_jemalloc jemalloc "--disable-initial-exec-tls"
+                    "-O2 -g -fPIC -ffunction-sections -fdata-sections${_hetmem_tls_flag}")
+hetmem_add_jemalloc(hetmem_jemalloc_ie jemalloc-ie "" "-O2 -g -fPIC -ffunction-sections -fdata-sections")

@@ -38,6 +38,7 @@ codename=${VERSION_CODENAME:-bookworm}
 main_pkgs=(build-essential cmake ninja-build pkg-config git bzip2 tar xz-utils
            libnuma-dev libfmt-dev nlohmann-json3-dev libcli11-dev clang libclang-rt-dev
            clang-format clang-tidy python3
+           lld  # the preload's code layout (src/preload/CMakeLists.txt)
            libbenchmark-dev libjemalloc-dev libmemkind-dev  # side-by-side benchmarks
            gdb valgrind sqlite3 redis-server redis-tools  # programs the preload tests run under it
            graphviz man-db)  # dot and man: check the DOT and the man page the CLI writes

@@ -41,6 +41,19 @@ lifecycle)
   # locales (0.6 MB of text, resident in every process it is loaded into).
   streams=$(nm -C "$preload" | grep -cE 'std::(basic_ios|basic_[io]?fstream|basic_[io]?stringstream|locale::)')
   [ "$streams" = 0 ]; expect $? "no iostream or locale code in the preload ($streams symbols)"
+  # The code layout (src/preload/preload.order, applied when lld links the preload): malloc,
+  # free and jemalloc's fast paths open the text, with the start-up code after them.
+  if readelf -p .comment "$preload" 2>/dev/null | grep -q "Linker: .*LLD"; then
+    text=$(readelf -SW "$preload" | sed -n 's/.* \.text *PROGBITS *\([0-9a-f]*\) .*/\1/p')
+    far=
+    for sym in malloc free hetmem_je_malloc hetmem_je_free; do
+      a=$(nm "$preload" | awk -v s="$sym" '$3 == s { print $1; exit }')
+      { [ -n "$a" ] && [ -n "$text" ] && [ $((0x$a - 0x$text)) -lt 65536 ]; } || far="$far $sym"
+    done
+    [ -z "$far" ]; expect $? "the preload's text opens with malloc, free and jemalloc's fast paths (preload.order)${far:+; not there:$far}"
+  else
+    ok "the preload was not linked by lld: no code layout to check (skipped)"
+  fi
   under "$bin/hetmem_preload_cxx"
   echo "$out"
   [ $rc = 0 ]; expect $? "C++ operator checks pass"
