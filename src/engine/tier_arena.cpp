@@ -89,6 +89,10 @@ namespace {
 
 constexpr int map_flags = MAP_PRIVATE | MAP_ANONYMOUS;
 constinit std::mutex arenas_mutex;  // creation
+// Making a CPU shard's jemalloc arena after the tier's creation (tier_arena::take_shard). Not
+// arenas_mutex: a thread's first allocation may come from inside an arena's creation (the
+// engine's own allocations, under the preload), with arenas_mutex held.
+constinit std::mutex shards_mutex;
 constinit std::atomic<tier_arena *> arenas[max_tier_arenas + 1] = {};
 constinit unsigned arena_count = 0;
 
@@ -623,7 +627,7 @@ void nearest_shards(const char *root, const std::uint32_t *shard_nodes, unsigned
 // fork(): a child must find every engine mutex free. Two sets, ordered around jemalloc's own
 // handlers (jemalloc locks its mutexes in a pthread_atfork handler it registers when it
 // initialises, from its constructor):
-// - arenas_mutex and registry_mutex are held while jemalloc is called, so they are taken
+// - arenas_mutex, shards_mutex and registry_mutex are held while jemalloc is called, so they are taken
 //   before jemalloc's: their handler is registered after jemalloc's (prepare handlers run in
 //   reverse order of registration), on the first arena creation;
 // - the grow mutexes and the window's mutex are taken inside jemalloc's extent hooks, with
@@ -650,10 +654,12 @@ void for_each_state(F &&f) noexcept {
 }
 void early_prepare() noexcept {
   arenas_mutex.lock();
+  shards_mutex.lock();
   registry_mutex.lock();
 }
 void early_release() noexcept {
   registry_mutex.unlock();
+  shards_mutex.unlock();
   arenas_mutex.unlock();
 }
 void late_prepare() noexcept {
@@ -763,26 +769,13 @@ result<tier_arena *> tier_arena::get_locked(const tier &t, unsigned fill_limit_p
                             : static_cast<unsigned>(std::clamp<long>(cpus, 1, static_cast<long>(max_shards)));
   if (t.file) a->shards_ = 1;  // a bounded file: every arena's metadata would take its share
   for (unsigned k = 0; k < a->shards_; ++k) {
-    state *sk = a->per_node_ ? states[k].get() : states.front().get();
-    a->shard_state_[k] = sk;
+    a->shard_state_[k] = a->per_node_ ? states[k].get() : states.front().get();
     a->shard_node_[k] = a->per_node_ ? nodes[k] : UINT32_MAX;
-    extent_hooks_t *hp = &sk->hooks.hooks;
-    unsigned index = 0;
-    std::size_t sz = sizeof index;
-    hook_reported = false;
-    creating_arena = true;
-    // mallctl takes the address of the hooks pointer and its size.
-    int rc = hetmem_je_mallctl("arenas.create", &index, &sz, &hp, sizeof hp);  // NOLINT(bugprone-sizeof-expression)
-    creating_arena = false;
-    if (rc != 0) {
-      if (k > 0 && !a->per_node_) {  // fewer CPU shards is fine
-        a->shards_ = k;
-        break;
-      }
+  }
+  for (unsigned k = 0; k < (a->per_node_ ? a->shards_ : 1U); ++k) {
+    if (int rc = a->make_shard_locked(); rc != 0)
       return error{rc, t.name + ": jemalloc arenas.create failed: " +
                            (hook_reported ? std::string(thread_error()) : std::string(error_text(rc)))};
-    }
-    a->je_shard_[k] = index;
   }
   if (a->per_node_) nearest_shards(states.front()->root, a->shard_node_, a->shards_, a->nearest_shard_);
   for (auto &st : states) (void)st.release();  // they live as long as the process, like the arena
@@ -790,6 +783,34 @@ result<tier_arena *> tier_arena::get_locked(const tier &t, unsigned fill_limit_p
   arenas[raw->id_].store(raw, std::memory_order_release);
   ++arena_count;
   return raw;
+}
+
+int tier_arena::make_shard_locked() noexcept {
+  const unsigned k = made_.load(std::memory_order_relaxed);
+  if (k >= shards_) return ENOSPC;
+  extent_hooks_t *hp = &shard_state_[k]->hooks.hooks;
+  unsigned index = 0;
+  std::size_t sz = sizeof index;
+  hook_reported = false;
+  creating_arena = true;
+  // mallctl takes the address of the hooks pointer and its size.
+  const int rc = hetmem_je_mallctl("arenas.create", &index, &sz, &hp, sizeof hp);  // NOLINT(bugprone-sizeof-expression)
+  creating_arena = false;
+  if (rc != 0) return rc;
+  je_shard_[k] = index;
+  made_.store(k + 1, std::memory_order_release);
+  return 0;
+}
+
+unsigned tier_arena::take_shard(unsigned wanted) noexcept {
+  if (wanted < made_.load(std::memory_order_acquire)) return wanted;
+  {
+    std::lock_guard<std::mutex> lock(shards_mutex);
+    while (!cannot_make_.load(std::memory_order_relaxed) && made_.load(std::memory_order_relaxed) <= wanted)
+      if (make_shard_locked() != 0) cannot_make_.store(true, std::memory_order_relaxed);  // fewer shards is fine
+  }
+  const unsigned made = made_.load(std::memory_order_acquire);
+  return wanted < made ? wanted : made - 1;
 }
 
 bool tier_arena::use_thread_tcache() noexcept {
@@ -936,7 +957,8 @@ void *tier_arena::direct_failed(void *cache, std::size_t bytes) noexcept {
 
 // The thread's node is full: the tier's other nodes, in shard order.
 void *tier_arena::other_nodes(std::size_t bytes, std::size_t alignment, unsigned tried) noexcept {
-  for (unsigned k = 0; k < shards_; ++k) {
+  const unsigned made = made_.load(std::memory_order_acquire);
+  for (unsigned k = 0; k < made; ++k) {
     if (k == tried) continue;
     int flags = static_cast<int>(MALLOCX_ARENA(je_shard_[k])) | MALLOCX_TCACHE_NONE;
     if (alignment > 1) flags |= MALLOCX_ALIGN(alignment);
@@ -976,10 +998,15 @@ void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexce
             found = true;
           }
         }
-        for (unsigned k = 1; k < shards_ && !found; ++k)
+        // Shards not made yet count no threads, so they are taken (and made) in order once
+        // every made one has a thread.
+        const unsigned planned =
+            cannot_make_.load(std::memory_order_relaxed) ? made_.load(std::memory_order_acquire) : shards_;
+        for (unsigned k = 1; k < planned && !found; ++k)
           if (state_->shard_threads[k].load(std::memory_order_relaxed) <
               state_->shard_threads[pick].load(std::memory_order_relaxed))
             pick = k;
+        pick = take_shard(pick);
         state_->shard_threads[pick].fetch_add(1, std::memory_order_relaxed);
         own = arena_cache_init(tc, id_, je_shard_[pick], pick);
       }
@@ -1151,7 +1178,7 @@ void *tier_arena::reallocate(void *p, std::size_t bytes) noexcept {
   // tiers), then to the tier's other shards.
   const int own = ac ? ac->arena_flag : static_cast<int>(MALLOCX_ARENA(a->je_shard_[0]));
   void *q = hetmem_je_rallocx(p, bytes, own | MALLOCX_TCACHE_NONE);
-  for (unsigned k = 0; !q && a->per_node_ && k < a->shards_; ++k)
+  for (unsigned k = 0; !q && a->per_node_ && k < a->made_.load(std::memory_order_acquire); ++k)
     if (static_cast<int>(MALLOCX_ARENA(a->je_shard_[k])) != own)
       q = hetmem_je_rallocx(p, bytes, static_cast<int>(MALLOCX_ARENA(a->je_shard_[k])) | MALLOCX_TCACHE_NONE);
   if (!q) {
@@ -1212,7 +1239,7 @@ arena_counters tier_arena::counters() const noexcept {
   if (is_direct(id_)) {
     // The direct arena: jemalloc's own books (its automatic thread caches hold what threads
     // freed; they are jemalloc's, not hetmem's, so its statistics are the count).
-    for (unsigned k = 0; k < shards_; ++k) {
+    for (unsigned k = 0; k < made_.load(std::memory_order_acquire); ++k) {
       allocated += stat("small.allocated", je_shard_[k]) + stat("large.allocated", je_shard_[k]);
       cached += stat("tcache_bytes", je_shard_[k]);
     }
@@ -1234,7 +1261,8 @@ arena_counters tier_arena::counters() const noexcept {
     c.mapped_bytes += shard_state_[k]->mapped.load(std::memory_order_relaxed);
     c.refused_extents += shard_state_[k]->refused.load(std::memory_order_relaxed);
   }
-  for (unsigned k = 0; k < shards_; ++k) c.resident_bytes += static_cast<std::uint64_t>(stat("resident", je_shard_[k]));
+  for (unsigned k = 0; k < made_.load(std::memory_order_acquire); ++k)
+    c.resident_bytes += static_cast<std::uint64_t>(stat("resident", je_shard_[k]));
   return c;
 }
 

@@ -74,6 +74,10 @@ class tier_arena {
   // Whether this is the direct arena, the one use_thread_tcache() made (served by jemalloc's own
   // thread caches; the preload's fast paths in src/engine/direct_path.hpp).
   [[nodiscard]] bool is_direct_arena() const noexcept;
+  // Shards (jemalloc arenas) planned for the tier, and made so far: per-node shards all at once,
+  // CPU shards as threads come to need them.
+  [[nodiscard]] unsigned shards_planned() const noexcept { return shards_; }
+  [[nodiscard]] unsigned shards_made() const noexcept { return made_.load(std::memory_order_acquire); }
   // Frees `p`, which must come from some tier_arena (any thread may free).
   static void deallocate(void *p) noexcept;
   // Frees `p` when hetmem allocated it and returns true; false (p untouched, nothing reported)
@@ -122,15 +126,27 @@ class tier_arena {
   [[gnu::noinline]] void *refill(void *cache, unsigned size_class, std::size_t bytes) noexcept;
   [[gnu::noinline]] void *direct_failed(void *cache, std::size_t bytes) noexcept;
   void *other_nodes(std::size_t bytes, std::size_t alignment, unsigned tried) noexcept;
+  // Makes the jemalloc arena of shard `made_` (arenas_mutex held while the tier arena is
+  // created, shards_mutex after); 0 or jemalloc's error.
+  int make_shard_locked() noexcept;
+  // The shard a thread without one takes, made now if it was not yet (may be below `wanted`
+  // when jemalloc cannot make more arenas).
+  unsigned take_shard(unsigned wanted) noexcept;
 
   tier tier_;
   unsigned fill_limit_ = 100;
   unsigned id_ = 0;
   static constexpr unsigned max_shards = 8;
+  // Shards: shards_ planned (their states and nodes known from the start), made_ of them with
+  // a jemalloc arena (je_shard_[0, made_), published with release). Per-node shards are all made
+  // with the arena; CPU shards as threads come to need them, so that a program with one thread
+  // carries one arena's metadata (~85 KiB each), not one per CPU.
   unsigned je_shard_[max_shards] = {};
   state *shard_state_[max_shards] = {};
   std::uint32_t shard_node_[max_shards] = {};
   unsigned shards_ = 1;
+  std::atomic<unsigned> made_{0};
+  std::atomic<bool> cannot_make_{false};  // jemalloc refused a shard: no more are tried
   // A bind (or preferred-many) tier over several nodes: one shard (and state) per node, bound
   // to (or preferring) that node alone.
   bool per_node_ = false;
