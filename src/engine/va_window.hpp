@@ -43,16 +43,6 @@ class va_window {
     return w->slots_[d >> w->shift_].owner.load(std::memory_order_acquire);
   }
 
-  // The tier arena owning `p` (its id; 0 when `p` is outside the window, unowned or a
-  // reservation's), without the page mark: the direct arena's free path.
-  [[nodiscard]] static unsigned arena_of(const void *p) noexcept {
-    va_window *w = &instance_;
-    const std::uintptr_t d = reinterpret_cast<std::uintptr_t>(p) - w->base_;
-    if (d < w->total_.load(std::memory_order_acquire)) [[likely]]
-      return w->slots_[d >> w->shift_].arena_id.load(std::memory_order_acquire);
-    return 0;
-  }
-
   // The free path's lookup, one cache line: the tier arena owning `p` (its id; 0 when `p` is
   // outside the window, unowned or a reservation's) and the mark of its page.
   [[nodiscard]] static unsigned arena_and_mark(const void *p, std::uint8_t *mark) noexcept {
