@@ -30,8 +30,6 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "va_window.hpp"
-
 extern "C" {
 // jemalloc's malloc and free (the hetmem_je_ prefix), as its own header declares them.
 void *hetmem_je_malloc(std::size_t size) noexcept;

@@ -37,7 +37,9 @@ constinit std::atomic<std::size_t> direct_path::span_bytes{0};
 constinit std::atomic<std::uintptr_t> direct_path::span_begin{0};
 
 void direct_path::note_run(std::uintptr_t start, std::size_t bytes) noexcept {
-  static constinit std::atomic_flag busy = ATOMIC_FLAG_INIT;  // no mutex: callable anywhere
+  // Held for a few instructions, only by callers that hold a grow mutex or arenas_mutex, which
+  // the fork handlers take: never held across fork().
+  static constinit std::atomic_flag busy = ATOMIC_FLAG_INIT;
   while (busy.test_and_set(std::memory_order_acquire)) {
   }
   const std::size_t len = span_bytes.load(std::memory_order_relaxed);

@@ -75,7 +75,9 @@ class va_window {
   // Claims the fewest consecutive free slots covering `bytes` for `owner`; returns the start of
   // the run (slot aligned) and its length in `run_bytes`, or nullptr when no run is free.
   void *claim(va_owner *owner, std::size_t bytes, std::size_t *run_bytes) noexcept;
-  // Gives back a run from claim(): its memory is dropped and the slots become free.
+  // Gives back a run from claim(): its memory is dropped and the slots become free. Only
+  // reservations do: tier arenas keep their runs for good, which the preload's direct path
+  // relies on (direct_path.hpp: a pointer in the direct arena's span is always its own).
   void release(void *start, std::size_t run_bytes) noexcept;
 
   [[nodiscard]] std::size_t slot_bytes() const noexcept { return std::size_t{1} << shift_; }

@@ -90,8 +90,9 @@ inline bool ours(const void *p) noexcept { return tier_arena::id_of(p) != 0; }
 [[gnu::always_inline]] inline void *allocate(std::size_t bytes, std::size_t alignment, const void *site) noexcept {
   // The direct fast path (src/engine/direct_path.hpp), when start() enabled it; when the
   // direct arena's node is full, the policy's way (whose first tier is this arena: it tries the
-  // tier's other nodes, then the chain's next tier). No call site is needed there: the direct
-  // fast path is only on for policies that do not place by call site.
+  // tier's other nodes, then the chain's next tier). No call site is passed there: the direct
+  // fast path is only on for policies that do not place by call site, and keeping it across the
+  // call to jemalloc would cost malloc a second saved register.
   if (alignment == 0 && direct_path::thread_ready) [[likely]] {
     if (void *p = direct_path::allocate(bytes)) [[likely]]
       return p;
