@@ -6,15 +6,20 @@
 //   (tier_arena::use_thread_tcache); `arena_id` holds its id (0 while there is none).
 // - The fast paths are off until the owner of the policy (the preload) calls enable(), which
 //   it does only when every unaligned request goes first to the direct arena and nothing is
-//   counted per block (policy_runtime::direct_first), before anything is allocated there.
+//   counted per block (policy_runtime::direct_first), before anything is allocated there. It
+//   enables free's fast path alone (mode_free), or malloc's too (mode_all) when the direct arena
+//   places its extents on the policy's later tiers itself once its own nodes pass their fill
+//   limit (tier_arena::overflow_to): then a failure of jemalloc's malloc there is final, and
+//   malloc needs no fallback of its own (it hands the request to jemalloc as a tail call).
 // - A thread is bound to the direct arena (jemalloc's thread.arena) the first time it
-//   allocates there through tier_arena; when the fast paths are enabled by then, `thread_ready`
-//   is true from that moment until the thread's cache is torn down at its exit. Everything
-//   here is only a shortcut for such a thread: each function answers nullptr/false when it
-//   cannot serve, and the caller then takes the full path (which binds the thread, falls back
-//   to the tier's other nodes, or reports why it failed).
-// - allocate(n), for a thread known ready: jemalloc's malloc on the direct arena; nullptr when
-//   jemalloc could not allocate (its node full: errno may then be ENOMEM).
+//   allocates there through tier_arena; when the fast paths are enabled by then, `thread_mode`
+//   is the enabled mode from that moment until the thread's cache is torn down at its exit (0
+//   before and after). Everything here is only a shortcut for such a thread: the caller takes
+//   the full path otherwise (which binds the thread, falls back to the tier's other nodes and
+//   the chain's next tiers, or reports why it failed).
+// - allocate(n), for a thread in mode_all: jemalloc's malloc on the direct arena; nullptr (errno
+//   ENOMEM, the engine's thread error naming the tier and the cause) only when the direct arena
+//   and every overflow target refused: what the full path would answer too.
 // - The span [span_begin, span_begin + span_bytes) is address space the direct arena owns for
 //   good: its first run of window slots, grown by every run it claims right after it
 //   (note_run, called as the arena claims runs). Tier arenas never give their runs back, so a
@@ -22,8 +27,8 @@
 //   the span (a run that did not follow on) is still freed correctly, by the full path.
 //   span_begin is written once, before span_bytes is first made non-zero (release), and read
 //   after it (acquire): a reader never pairs a non-zero length with a stale start.
-// - try_free(p): frees `p` into the thread's jemalloc cache when the thread is ready and `p`
-//   lies in the span; false (p untouched) otherwise, nullptr included.
+// - try_free(p): frees `p` into the thread's jemalloc cache when the thread is bound (either
+//   mode) and `p` lies in the span; false (p untouched) otherwise, nullptr included.
 #pragma once
 
 #include <atomic>
@@ -38,14 +43,21 @@ void hetmem_je_free(void *p) noexcept;
 
 namespace hetmem::detail::direct_path {
 
+// What the fast paths serve: nothing, free only, or malloc and free.
+enum : unsigned char { mode_off = 0, mode_free = 1, mode_all = 2 };
+
 extern constinit std::atomic<unsigned> arena_id;
-extern constinit std::atomic<bool> enabled;
-[[gnu::tls_model("initial-exec")]] extern constinit thread_local bool thread_ready;
+extern constinit std::atomic<unsigned char> enabled_mode;
+[[gnu::tls_model("initial-exec")]] extern constinit thread_local unsigned char thread_mode;
 
 extern constinit std::atomic<std::size_t> span_bytes;
 extern constinit std::atomic<std::uintptr_t> span_begin;
 
-inline void enable() noexcept { enabled.store(true, std::memory_order_relaxed); }
+// `with_malloc`: the direct arena overflows to the policy's later tiers by itself (mode_all);
+// otherwise only free's fast path is taken (mode_free).
+inline void enable(bool with_malloc) noexcept {
+  enabled_mode.store(with_malloc ? mode_all : mode_free, std::memory_order_relaxed);
+}
 
 // Records that the direct arena claimed the run [start, start + bytes) of the window; the span
 // grows when the run follows it. Thread-safe (the arena's shards claim runs concurrently).
@@ -60,7 +72,7 @@ void note_run(std::uintptr_t start, std::size_t bytes) noexcept;
 }
 
 [[gnu::always_inline]] inline bool try_free(void *p) noexcept {
-  if (thread_ready && in_span(p)) [[likely]] {
+  if (thread_mode != mode_off && in_span(p)) [[likely]] {
     hetmem_je_free(p);
     return true;
   }

@@ -28,11 +28,11 @@
 
 namespace hetmem::detail {
 
-// direct_path.hpp's state: the direct arena's id (0: none), whether the fast paths are on, and
-// whether this thread may take them (bound to the direct arena while they were on).
+// direct_path.hpp's state: the direct arena's id (0: none), which fast paths are on, and which
+// this thread may take (bound to the direct arena while they were on).
 constinit std::atomic<unsigned> direct_path::arena_id{0};
-constinit std::atomic<bool> direct_path::enabled{false};
-constinit thread_local bool direct_path::thread_ready = false;
+constinit std::atomic<unsigned char> direct_path::enabled_mode{direct_path::mode_off};
+constinit thread_local unsigned char direct_path::thread_mode = direct_path::mode_off;
 constinit std::atomic<std::size_t> direct_path::span_bytes{0};
 constinit std::atomic<std::uintptr_t> direct_path::span_begin{0};
 
@@ -74,6 +74,8 @@ struct tier_arena::state : va_owner {
   std::uintptr_t run_begin = 0;     // where the current slot run starts
   std::atomic<std::uint64_t> mapped{0};
   std::atomic<std::uint64_t> refused{0};
+  std::atomic<std::uint64_t> spilled{0};           // extents placed on an overflow target (tier_arena::overflow_to)
+  std::atomic<bool> overflowed{false};             // since then, purged ranges are placed as this state's again
   std::atomic<std::int64_t> retired_allocated{0};  // from exited threads and uncached paths
   // The kernel refuses memory it cannot back (vm.overcommit_memory=2): extents are handed to
   // jemalloc as address space only when it asks so, and mapped (charged) as it commits them,
@@ -256,30 +258,61 @@ struct arena_hooks {
     if (s->fd >= 0) return alloc_file(s, size, alignment, zero, commit);
     if (s->compiled.source.thp == huge_pages::hugetlb_2m) return alloc_hugetlb(s, size, alignment, zero, commit);
     const bool address_space_only = s->lazy_commit && !*commit;
-    if (!creating_arena && !address_space_only && !capacity_allows(s, size, s->arena->fill_limit_)) return nullptr;
+    const compiled_placement *where = &s->compiled;
+    if (!address_space_only && (where = placement_for(s, size)) == nullptr) return nullptr;
     const std::size_t align = std::max(alignment, page_bytes());
     std::lock_guard<std::mutex> lock(s->grow_mutex);
     const std::uintptr_t start = carve(s, size, align);
     if (!start) return nullptr;
     // Without lazy commit the range is mapped and placed now; with it, it stays reserved
     // (PROT_NONE, uncharged) until commit().
-    if (!address_space_only && !map_and_place(s, reinterpret_cast<void *>(start), size)) return nullptr;
+    if (!address_space_only && !map_and_place(s, reinterpret_cast<void *>(start), size, *where)) return nullptr;
     s->cur = start + size;
     s->mapped.fetch_add(size, std::memory_order_relaxed);
     *zero = true;  // fresh anonymous memory (also once committed)
     *commit = !address_space_only;
     return reinterpret_cast<void *>(start);
   }
-  // Maps [p, p+size) of the window read-write and places it by the tier's placement; on failure
-  // (reported) the range is reserved again (PROT_NONE) and false is returned.
-  static bool map_and_place(tier_arena::state *s, void *p, std::size_t size) {
+  // The placement for `size` more bytes of `s`: its own while its nodes stay within the fill
+  // limit (or while its arena is being created). Past it, for the direct arena with an overflow
+  // (tier_arena::overflow_to), the first target within its own fill limit: the tier's other
+  // nodes in shard order, then each later tier of the chain, its node nearest to the calling
+  // thread first. nullptr (reported) when every one refuses.
+  static const compiled_placement *placement_for(tier_arena::state *s, std::size_t size) {
+    tier_arena *a = s->arena;
+    if (creating_arena || capacity_allows(s, size, a->fill_limit_)) return &s->compiled;
+    if (!a->overflow_on_.load(std::memory_order_acquire)) return nullptr;
+    auto spill = [s](tier_arena::state *t) {
+      s->spilled.fetch_add(1, std::memory_order_relaxed);
+      s->overflowed.store(true, std::memory_order_relaxed);
+      return &t->compiled;
+    };
+    if (a->per_node_)
+      for (unsigned k = 0; k < a->shards_; ++k)
+        if (tier_arena::state *t = a->shard_state_[k]; t != s && capacity_allows(t, size, a->fill_limit_))
+          return spill(t);
+    unsigned cpu = 0, node = UINT32_MAX;
+    if (::getcpu(&cpu, &node) != 0) node = UINT32_MAX;
+    for (unsigned i = 0; i < a->overflow_count_; ++i) {
+      tier_arena *b = a->overflow_[i];
+      const unsigned n = b->per_node_ ? b->shards_ : 1U;
+      const unsigned first = b->per_node_ && node < 64 ? b->nearest_shard_[node] % n : 0;
+      for (unsigned k = 0; k < n; ++k)
+        if (tier_arena::state *t = b->shard_state_[(first + k) % n]; capacity_allows(t, size, b->fill_limit_))
+          return spill(t);
+    }
+    return nullptr;
+  }
+  // Maps [p, p+size) of the window read-write and places it by `where`; on failure (reported)
+  // the range is reserved again (PROT_NONE) and false is returned.
+  static bool map_and_place(tier_arena::state *s, void *p, std::size_t size, const compiled_placement &where) {
     if (os().mmap(p, size, PROT_READ | PROT_WRITE, map_flags | MAP_FIXED, -1, 0) == MAP_FAILED) {
       report(s, "mmap failed: ", error_text(errno));
       os().mmap(p, size, PROT_NONE, map_flags | MAP_NORESERVE | MAP_FIXED, -1, 0);
       return false;
     }
     char why[200];
-    if (apply_placement(s->compiled, p, size, why, sizeof why) != 0) {
+    if (apply_placement(where, p, size, why, sizeof why) != 0) {
       report(s, "", why);
       s->refused.fetch_add(1, std::memory_order_relaxed);
       os().mmap(p, size, PROT_NONE, map_flags | MAP_NORESERVE | MAP_FIXED, -1, 0);
@@ -299,8 +332,8 @@ struct arena_hooks {
   static bool commit(extent_hooks_t *h, void *addr, std::size_t, std::size_t offset, std::size_t length, unsigned) {
     tier_arena::state *s = owner(h);
     if (!s->lazy_commit) return false;
-    if (!creating_arena && !capacity_allows(s, length, s->arena->fill_limit_)) return true;
-    return !map_and_place(s, static_cast<char *>(addr) + offset, length);
+    const compiled_placement *where = placement_for(s, length);
+    return where == nullptr || !map_and_place(s, static_cast<char *>(addr) + offset, length, *where);
   }
   // With lazy_commit: the pages and their commit charge go back, the range stays reserved (and
   // is placed again when committed again). Otherwise refused: jemalloc purges instead.
@@ -314,8 +347,17 @@ struct arena_hooks {
     // Anonymous memory: MADV_DONTNEED keeps the range's mempolicy (refaulted pages are placed
     // the same way). A file: MADV_REMOVE punches a hole, so the blocks go back and the range
     // reads as zeros; a devdax device cannot, and says so (jemalloc then keeps the pages).
-    const bool file = owner(h)->fd >= 0;
-    return os().madvise(static_cast<char *>(addr) + offset, length, file ? MADV_REMOVE : MADV_DONTNEED) != 0;
+    // Once the arena has placed extents on an overflow target, a purged range (empty now) is
+    // placed as the arena's own again: its pages come back on the tier's nodes when it is reused.
+    tier_arena::state *s = owner(h);
+    const bool file = s->fd >= 0;
+    char *p = static_cast<char *>(addr) + offset;
+    if (os().madvise(p, length, file ? MADV_REMOVE : MADV_DONTNEED) != 0) return true;
+    if (!file && s->overflowed.load(std::memory_order_relaxed)) {
+      char why[200];
+      (void)apply_placement(s->compiled, p, length, why, sizeof why);  // else it keeps the target's
+    }
+    return false;
   }
   static bool split(extent_hooks_t *, void *, std::size_t, std::size_t, std::size_t, bool, unsigned) { return false; }
   static bool merge(extent_hooks_t *, void *, std::size_t, void *, std::size_t, bool, unsigned) { return false; }
@@ -418,7 +460,7 @@ void flush_all(thread_cache *tc, bool destroy_tcaches) noexcept {
 
 void thread_exit(void *arg) {
   auto *tc = static_cast<thread_cache *>(arg);
-  direct_path::thread_ready = false;
+  direct_path::thread_mode = direct_path::mode_off;
   tl_cache = nullptr;
   tl_state = tc_dead;  // later allocations on this thread go uncached
   flush_all(tc, true);
@@ -513,7 +555,8 @@ arena_cache *arena_cache_init(thread_cache *tc, unsigned id, unsigned je_arena, 
     unsigned bound = je_arena;
     if (hetmem_je_mallctl("thread.arena", nullptr, nullptr, &bound, sizeof bound) == 0) ac->direct = true;
     ac->tcache_flag = 0;
-    direct_path::thread_ready = ac->direct && tc == tl_cache && direct_path::enabled.load(std::memory_order_relaxed);
+    direct_path::thread_mode = ac->direct && tc == tl_cache ? direct_path::enabled_mode.load(std::memory_order_relaxed)
+                                                            : static_cast<unsigned char>(direct_path::mode_off);
   } else if (hetmem_je_mallctl("tcache.create", &ac->tcache, &sz, nullptr, 0) == 0) {
     ac->has_tcache = true;
     ac->tcache_flag = static_cast<int>(MALLOCX_TCACHE(ac->tcache));
@@ -831,6 +874,23 @@ bool tier_arena::use_thread_tcache() noexcept {
     std::lock_guard<std::mutex> grow(s->grow_mutex);
     if (s->end) direct_path::note_run(s->run_begin, s->end - s->run_begin);
   }
+  return true;
+}
+
+bool tier_arena::overflow_to(tier_arena *const *next, unsigned count) noexcept {
+  std::lock_guard<std::mutex> lock(arenas_mutex);
+  if (!is_direct(id_) || overflow_on_.load(std::memory_order_relaxed) || count > max_overflow) return false;
+  // Anonymous memory only: the extent is mapped in this arena's address space and placed by
+  // the target's placement, which a file or a hugetlb tier cannot take.
+  auto anonymous = [](const tier_arena *b) {
+    return !b->tier_.file && b->state_->compiled.source.thp != huge_pages::hugetlb_2m;
+  };
+  if (!anonymous(this)) return false;
+  for (unsigned i = 0; i < count; ++i)
+    if (!next[i] || next[i] == this || !anonymous(next[i])) return false;
+  std::copy(next, next + count, overflow_);
+  overflow_count_ = count;
+  overflow_on_.store(true, std::memory_order_release);
   return true;
 }
 
@@ -1262,6 +1322,7 @@ arena_counters tier_arena::counters() const noexcept {
   for (unsigned k = 0; k < (per_node_ ? shards_ : 1u); ++k) {
     c.mapped_bytes += shard_state_[k]->mapped.load(std::memory_order_relaxed);
     c.refused_extents += shard_state_[k]->refused.load(std::memory_order_relaxed);
+    c.spilled_extents += shard_state_[k]->spilled.load(std::memory_order_relaxed);
   }
   for (unsigned k = 0; k < made_.load(std::memory_order_acquire); ++k)
     c.resident_bytes += static_cast<std::uint64_t>(stat("resident", je_shard_[k]));

@@ -88,16 +88,11 @@ inline bool ours(const void *p) noexcept { return tier_arena::id_of(p) != 0; }
 }
 
 [[gnu::always_inline]] inline void *allocate(std::size_t bytes, std::size_t alignment, const void *site) noexcept {
-  // The direct fast path (src/engine/direct_path.hpp), when start() enabled it; when the
-  // direct arena's node is full, the policy's way (whose first tier is this arena: it tries the
-  // tier's other nodes, then the chain's next tier). No call site is passed there: the direct
-  // fast path is only on for policies that do not place by call site, and keeping it across the
-  // call to jemalloc would cost malloc a second saved register.
-  if (alignment == 0 && direct_path::thread_ready) [[likely]] {
-    if (void *p = direct_path::allocate(bytes)) [[likely]]
-      return p;
-    return allocate_by_policy(bytes, 0, nullptr);
-  }
+  // The direct fast path (src/engine/direct_path.hpp), when start() enabled it for malloc: a
+  // tail call to jemalloc, whose answer is final (the direct arena overflows to the chain's
+  // later tiers itself when its nodes are past their fill limit). Otherwise the policy's way.
+  if (alignment == 0 && direct_path::thread_mode == direct_path::mode_all) [[likely]]
+    return direct_path::allocate(bytes);
   return allocate_by_policy(bytes, alignment, site);
 }
 
@@ -195,7 +190,9 @@ void start() noexcept {
               .c_str());
     (void)(*rt)->use_thread_tcache();  // the catch-all tier through jemalloc's own thread caches
     runtime = *rt;
-    if ((*rt)->direct_first()) direct_path::enable();  // before any thread binds to that arena
+    // Before any thread binds to the direct arena: malloc's fast path too when the arena can
+    // overflow to the chain's later tiers by itself, else free's alone.
+    if ((*rt)->direct_first()) direct_path::enable((*rt)->direct_overflow());
     state.store(state_ready, std::memory_order_release);
     start_tiering(explain && *explain && std::strcmp(explain, "0") != 0);
   } catch (...) {

@@ -3,6 +3,7 @@
 #include <catch2/catch_test_macros.hpp>
 
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <atomic>
 #include <cerrno>
@@ -25,6 +26,7 @@
 #include "tree.hpp"
 
 extern "C" std::size_t hetmem_je_nallocx(std::size_t size, int flags);
+extern "C" int hetmem_je_mallctl(const char *name, void *oldp, std::size_t *oldlenp, void *newp, std::size_t newlen);
 
 using namespace hetmem;
 
@@ -314,18 +316,18 @@ TEST_CASE("the preload's direct fast path serves and frees only the direct arena
   bool early_ready = true, early_freed = true;
   std::thread([&] {
     void *p = (*fast)->allocate(64);
-    early_ready = dp::thread_ready;
+    early_ready = dp::thread_mode != dp::mode_off;
     early_freed = dp::try_free(p);
     if (!early_freed) detail::tier_arena::deallocate(p);
   }).join();
   CHECK_FALSE(early_ready);
   CHECK_FALSE(early_freed);
 
-  dp::enable();
-  CHECK_FALSE(dp::thread_ready);  // this thread has not allocated there yet
+  dp::enable(true);
+  CHECK(dp::thread_mode == dp::mode_off);  // this thread has not allocated there yet
   void *first = (*fast)->allocate(32);
   REQUIRE(first != nullptr);
-  REQUIRE(dp::thread_ready);
+  REQUIRE(dp::thread_mode == dp::mode_all);
   CHECK(dp::try_free(first));
   void *mine = dp::allocate(100);
   REQUIRE(mine != nullptr);
@@ -367,7 +369,7 @@ TEST_CASE("the preload's direct fast path serves and frees only the direct arena
       s = s * 6364136223846793005ull + 1442695040888963407ull;
       detail::tier_arena *a = (s >> 33) & 1 ? *fast : *other;
       const std::size_t size = 8 + (s >> 40) % 5000;
-      void *p = a == *fast && dp::thread_ready ? dp::allocate(size) : a->allocate(size);
+      void *p = a == *fast && dp::thread_mode == dp::mode_all ? dp::allocate(size) : a->allocate(size);
       if (!p) continue;
       if (detail::tier_arena::of(p) != a) wrong.fetch_add(1);
       block b{p, a};
@@ -543,6 +545,73 @@ TEST_CASE("tier arena: a tier past its fill limit takes no new memory", "[engine
     detail::tier_arena::deallocate(unjudged);
   }
   detail::tier_arena::deallocate(small);
+}
+
+// The kernel's policy mode for the page at `p` (MPOL_BIND 2, MPOL_PREFERRED 1), -1 on error.
+long policy_mode_at(const void *p) {
+  int mode = -1;
+  constexpr unsigned long mpol_f_addr = 2;
+  if (::syscall(SYS_get_mempolicy, &mode, nullptr, 0UL, p, mpol_f_addr) != 0) return -1;
+  return mode;
+}
+
+TEST_CASE(
+    "tier arena: past its fill limit, the direct arena places new extents on its overflow, and takes purged "
+    "ranges back",
+    "[engine][fault]") {
+  // tier_arena::overflow_to, on which the preload's malloc relies when it hands a request to
+  // jemalloc without a fallback: a refusal of the direct arena's own tier is not the answer.
+  namespace dp = detail::direct_path;
+  constexpr long mpol_preferred = 1, mpol_bind = 2;
+  fake_meminfo node(1024, 900);  // 12% in use
+  auto fast = detail::tier_arena::get(node0("overflowing", policy_mode::bind, huge_pages::never), 50);
+  auto next = detail::tier_arena::get(node0("its overflow", policy_mode::preferred, huge_pages::never), 100);
+  REQUIRE((fast && next));
+  detail::tier_arena *targets[] = {*next};
+  CHECK_FALSE((*fast)->overflow_to(targets, 1));  // only the direct arena overflows
+  REQUIRE((*fast)->use_thread_tcache());
+  CHECK_FALSE((*fast)->overflow_to(targets, detail::tier_arena::max_overflow + 1));
+  REQUIRE((*fast)->overflow_to(targets, 1));
+  CHECK_FALSE((*fast)->overflow_to(targets, 1));  // set once
+  dp::enable(true);
+
+  auto *home = static_cast<unsigned char *>((*fast)->allocate(64U << 20));
+  REQUIRE(home != nullptr);
+  REQUIRE(dp::thread_mode == dp::mode_all);
+  CHECK(policy_mode_at(home) == mpol_bind);  // the kernel's word: the tier's own placement
+  CHECK((*fast)->counters().spilled_extents == 0);
+
+  node.set(1024, 300);  // 70% in use: past the direct tier's limit, not its overflow's
+  const std::size_t big = std::size_t{128} << 20;
+  auto *spilled = static_cast<unsigned char *>(dp::allocate(big));
+  REQUIRE(spilled != nullptr);
+  CHECK(detail::tier_arena::of(spilled) == *fast);  // still the direct arena's block
+  CHECK(dp::in_span(spilled));
+  CHECK(policy_mode_at(spilled) == mpol_preferred);  // placed as the overflow's tier says
+  CHECK(policy_mode_at(spilled + big - 1) == mpol_preferred);
+  CHECK(policy_mode_at(home) == mpol_bind);
+  const auto c = (*fast)->counters();
+  CHECK(c.spilled_extents >= 1);
+  CHECK(c.refused_extents >= c.spilled_extents);
+  std::memset(spilled, 0x3c, big);
+  CHECK((spilled[0] == 0x3c && spilled[big / 2] == 0x3c && spilled[big - 1] == 0x3c));
+
+  // Every target refuses too: the answer is final, ENOMEM, and the message names the last one.
+  node.set(1024, 10);
+  errno = 0;
+  CHECK(dp::allocate(big) == nullptr);
+  CHECK(errno == ENOMEM);
+  CHECK(std::string(last_error()).find("its overflow: tier is full: 10.0 MiB available") != std::string::npos);
+
+  // Freed and purged, the spilled range is placed as the direct tier's again: memory jemalloc
+  // reuses from it comes back to the tier's nodes.
+  CHECK(dp::try_free(spilled));
+  unsigned all = 4096;  // MALLCTL_ARENAS_ALL
+  const std::string purge = "arena." + std::to_string(all) + ".purge";
+  REQUIRE(hetmem_je_mallctl(purge.c_str(), nullptr, nullptr, nullptr, 0) == 0);
+  CHECK(policy_mode_at(spilled) == mpol_bind);
+  CHECK(policy_mode_at(spilled + big - 1) == mpol_bind);
+  CHECK(dp::try_free(home));
 }
 
 TEST_CASE("tier arena: one on a tier that is already full is made, and its allocations say why they fail",

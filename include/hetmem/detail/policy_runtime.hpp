@@ -51,6 +51,14 @@ class policy_runtime {
     return !counting_ && rule_count_ == 1 && rules_[0].n != 0 &&
            (rules_[0].kind == policy::route_kind::chain || rules_[0].n == 1) && rules_[0].arenas[0]->is_direct_arena();
   }
+  // After use_thread_tcache(), when direct_first(): lets the direct arena place its extents on
+  // the chain's later tiers by itself once its nodes pass their fill limit
+  // (tier_arena::overflow_to), so that a failed allocation there is final. False when it cannot
+  // (a file or hugetlb tier in the chain): callers then check each result and fall back through
+  // allocate().
+  bool direct_overflow() noexcept {
+    return direct_first() && rules_[0].arenas[0]->overflow_to(rules_[0].arenas + 1, rules_[0].n - 1);
+  }
   // A block of this runtime's arenas is about to be freed (only needed when counting()).
   void note_free(const void *p) noexcept;
   // A block of this runtime's arenas was resized within its arena: it had `old_usable` bytes.

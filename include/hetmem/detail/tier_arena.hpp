@@ -53,6 +53,7 @@ struct arena_counters {
   std::uint64_t mapped_bytes = 0;     // address space mapped and placed for this arena
   std::uint64_t resident_bytes = 0;   // jemalloc's count of resident pages (data and metadata)
   std::uint64_t refused_extents = 0;  // extents refused by the fill limit or a failed mbind
+  std::uint64_t spilled_extents = 0;  // of those, placed on an overflow target (overflow_to)
 };
 
 class tier_arena;
@@ -105,6 +106,18 @@ class tier_arena {
   // allocated from it, and for one arena per process: false otherwise, and the arena keeps its
   // explicit tcaches (always correct).
   [[nodiscard]] bool use_thread_tcache() noexcept;
+  // The direct arena only: where its new extents go once its own nodes would pass the fill
+  // limit, so that a failure of jemalloc's malloc there is final and the preload's malloc needs
+  // no fallback of its own. First the tier's other nodes (per-node shards), then the arenas of
+  // `next` in order (their node nearest to the calling thread first), each held to its own fill
+  // limit. The extent stays this arena's (its address space, its blocks, its counters, with
+  // spilled_extents counting them); only its pages go where the target's placement says. Once
+  // jemalloc purges such a range, it is placed as this arena's own again, so reused memory
+  // comes back to the tier. True when set; false (nothing set) when this is not the direct
+  // arena, one was set already, there are more than max_overflow, or this arena or a target
+  // is a file or hugetlb tier (anonymous memory placed elsewhere is all an overflow can be).
+  [[nodiscard]] bool overflow_to(tier_arena *const *next, unsigned count) noexcept;
+  static constexpr unsigned max_overflow = 8;
   // Counters: summed over threads; resident asks jemalloc to refresh its statistics (µs).
   [[nodiscard]] arena_counters counters() const noexcept;
 
@@ -152,6 +165,10 @@ class tier_arena {
   bool per_node_ = false;
   std::atomic<bool> used_{false};        // a thread has its cache for this arena
   std::uint8_t nearest_shard_[64] = {};  // per node id: the shard a thread there uses
+  // overflow_to's targets: written once, before overflow_on_ is set (release).
+  tier_arena *overflow_[max_overflow] = {};
+  unsigned overflow_count_ = 0;
+  std::atomic<bool> overflow_on_{false};
   state *state_ = nullptr;
   friend struct arena_hooks;
   friend struct fork_access;
