@@ -15,7 +15,59 @@
 
 namespace hetmem::sysfs::detail {
 
+const char *common_errno_text(int err) noexcept {
+  // glibc's own English texts (a unit test compares them with strerrordesc_np).
+  switch (err) {
+    case ENOENT:
+      return "No such file or directory";
+    case ENOTDIR:
+      return "Not a directory";
+    case EISDIR:
+      return "Is a directory";
+    case EACCES:
+      return "Permission denied";
+    case EPERM:
+      return "Operation not permitted";
+    case EIO:
+      return "Input/output error";
+    case ENOMEM:
+      return "Cannot allocate memory";
+    case EINVAL:
+      return "Invalid argument";
+    case ELOOP:
+      return "Too many levels of symbolic links";
+    case ENAMETOOLONG:
+      return "File name too long";
+    case ENODEV:
+      return "No such device";
+    case ENXIO:
+      return "No such device or address";
+    case EAGAIN:
+      return "Resource temporarily unavailable";
+    case EBUSY:
+      return "Device or resource busy";
+    case EFBIG:
+      return "File too large";
+    case EMFILE:
+      return "Too many open files";
+    case ENFILE:
+      return "Too many open files in system";
+    case EINTR:
+      return "Interrupted system call";
+    case EOPNOTSUPP:
+      return "Operation not supported";
+    case ENOSYS:
+      return "Function not implemented";
+    default:
+      return nullptr;
+  }
+}
+
 std::string errno_text(int err) {
+  // The errnos sysfs reads meet come from the table: a directory the kernel does not have is
+  // an everyday answer at start-up (the preload's), and strerror's locale lookup and message
+  // tables would cost every process two more 64 KiB windows of libc's pages.
+  if (const char *common = common_errno_text(err)) return common;
   char buf[128];
   // GNU strerror_r returns the message pointer.
   const char *msg = strerror_r(err, buf, sizeof buf);

@@ -48,8 +48,10 @@ class root_dir {
 // The content of the regular file open on `fd` (closed before returning), as root_dir::read;
 // `path` names it to the fault injector.
 [[nodiscard]] result<std::string> read_regular_file(int fd, const char *path, std::size_t limit, bool truncate);
-// strerror's text for `err`.
+// strerror's text for `err` (in the C locale); the common ones from a table of glibc's texts.
 [[nodiscard]] std::string errno_text(int err);
+// That table: glibc's text for the errnos file access meets, nullptr for the others.
+[[nodiscard]] const char *common_errno_text(int err) noexcept;
 
 // "sys/bus/dax/devices" + "../../../devices/x" -> "sys/devices/x" (lexical; never climbs above the root).
 std::string join_lexically(std::string_view dir, std::string_view target);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "../../sysfs-reader/src/root_dir.hpp"
 #include "hetmem/sysfs/reader.hpp"
 #include "tree.hpp"
 
@@ -270,4 +271,22 @@ TEST_CASE("read_text_file: the content, or an error naming the path", "[reader][
   auto status = read_text_file("/proc/self/status", 1 << 20);
   REQUIRE(status);
   CHECK(status->find("VmRSS") != std::string::npos);
+}
+
+TEST_CASE("the reader's table of errno texts is glibc's, word for word", "[reader]") {
+  // sysfs::detail::errno_text answers the common errnos from a table (no locale lookup at
+  // start-up); every entry must read exactly as strerror's text in the C locale.
+  unsigned in_table = 0;
+  for (int err = 1; err < 140; ++err) {
+    const char *ours = hetmem::sysfs::detail::common_errno_text(err);
+    if (!ours) continue;
+    ++in_table;
+    const char *glibc = strerrordesc_np(err);
+    REQUIRE(glibc != nullptr);
+    INFO("errno " << err);
+    CHECK(std::string(ours) == glibc);
+    CHECK(hetmem::sysfs::detail::errno_text(err) == glibc);
+  }
+  CHECK(in_table >= 20);
+  CHECK(hetmem::sysfs::detail::errno_text(EHOSTDOWN) == strerrordesc_np(EHOSTDOWN));  // not in the table
 }
