@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -63,10 +64,29 @@ std::size_t read_text(const char *path, char *buf, std::size_t len) noexcept {
   return used;
 }
 
+text_piece::text_piece(unsigned v) noexcept {
+  const auto r = std::to_chars(digits, digits + sizeof digits, v);
+  text = std::string_view(digits, static_cast<std::size_t>(r.ptr - digits));
+}
+
+bool join_text(char *buf, std::size_t len, std::initializer_list<text_piece> pieces) noexcept {
+  if (len == 0) return false;
+  std::size_t used = 0;
+  for (const text_piece &p : pieces) {
+    if (p.text.size() >= len - used) {
+      buf[0] = '\0';
+      return false;
+    }
+    std::memcpy(buf + used, p.text.data(), p.text.size());
+    used += p.text.size();
+  }
+  buf[used] = '\0';
+  return true;
+}
+
 bool read_node_memory(const char *root, unsigned node, node_memory *out) noexcept {
   char path[512];
-  int n = std::snprintf(path, sizeof path, "%s/sys/devices/system/node/node%u/meminfo", root, node);
-  if (n < 0 || static_cast<std::size_t>(n) >= sizeof path) {
+  if (!join_text(path, sizeof path, {root, "/sys/devices/system/node/node", node, "/meminfo"})) {
     errno = ENAMETOOLONG;
     return false;
   }
@@ -85,8 +105,8 @@ bool read_node_memory(const char *root, unsigned node, node_memory *out) noexcep
 
 void copy_sysfs_root(char *buf, std::size_t len) noexcept {
   buf[0] = '\0';
-  const char *r = secure_getenv("HETMEM_SYSFS_ROOT");  // NOLINT(concurrency-mt-unsafe): control plane
-  if (r && std::strlen(r) < len && std::strcmp(r, "/") != 0) std::snprintf(buf, len, "%s", r);
+  const char *r = secure_getenv("HETMEM_SYSFS_ROOT");                 // NOLINT(concurrency-mt-unsafe): control plane
+  if (r && std::strcmp(r, "/") != 0) (void)join_text(buf, len, {r});  // "" when it does not fit
 }
 
 const char *thread_error() noexcept { return error_buffer; }

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <jemalloc/jemalloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -109,8 +110,7 @@ thread_local bool creating_arena = false;
 // Whether the kernel under `root` ("" = "/") runs with vm.overcommit_memory=2.
 bool strict_overcommit(const char *root) noexcept {
   char path[320];
-  const int n = std::snprintf(path, sizeof path, "%s/proc/sys/vm/overcommit_memory", root);
-  if (n < 0 || static_cast<std::size_t>(n) >= sizeof path) return false;
+  if (!join_text(path, sizeof path, {root, "/proc/sys/vm/overcommit_memory"})) return false;
   char text[16];
   return read_text(path, text, sizeof text) > 0 && text[0] == '2';
 }
@@ -776,7 +776,7 @@ result<tier_arena *> tier_arena::get_locked(const tier &t, unsigned fill_limit_p
       for (auto n : where.nodes.to_vector())
         if (s->node_count < std::size(s->nodes)) s->nodes[s->node_count++] = n;
     copy_sysfs_root(s->root, sizeof s->root);
-    std::snprintf(s->name, sizeof s->name, "%s", name.c_str());
+    (void)join_text(s->name, sizeof s->name, {std::string_view(name).substr(0, sizeof s->name - 1)});  // cut to fit
     if (t.file) {
       auto opened = open_backing(*t.file, s->root, *s);
       if (!opened) return opened.error();
@@ -809,7 +809,10 @@ result<tier_arena *> tier_arena::get_locked(const tier &t, unsigned fill_limit_p
   // Shards: jemalloc arenas. Per node: one per node on that node's state. Otherwise several on
   // the one state (the same slots, placement and limits), so that threads taking large blocks
   // do not all queue on one arena's lock. A thread keeps the shard its cache was given.
-  const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  // The CPUs this process may run on (as jemalloc counts them; sysconf would parse sysfs text).
+  cpu_set_t allowed;
+  const long cpus =
+      ::sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed) : ::sysconf(_SC_NPROCESSORS_ONLN);
   a->shards_ = a->per_node_ ? static_cast<unsigned>(nodes.size())
                             : static_cast<unsigned>(std::clamp<long>(cpus, 1, static_cast<long>(max_shards)));
   if (t.file) a->shards_ = 1;  // a bounded file: every arena's metadata would take its share

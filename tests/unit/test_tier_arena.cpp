@@ -19,6 +19,7 @@
 
 #include "../../src/engine/direct_path.hpp"
 #include "../../src/engine/owners.hpp"
+#include "hetmem/detail/node_memory.hpp"
 #include "hetmem/detail/os.hpp"
 #include "hetmem/detail/tier_arena.hpp"
 #include "hetmem/heap.hpp"
@@ -654,4 +655,24 @@ TEST_CASE("hugetlb tiers: explicit 2 MiB pages, or a clean refusal when the pool
   std::memset(p, 1, 3u << 20);
   CHECK(where(p, 3u << 20)->on(0) > 0);
   detail::tier_arena::deallocate(p);
+}
+
+TEST_CASE("join_text builds paths as snprintf would, and refuses what does not fit", "[engine]") {
+  // The extent hooks and the preload's start-up build sysfs paths with it instead of stdio.
+  char buf[48];
+  REQUIRE(detail::join_text(buf, sizeof buf, {"/root", "/sys/devices/system/node/node", 12U, "/meminfo"}));
+  CHECK(std::string(buf) == "/root/sys/devices/system/node/node12/meminfo");
+  REQUIRE(detail::join_text(buf, sizeof buf, {"", "node", 0U, "-", 4294967295U}));
+  CHECK(std::string(buf) == "node0-4294967295");
+  REQUIRE(detail::join_text(buf, sizeof buf, {}));
+  CHECK(std::string(buf).empty());
+  // 47 characters fit a 48-byte buffer with the NUL; 48 do not, and nothing is left half-written.
+  const std::string fits(47, 'x'), too_long(48, 'y');
+  REQUIRE(detail::join_text(buf, sizeof buf, {fits.c_str()}));
+  CHECK(std::string(buf) == fits);
+  CHECK_FALSE(detail::join_text(buf, sizeof buf, {too_long.c_str()}));
+  CHECK(std::string(buf).empty());
+  CHECK_FALSE(detail::join_text(buf, sizeof buf, {std::string_view(fits), std::string_view("z")}));
+  CHECK(std::string(buf).empty());
+  CHECK_FALSE(detail::join_text(buf, 0, {"a"}));
 }

@@ -4,6 +4,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <string_view>
 
 namespace hetmem::detail {
 
@@ -31,6 +33,20 @@ void copy_sysfs_root(char *buf, std::size_t len) noexcept;
 const char *thread_error() noexcept;
 // printf-style; truncates to the buffer (256 bytes).
 void set_thread_error(const char *fmt, ...) noexcept __attribute__((format(printf, 1, 2)));
+
+// One piece of join_text: a string, or an unsigned number written in decimal.
+struct text_piece {
+  text_piece(std::string_view t) noexcept : text(t) {}  // NOLINT(google-explicit-constructor)
+  text_piece(const char *t) noexcept : text(t) {}       // NOLINT(google-explicit-constructor)
+  text_piece(unsigned v) noexcept;                      // NOLINT(google-explicit-constructor)
+  std::string_view text;
+  char digits[12] = {};
+};
+// The pieces one after the other into buf (NUL-terminated); false (buf holds "") when they do
+// not fit in `len`. snprintf's "%s...%u" for paths, without stdio: the preload's start-up and
+// the extent hooks build paths with it, and printf's code would otherwise cost every process
+// two more 64 KiB windows of libc's pages.
+bool join_text(char *buf, std::size_t len, std::initializer_list<text_piece> pieces) noexcept;
 
 // "12.0 MiB" into buf.
 const char *format_size(char *buf, std::size_t len, std::uint64_t bytes) noexcept;
