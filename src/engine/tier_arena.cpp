@@ -27,6 +27,14 @@
 #include "owners.hpp"
 #include "va_window.hpp"
 
+// jemalloc's options, read once as it initialises ($HETMEM_JE_MALLOC_CONF comes after and
+// overrides them): one automatic arena. Tier memory comes from hetmem's manual arenas; the
+// automatic ones hold only bookkeeping (hetmem's thread caches, jemalloc's tcache stacks),
+// which needs no spreading over CPUs. Each further automatic arena would cost a process its
+// metadata (~85 KiB once a thread lands on it) and a page of jemalloc's statistics at the first
+// mallctl, which hetmem always makes (arenas.create).
+const char *hetmem_je_malloc_conf = "narenas:1";  // declared extern "C" by jemalloc.h
+
 namespace hetmem::detail {
 
 // direct_path.hpp's state: the direct arena's id (0: none), which fast paths are on, and which
