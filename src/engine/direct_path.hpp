@@ -25,10 +25,16 @@
 //   (note_run, called as the arena claims runs). Tier arenas never give their runs back, so a
 //   pointer inside the span is always the direct arena's; a block of the direct arena outside
 //   the span (a run that did not follow on) is still freed correctly, by the full path.
+//   The span is published (span_bytes non-zero) only once enable() has run: before that, and
+//   for policies that count bytes per block (no enable()), every free takes the full path.
 //   span_begin is written once, before span_bytes is first made non-zero (release), and read
 //   after it (acquire): a reader never pairs a non-zero length with a stale start.
-// - try_free(p): frees `p` into the thread's jemalloc cache when the thread is bound (either
-//   mode) and `p` lies in the span; false (p untouched) otherwise, nullptr included.
+// - try_free(p): when `p` lies in the span, frees it through jemalloc's free on any thread
+//   (into the thread's automatic cache: only the direct arena's blocks ever enter those, and a
+//   cache flushes each block to the arena that owns it; jemalloc has one automatic arena
+//   for its bookkeeping, so a thread never bound costs no arena of its own); false (p untouched)
+//   otherwise, nullptr included. No thread-local is read: free's fast path is two loads, a
+//   subtraction and a compare.
 #pragma once
 
 #include <atomic>
@@ -50,14 +56,15 @@ extern constinit std::atomic<unsigned> arena_id;
 extern constinit std::atomic<unsigned char> enabled_mode;
 [[gnu::tls_model("initial-exec")]] extern constinit thread_local unsigned char thread_mode;
 
-extern constinit std::atomic<std::size_t> span_bytes;
-extern constinit std::atomic<std::uintptr_t> span_begin;
+// Hidden: loaded straight, not through the GOT (the engine is linked statically into each
+// library that uses it).
+[[gnu::visibility("hidden")]] extern constinit std::atomic<std::size_t> span_bytes;
+[[gnu::visibility("hidden")]] extern constinit std::atomic<std::uintptr_t> span_begin;
 
-// `with_malloc`: the direct arena overflows to the policy's later tiers by itself (mode_all);
-// otherwise only free's fast path is taken (mode_free).
-inline void enable(bool with_malloc) noexcept {
-  enabled_mode.store(with_malloc ? mode_all : mode_free, std::memory_order_relaxed);
-}
+// Turns the fast paths on and publishes the span. `with_malloc`: the direct arena overflows to
+// the policy's later tiers by itself (mode_all); otherwise only free's fast path is taken
+// (mode_free).
+void enable(bool with_malloc) noexcept;
 
 // Records that the direct arena claimed the run [start, start + bytes) of the window; the span
 // grows when the run follows it. Thread-safe (the arena's shards claim runs concurrently).
@@ -72,7 +79,7 @@ void note_run(std::uintptr_t start, std::size_t bytes) noexcept;
 }
 
 [[gnu::always_inline]] inline bool try_free(void *p) noexcept {
-  if (thread_mode != mode_off && in_span(p)) [[likely]] {
+  if (in_span(p)) [[likely]] {
     hetmem_je_free(p);
     return true;
   }

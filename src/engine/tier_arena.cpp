@@ -45,20 +45,40 @@ constinit thread_local unsigned char direct_path::thread_mode = direct_path::mod
 constinit std::atomic<std::size_t> direct_path::span_bytes{0};
 constinit std::atomic<std::uintptr_t> direct_path::span_begin{0};
 
-void direct_path::note_run(std::uintptr_t start, std::size_t bytes) noexcept {
-  // Held for a few instructions, only by callers that hold a grow mutex or arenas_mutex, which
-  // the fork handlers take: never held across fork().
-  static constinit std::atomic_flag busy = ATOMIC_FLAG_INIT;
-  while (busy.test_and_set(std::memory_order_acquire)) {
+namespace {
+// direct_path's lock and the span as noted (published by enable()). The lock is held for a few
+// instructions, only by callers that hold a grow mutex or arenas_mutex (which the fork handlers
+// take), or by enable() at start-up: never across fork().
+constinit std::atomic_flag span_busy = ATOMIC_FLAG_INIT;
+std::size_t span_noted = 0;
+struct span_lock {
+  span_lock() noexcept {
+    while (span_busy.test_and_set(std::memory_order_acquire)) {
+    }
   }
-  const std::size_t len = span_bytes.load(std::memory_order_relaxed);
-  if (len == 0) {
+  ~span_lock() { span_busy.clear(std::memory_order_release); }
+  span_lock(const span_lock &) = delete;
+  span_lock &operator=(const span_lock &) = delete;
+};
+}  // namespace
+
+void direct_path::note_run(std::uintptr_t start, std::size_t bytes) noexcept {
+  const span_lock lock;
+  if (span_noted == 0) {
     span_begin.store(start, std::memory_order_relaxed);
-    span_bytes.store(bytes, std::memory_order_release);
-  } else if (start == span_begin.load(std::memory_order_relaxed) + len) {
-    span_bytes.store(len + bytes, std::memory_order_release);
-  }  // else: a run apart from the span; its blocks are freed by the full path
-  busy.clear(std::memory_order_release);
+    span_noted = bytes;
+  } else if (start == span_begin.load(std::memory_order_relaxed) + span_noted) {
+    span_noted += bytes;
+  } else {
+    return;  // a run apart from the span; its blocks are freed by the full path
+  }
+  if (enabled_mode.load(std::memory_order_relaxed) != mode_off) span_bytes.store(span_noted, std::memory_order_release);
+}
+
+void direct_path::enable(bool with_malloc) noexcept {
+  const span_lock lock;
+  enabled_mode.store(with_malloc ? mode_all : mode_free, std::memory_order_relaxed);
+  span_bytes.store(span_noted, std::memory_order_release);
 }
 
 // ---------------------------------------------------------------------------------------------
