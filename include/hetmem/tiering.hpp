@@ -149,6 +149,13 @@ class tiering_engine {
   [[nodiscard]] result<void> start();
   void stop() noexcept;
   [[nodiscard]] tiering_statistics statistics() const;
+  // For a child of fork() that inherited a started engine (its thread did not come along):
+  // closes the descriptors the engine keeps open on the parent's memory (the write-protect
+  // source's userfaultfd and pagemap), leaving the parent's engine as it is. The object is then
+  // fit only to be leaked (destroying it would also tear down what the parent's engine set up
+  // outside the process, such as DAMON's kdamonds). Async-signal-safe: callable from a
+  // pthread_atfork child handler.
+  void close_after_fork() noexcept;
 
   struct impl;
 

@@ -260,7 +260,11 @@ void start_tiering(bool explain) noexcept {
       say(text.c_str());
     }
     tiering = e->release();
-    (void)pthread_atfork(nullptr, nullptr, [] { tiering = nullptr; });
+    // The child keeps no engine (its thread did not come along) and none of its descriptors.
+    (void)pthread_atfork(nullptr, nullptr, [] {
+      if (tiering) tiering->close_after_fork();
+      tiering = nullptr;
+    });
     (void)std::atexit(stop_tiering);
   } catch (...) {
     say("hetmem: out of memory while starting automatic tiering; it stays off\n");

@@ -94,6 +94,9 @@ class source {
   [[nodiscard]] virtual std::string describe() const = 0;
   virtual result<void> observe(std::vector<target_view> &targets) = 0;
   [[nodiscard]] virtual double cpu_seconds() const { return 0; }
+  // In a child of fork(): closes the descriptors the source keeps open (they refer to the
+  // parent's memory), without touching what they set up in the parent. Async-signal-safe.
+  virtual void close_after_fork() noexcept {}
 };
 
 // ---- DAMON through sysfs ---------------------------------------------------------------------
@@ -487,6 +490,13 @@ class write_protect_source final : public source {
     return std::unique_ptr<source>(std::move(s));
   }
 
+  void close_after_fork() noexcept override {
+    // The child's copies only: the parent's userfaultfd stays registered, its pages protected
+    // (the child's own pages lost their protection at fork: its mappings are not registered).
+    if (uffd_ >= 0) ::close(uffd_);
+    if (pagemap_ >= 0) ::close(pagemap_);
+    uffd_ = pagemap_ = -1;
+  }
   ~write_protect_source() override {
     if (uffd_ >= 0) ::close(uffd_);  // the kernel unprotects and unregisters everything
     if (pagemap_ >= 0) ::close(pagemap_);
@@ -1126,5 +1136,9 @@ void tiering_engine::stop() noexcept {
 }
 
 tiering_statistics tiering_engine::statistics() const { return impl_->statistics(); }
+
+void tiering_engine::close_after_fork() noexcept {
+  if (impl_ && impl_->hotness) impl_->hotness->close_after_fork();
+}
 
 }  // namespace hetmem

@@ -54,6 +54,16 @@ lifecycle)
   else
     ok "the preload was not linked by lld: no code layout to check (skipped)"
   fi
+  # fork beside the preload's tiering engine with the write-protect source (a userfaultfd on
+  # this process's memory): the children keep no userfaultfd (the atfork child handler closes
+  # the engine's descriptors) and the parent goes on.
+  HETMEM_TIERING="source=write-protect,interval=0.25,window=0.05" HETMEM_EXPLAIN=1 under "$bin/hetmem_preload_lifecycle" --forks
+  if grep -q "automatic tiering on: hotness from userfaultfd" <<<"$err"; then
+    [ $rc = 0 ] && grep -q "^ok   fork x30 .*keeps no userfaultfd" <<<"$out"
+    expect $? "fork x30 beside the tiering engine's userfaultfd: no child keeps it"
+  else
+    ok "no userfaultfd write-protect source here ($(grep -m1 'tiering' <<<"$err")): fork check beside it skipped"
+  fi
   under "$bin/hetmem_preload_cxx"
   echo "$out"
   [ $rc = 0 ]; expect $? "C++ operator checks pass"

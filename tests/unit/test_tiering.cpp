@@ -7,6 +7,7 @@
 
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -378,6 +379,76 @@ TEST_CASE("tiering engine: userfaultfd write-protect bits find the chunks this p
   for (std::size_t i = hot; i < bytes; i += 4096) REQUIRE(region.base[i] == 1);
   e->reset();  // closing the userfaultfd unprotects everything: writes go on without faults
   std::memset(region.base, 2, bytes);
+}
+
+namespace {
+// Descriptors of this process that are userfaultfds (readlink of /proc/self/fd/N), counted
+// without allocating: also called in a child of fork().
+int userfaultfds_open() noexcept {
+  int n = 0;
+  for (int fd = 0; fd < 1024; ++fd) {
+    char path[32] = "/proc/self/fd/";
+    char digits[12];
+    int len = 0;
+    for (int v = fd; len == 0 || v > 0; v /= 10) digits[len++] = static_cast<char>('0' + v % 10);
+    std::size_t at = std::strlen(path);
+    while (len > 0) path[at++] = digits[--len];
+    path[at] = '\0';
+    char target[64];
+    const ssize_t got = ::readlink(path, target, sizeof target - 1);
+    if (got <= 0) continue;
+    target[got] = '\0';
+    if (std::strstr(target, "userfaultfd")) ++n;
+  }
+  return n;
+}
+}  // namespace
+
+TEST_CASE("tiering engine: a forked child closes the engine's userfaultfd, and the parent's keeps working",
+          "[tiering]") {
+  // The preload's pthread_atfork child handler calls close_after_fork(): the child must not keep
+  // a descriptor on the parent's memory, and closing its copy must not unprotect the parent.
+  const std::size_t bytes = 8 * MiB;
+  busy_region region(bytes);
+  region.write(0, 4 * MiB);
+  tiering_options o;
+  o.fast = node_tier(0);
+  o.slow = node_tier(1);
+  o.source = hotness_source::write_protect;
+  o.soft_dirty_window_seconds = 0.05;
+  o.interval_seconds = 0.2;
+  o.smoothing = 1.0;
+  const auto b = region.address();
+  o.write_protect_within = {{b, b + bytes}};
+  const int before = userfaultfds_open();
+  auto e = tiering_engine::create(o);
+  if (!e && e.error().code == ENOTSUP) SKIP("SKIPPED: " << e.error().message);
+  REQUIRE(e);
+  REQUIRE((*e)->step());
+  CHECK(userfaultfds_open() == before + 1);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    const int inherited = userfaultfds_open();
+    (*e)->close_after_fork();
+    const int left = userfaultfds_open();
+    std::memset(region.base, 3, bytes);  // the child's own pages: written without a fault
+    ::_exit(inherited == before + 1 && left == before ? 0 : 10 + left);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  // The parent's engine still sees what its process writes.
+  REQUIRE((*e)->step());
+  const auto s = (*e)->statistics();
+  region.stop();
+  INFO(s.summary());
+  CHECK(s.hot_bytes >= 4 * MiB);
+  CHECK(s.last_error.empty());
+  CHECK(userfaultfds_open() == before + 1);
+  e->reset();
+  CHECK(userfaultfds_open() == before);
 }
 
 TEST_CASE("tiering engine: the write-protect source watches only its own process, within its ranges", "[tiering]") {

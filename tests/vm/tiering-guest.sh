@@ -58,6 +58,16 @@ rc=$?
 grep -a "automatic tiering\|^ok\|^FAIL" forks.txt | sed 's/^/     /'
 [ $rc = 0 ] && grep -q "automatic tiering on" forks.txt && grep -q "^ok   fork x30" forks.txt &&
   ok "fork beside the tiering thread: every child allocates and exits 0" || fail "fork beside the tiering thread (exit $rc)"
+# The same with the write-protect source: the engine holds a userfaultfd on the process's
+# memory, which no child may keep (the preload's atfork child handler closes it).
+HETMEM_TIERING="source=write-protect,interval=0.25,window=0.05" HETMEM_EXPLAIN=1 LD_PRELOAD="$preload" \
+  "$build/tests/hetmem_preload_lifecycle" --forks > forks-wp.txt 2>&1
+rc=$?
+grep -a "automatic tiering\|^ok\|^FAIL" forks-wp.txt | sed 's/^/     /'
+[ $rc = 0 ] && grep -q "automatic tiering on: hotness from userfaultfd" forks-wp.txt &&
+  grep -q "^ok   fork x30 .*keeps no userfaultfd" forks-wp.txt &&
+  ok "fork beside the write-protect source: every child exits 0 without the engine's userfaultfd" ||
+  fail "fork beside the write-protect source (exit $rc)"
 
 echo "== hetmem tierd --pid (from outside; soft-dirty bits; fast tier limited to 512 MiB)"
 set_kernel 0 0; settle
