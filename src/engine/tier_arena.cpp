@@ -837,12 +837,16 @@ result<tier_arena *> tier_arena::get_locked(const tier &t, unsigned fill_limit_p
   // Shards: jemalloc arenas. Per node: one per node on that node's state. Otherwise several on
   // the one state (the same slots, placement and limits), so that threads taking large blocks
   // do not all queue on one arena's lock. A thread keeps the shard its cache was given.
-  // The CPUs this process may run on (as jemalloc counts them; sysconf would parse sysfs text).
+  // Up to four per CPU this process may run on (jemalloc's own default for its arenas; CPUs
+  // counted as jemalloc counts them: sysconf would parse sysfs text), at most max_shards. They
+  // are made as threads come to need them: a program with four threads on two CPUs makes four
+  // (larson-churn: 1.10x jemalloc's time instead of 1.25x with one per CPU, its hand-offs
+  // queueing on two arenas' locks).
   cpu_set_t allowed;
   const long cpus =
       ::sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed) : ::sysconf(_SC_NPROCESSORS_ONLN);
   a->shards_ = a->per_node_ ? static_cast<unsigned>(nodes.size())
-                            : static_cast<unsigned>(std::clamp<long>(cpus, 1, static_cast<long>(max_shards)));
+                            : static_cast<unsigned>(std::clamp<long>(4 * cpus, 1, static_cast<long>(max_shards)));
   if (t.file) a->shards_ = 1;  // a bounded file: every arena's metadata would take its share
   for (unsigned k = 0; k < a->shards_; ++k) {
     a->shard_state_[k] = a->per_node_ ? states[k].get() : states.front().get();

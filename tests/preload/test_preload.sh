@@ -142,8 +142,11 @@ threads = [threading.Thread(target=work, args=(n,)) for n in (100, 1000, 10000)]
 [t.start() for t in threads]; [t.join() for t in threads]
 print("python ok")
 PY
-  under python3 alloc.py  # heap: what is resident in hetmem's window at exit (jemalloc has given much back)
-  [ $rc = 0 ] && [ "$out" = "python ok" ] && [ "$heap" -gt 50000 ]; expect $? "python3: a script that allocates ($heap KiB on hetmem's heap)"
+  # heap: what is resident in hetmem's window at exit. The main thread's 200000 objects and
+  # their JSON stay live (about 35 MiB); what the three threads freed may have been purged by
+  # then (each thread has a shard of its own, whose dirty pages jemalloc gives back).
+  under python3 alloc.py
+  [ $rc = 0 ] && [ "$out" = "python ok" ] && [ "$heap" -gt 25000 ]; expect $? "python3: a script that allocates ($heap KiB on hetmem's heap)"
   under sqlite3 db.sqlite "create table t(a integer primary key, b text); with recursive c(x) as (select 1 union all select x+1 from c where x < 200000) insert into t select x, hex(randomblob(40)) from c; create index tb on t(b); select count(*), sum(a) from t;"
   [ $rc = 0 ] && [ "$out" = "200000|20000100000" ]; expect $? "sqlite3: a generated database of 200000 rows, indexed and queried ($heap KiB)"
   git init -q repo && for i in $(seq 1 200); do echo "line $i $RANDOM" >"repo/f$i.txt"; done

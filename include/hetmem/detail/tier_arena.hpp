@@ -10,7 +10,9 @@
 // - A bind (or preferred-many) tier over several nodes is sharded per node (each node its own
 //   placement, slots, fill check and jemalloc arena): a thread uses its own node's shard (or,
 //   on a node outside the tier, the nearest by SLIT distance), the others when that node is
-//   full. Other tiers are sharded per CPU (same placement) to spread lock traffic.
+//   full. Other tiers are sharded by threads (same placement; up to four
+//   shards per CPU, at most max_shards, each made when a thread first needs it) to spread lock
+//   traffic.
 // - Thread caches never mix tiers: each thread keeps, per arena, small bins of freed objects
 //   (size classes up to 32 KiB, jemalloc's classes) in front of an explicit jemalloc tcache
 //   of its own. Bins are flushed when full and when the thread exits.
