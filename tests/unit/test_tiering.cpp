@@ -73,6 +73,19 @@ tier node_tier(std::uint32_t n) {
 // A chunk-aligned region of `bytes`, every byte 1, and threads that keep touching one byte per
 // page of parts of it until stop() (or destruction, also when a test SKIPs). A writer writes
 // whole passes only, each with its own value, so when it stops its pages all hold the last one.
+// The write-protect source on this process, node 0 over node 1, sampled quickly: a 50 ms window
+// in 200 ms intervals, each observation taken as it is (no smoothing).
+tiering_options write_protect_options() {
+  tiering_options o;
+  o.fast = node_tier(0);
+  o.slow = node_tier(1);
+  o.source = hotness_source::write_protect;
+  o.soft_dirty_window_seconds = 0.05;
+  o.interval_seconds = 0.2;
+  o.smoothing = 1.0;
+  return o;
+}
+
 class busy_region {
  public:
   explicit busy_region(std::size_t bytes) : bytes_(bytes) {
@@ -348,13 +361,7 @@ TEST_CASE("tiering engine: userfaultfd write-protect bits find the chunks this p
   busy_region region(bytes);
   region.write(0, hot);
   region.read(32 * MiB, 40 * MiB);
-  tiering_options o;
-  o.fast = node_tier(0);
-  o.slow = node_tier(1);
-  o.source = hotness_source::write_protect;
-  o.soft_dirty_window_seconds = 0.05;
-  o.interval_seconds = 0.2;
-  o.smoothing = 1.0;
+  tiering_options o = write_protect_options();
   const auto b = region.address();
   if (under_tsan) o.write_protect_within = {{b, b + bytes}};  // its shadow of the 16 MiB is hot too
   auto e = tiering_engine::create(o);
@@ -411,13 +418,7 @@ TEST_CASE("tiering engine: a forked child closes the engine's userfaultfd, and t
   const std::size_t bytes = 8 * MiB;
   busy_region region(bytes);
   region.write(0, 4 * MiB);
-  tiering_options o;
-  o.fast = node_tier(0);
-  o.slow = node_tier(1);
-  o.source = hotness_source::write_protect;
-  o.soft_dirty_window_seconds = 0.05;
-  o.interval_seconds = 0.2;
-  o.smoothing = 1.0;
+  tiering_options o = write_protect_options();
   const auto b = region.address();
   o.write_protect_within = {{b, b + bytes}};
   const int before = userfaultfds_open();
