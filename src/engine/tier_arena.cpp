@@ -882,6 +882,30 @@ int tier_arena::make_shard_locked() noexcept {
   return 0;
 }
 
+unsigned tier_arena::threads_on_shard(unsigned k) const noexcept {
+  return k < shards_ ? state_->shard_threads[k].load(std::memory_order_relaxed) : 0;
+}
+
+unsigned tier_arena::claim_least_used_shard() noexcept {
+  // Pick and count in one step: threads that start together would otherwise read the same
+  // counts and all take the same shard. Shards not made yet count no threads, so they are
+  // taken (and made, by take_shard) in order once every made one has a thread.
+  std::atomic<unsigned> *count = state_->shard_threads;
+  for (;;) {
+    const unsigned planned =
+        cannot_make_.load(std::memory_order_relaxed) ? made_.load(std::memory_order_acquire) : shards_;
+    unsigned pick = 0;
+    unsigned least = count[0].load(std::memory_order_relaxed);
+    for (unsigned k = 1; k < planned && least > 0; ++k)
+      if (const unsigned c = count[k].load(std::memory_order_relaxed); c < least) {
+        pick = k;
+        least = c;
+      }
+    // Fails when another thread claimed this shard since it was read: pick again.
+    if (count[pick].compare_exchange_weak(least, least + 1, std::memory_order_relaxed)) return pick;
+  }
+}
+
 unsigned tier_arena::take_shard(unsigned wanted) noexcept {
   if (wanted < made_.load(std::memory_order_acquire)) return wanted;
   {
@@ -1095,16 +1119,16 @@ void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexce
             found = true;
           }
         }
-        // Shards not made yet count no threads, so they are taken (and made) in order once
-        // every made one has a thread.
-        const unsigned planned =
-            cannot_make_.load(std::memory_order_relaxed) ? made_.load(std::memory_order_acquire) : shards_;
-        for (unsigned k = 1; k < planned && !found; ++k)
-          if (state_->shard_threads[k].load(std::memory_order_relaxed) <
-              state_->shard_threads[pick].load(std::memory_order_relaxed))
-            pick = k;
-        pick = take_shard(pick);
-        state_->shard_threads[pick].fetch_add(1, std::memory_order_relaxed);
+        if (found) {
+          state_->shard_threads[pick].fetch_add(1, std::memory_order_relaxed);
+        } else {
+          pick = claim_least_used_shard();
+        }
+        if (const unsigned made = take_shard(pick); made != pick) {  // fewer shards could be made
+          state_->shard_threads[pick].fetch_sub(1, std::memory_order_relaxed);
+          state_->shard_threads[made].fetch_add(1, std::memory_order_relaxed);
+          pick = made;
+        }
         own = arena_cache_init(tc, id_, je_shard_[pick], pick);
       }
     }

@@ -81,6 +81,8 @@ class tier_arena {
   // CPU shards as threads come to need them.
   [[nodiscard]] unsigned shards_planned() const noexcept { return shards_; }
   [[nodiscard]] unsigned shards_made() const noexcept { return made_.load(std::memory_order_acquire); }
+  // Live threads using shard k (0 past the planned ones).
+  [[nodiscard]] unsigned threads_on_shard(unsigned k) const noexcept;
   // Frees `p`, which must come from some tier_arena (any thread may free).
   static void deallocate(void *p) noexcept;
   // Frees `p` when hetmem allocated it and returns true; false (p untouched, nothing reported)
@@ -147,6 +149,9 @@ class tier_arena {
   // The shard a thread without one takes, made now if it was not yet (may be below `wanted`
   // when jemalloc cannot make more arenas).
   unsigned take_shard(unsigned wanted) noexcept;
+  // The least used of the planned shards, its thread count already raised by one: the pick and
+  // the count are one compare-and-swap, so threads that come together spread out.
+  unsigned claim_least_used_shard() noexcept;
 
   tier tier_;
   unsigned fill_limit_ = 100;
