@@ -41,6 +41,8 @@ nlohmann::json to_json(const tiering_statistics &s) {
           {"psi_some_avg10", s.psi_some_avg10},
           {"fast_reserve_bytes", s.fast_reserve_bytes},
           {"engine_cpu_seconds", s.engine_cpu_seconds},
+          {"observe_cpu_seconds", s.observe_cpu_seconds},
+          {"migrate_cpu_seconds", s.migrate_cpu_seconds},
           {"source_cpu_seconds", s.source_cpu_seconds},
           {"last_error", s.last_error}};
 }

@@ -702,6 +702,16 @@ std::string tiering_statistics::summary() const {
                   std::to_string(pages_promoted) + ", demoted " + std::to_string(pages_demoted) + " pages";
   if (promote_failed + demote_failed > 0) s += " (" + std::to_string(promote_failed + demote_failed) + " refused)";
   s += "; cpu " + std::string(cpu);
+  if (engine_cpu_seconds > 0) {
+    char parts[128];
+    if (source_cpu_seconds > 0)
+      std::snprintf(parts, sizeof parts, " (observing %.2f s, moving pages %.2f s, kdamond %.2f s)",
+                    observe_cpu_seconds, migrate_cpu_seconds, source_cpu_seconds);
+    else
+      std::snprintf(parts, sizeof parts, " (observing %.2f s, moving pages %.2f s)", observe_cpu_seconds,
+                    migrate_cpu_seconds);
+    s += parts;
+  }
   if (!last_error.empty()) s += "; last error: " + last_error;
   return s;
 }
@@ -827,7 +837,9 @@ struct tiering_engine::impl {
       views.reserve(processes.size());
       for (auto &p : processes) views.push_back({p.pid, &p.chunks, {}, &p.mappings});
       std::string source_error;
+      const double observe0 = thread_cpu_seconds();
       if (auto ok = hotness->observe(views); !ok) source_error = ok.error().message;
+      const double observe_cpu = thread_cpu_seconds() - observe0;
       // Smooth each chunk's heat.
       const double a = std::clamp(options.smoothing, 0.01, 1.0);
       for (std::size_t k = 0; k < processes.size(); ++k) {
@@ -898,6 +910,7 @@ struct tiering_engine::impl {
 
       // Carry it out: demotions first (they make the room), one migrate call per process and direction.
       std::uint64_t promoted = 0, demoted = 0, promote_failed = 0, demote_failed = 0;
+      double migrate_cpu = 0;
       std::string error_text = source_error;
       auto run = [&](const std::vector<std::size_t> &list, bool up) {
         std::map<std::size_t, std::vector<address_range>> per_process;
@@ -917,7 +930,9 @@ struct tiering_engine::impl {
           migration_options mo;
           mo.pid = processes[k].pid;
           if (!up) mo.only_from = fast.where.nodes;
+          const double migrate0 = thread_cpu_seconds();
           auto r = migrate(ranges, up ? fast : slow, mo);
+          migrate_cpu += thread_cpu_seconds() - migrate0;
           if (!r) {
             error_text = r.error().message;
             continue;
@@ -950,6 +965,8 @@ struct tiering_engine::impl {
       stats.psi_some_avg10 = psi;
       stats.fast_reserve_bytes = reserve_bytes;
       stats.engine_cpu_seconds += cpu;
+      stats.observe_cpu_seconds += observe_cpu;
+      stats.migrate_cpu_seconds += migrate_cpu;
       stats.source_cpu_seconds = hotness->cpu_seconds();
       stats.elapsed_seconds = monotonic_seconds() - started;
       if (!error_text.empty()) stats.last_error = error_text;

@@ -352,6 +352,11 @@ TEST_CASE("tiering engine: soft-dirty bits find the chunks this process writes",
   CHECK(s.pages_promoted == 0);
   CHECK(s.pages_demoted == 0);
   CHECK(s.engine_cpu_seconds > 0);
+  // Its parts: the source's scans took some of it; nothing moved, so no time moving pages.
+  CHECK(s.observe_cpu_seconds > 0);
+  CHECK(s.observe_cpu_seconds <= s.engine_cpu_seconds);
+  CHECK(s.migrate_cpu_seconds == 0);
+  CHECK(s.summary().find("(observing ") != std::string::npos);
 }
 
 TEST_CASE("tiering engine: userfaultfd write-protect bits find the chunks this process writes", "[tiering]") {
@@ -378,6 +383,12 @@ TEST_CASE("tiering engine: userfaultfd write-protect bits find the chunks this p
   CHECK(s.managed_bytes >= bytes);
   CHECK(s.pages_promoted == 0);
   CHECK(s.last_error.empty());
+  // The engine's CPU and its parts: the scans took some of it; nothing moved, so none went to
+  // moving pages.
+  CHECK(s.observe_cpu_seconds > 0);
+  CHECK(s.observe_cpu_seconds <= s.engine_cpu_seconds);
+  CHECK(s.migrate_cpu_seconds == 0);
+  CHECK_THAT(s.summary(), ContainsSubstring("(observing "));
   // Every byte is what was written: the protection changes nothing the program sees. The
   // writer's pages all hold its last pass (no write to a protected page was lost), the rest 1.
   const char last = region.base[0];

@@ -113,8 +113,30 @@ k1=$(reached kernel 1) k2=$(reached kernel 2) h1=$(reached hetmem 1) h2=$(reache
 sooner() { [ "$1" != never ] && { [ "$2" = never ] || [ "$1" -lt "$2" ]; }; }
 sooner "$h1" "$k1" && sooner "$h2" "$k2" && echo "target (90% sooner than the kernel's mode, after start and move): met" ||
   echo "target (90% sooner than the kernel's mode, after start and move): NOT met (hetmem $h1/$h2 s, kernel $k1/$k2 s)"
+# The engine's CPU in parts, by its own account: reading the source, and moving pages (the
+# kernel copying them on the engine's thread: work any tiering pays for, which the kernel's
+# own mode charges to the program instead, and which costs tens of times more under TCG).
+# The preload's engine says it in its HETMEM_REPORT line at exit, tierd in its last JSON line.
+split_of() {  # MODE -> "total observing moving kdamond" in seconds (total includes kdamond's)
+  if [ "$1" = tierd ]; then
+    tail -1 tierd.json | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["engine_cpu_seconds"]+s["source_cpu_seconds"], s["observe_cpu_seconds"], s["migrate_cpu_seconds"], s["source_cpu_seconds"])' 2> /dev/null
+  else
+    sed -n 's/.*hetmem report.*; cpu \([0-9.]*\) s (observing \([0-9.]*\) s, moving pages \([0-9.]*\) s\(, kdamond \([0-9.]*\) s\)\{0,1\}).*/\1 \2 \3 \5/p' "$1.txt" | tail -1
+  fi
+}
+for m in hetmem hetmem-wp tierd; do
+  read -r total observing moving kdamond <<< "$(split_of $m)"
+  if [ -z "$moving" ]; then
+    fail "$m: the engine's CPU in parts is missing (HETMEM_REPORT line or tierd's JSON)"
+    continue
+  fi
+  python3 -c "t,o,m,k,s=$total,$observing,$moving,${kdamond:-0},$seconds; print('     %-10s tiering cpu %.2f s: observing %.2f s, kdamond %.2f s, moving pages %.2f s, the rest %.2f s; without moving pages %.1f%% of one core' % ('$m', t, o, k, m, t-o-k-m, 100*(t-m)/s))"
+done
 cpu=$(sed -n 's/.*= \([0-9.]*\)% of one core.*/\1/p' hetmem.txt)
+read -r total observing moving kdamond <<< "$(split_of hetmem)"
+own=$(python3 -c "print('%.1f' % (100 * (${total:-0} - ${moving:-0}) / $seconds))")
 python3 -c "import sys; sys.exit(0 if float('${cpu:-100}') < 5 else 1)" &&
-  echo "target (engine under 5% of one core): met (${cpu}%)" || echo "target (engine under 5% of one core): NOT met (${cpu}%)"
+  echo "target (engine under 5% of one core): met (${cpu}%)" ||
+  echo "target (engine under 5% of one core): NOT met (${cpu}%; ${own}% without the kernel copying pages on its thread)"
 echo "tiering: $fails failure(s)"
 [ $fails = 0 ]
