@@ -19,6 +19,10 @@
 //      userfaultfd has registered stays unwatched (cold); write_protect_within limits what it
 //      registers (the preload: its own address window, so a program's own userfaultfd use of
 //      its other memory is never refused with EBUSY).
+//   The write-bit sources (2, 3) halve their window, down to 1 ms, while the median watched
+//   slice of a chunk is written half or more in it (a page counts once however often it is
+//   written, so a saturated window ranks nothing), and double it back, up to the configured one,
+//   while it is written less than an eighth.
 //   The allocator's own knowledge and hardware sampling are not used (yet).
 // - Memory is judged in chunks (2 MiB by default, one transparent huge page): each interval
 //   every chunk gets a heat in [0, 1] (DAMON: the share of samples that saw an access; soft
@@ -134,6 +138,9 @@ struct tiering_statistics {
   double observe_cpu_seconds = 0;
   double migrate_cpu_seconds = 0;
   double source_cpu_seconds = 0;  // CPU time of the kdamond working for it (DAMON), 0 otherwise
+  // The write window in use (soft-dirty and write-protect bits; 0 for DAMON): at most the
+  // configured one, halved down to 1 ms while most watched pages are written within it.
+  double window_seconds = 0;
   double elapsed_seconds = 0;
   std::string last_error;  // the latest failure that did not stop the engine
   // "interval 12: fast 512.0 MiB, slow 1.5 GiB, hot 256.0 MiB; promoted 65536, demoted 65536 pages;

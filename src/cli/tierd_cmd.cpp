@@ -44,6 +44,7 @@ nlohmann::json to_json(const tiering_statistics &s) {
           {"observe_cpu_seconds", s.observe_cpu_seconds},
           {"migrate_cpu_seconds", s.migrate_cpu_seconds},
           {"source_cpu_seconds", s.source_cpu_seconds},
+          {"window_seconds", s.window_seconds},
           {"last_error", s.last_error}};
 }
 

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -389,6 +390,8 @@ TEST_CASE("tiering engine: userfaultfd write-protect bits find the chunks this p
   CHECK(s.observe_cpu_seconds <= s.engine_cpu_seconds);
   CHECK(s.migrate_cpu_seconds == 0);
   CHECK_THAT(s.summary(), ContainsSubstring("(observing "));
+  // Most chunks are not written: the window stays as configured.
+  CHECK(s.window_seconds == o.soft_dirty_window_seconds);
   // Every byte is what was written: the protection changes nothing the program sees. The
   // writer's pages all hold its last pass (no write to a protected page was lost), the rest 1.
   const char last = region.base[0];
@@ -397,6 +400,45 @@ TEST_CASE("tiering engine: userfaultfd write-protect bits find the chunks this p
   for (std::size_t i = hot; i < bytes; i += 4096) REQUIRE(region.base[i] == 1);
   e->reset();  // closing the userfaultfd unprotects everything: writes go on without faults
   std::memset(region.base, 2, bytes);
+}
+
+TEST_CASE("tiering engine: the write window shortens while nearly every watched page is written in it", "[tiering]") {
+  // A thread rewrites every page of its 16 MiB continuously: in a 50 ms window every slice is
+  // written whole, which tells hot from cold no longer. The window halves each interval while
+  // the median slice is written half or more, down to 1 ms at the least.
+  const std::size_t bytes = 16 * MiB;
+  busy_region region(bytes);
+  region.write(0, bytes);
+  tiering_options o = write_protect_options();
+  const auto b = region.address();
+  o.write_protect_within = {{b, b + bytes}};
+  auto e = tiering_engine::create(o);
+  if (!e && e.error().code == ENOTSUP) SKIP("SKIPPED: " << e.error().message);
+  REQUIRE(e);
+  CHECK((*e)->statistics().window_seconds == o.soft_dirty_window_seconds);
+  CHECK_THAT((*e)->statistics().source, ContainsSubstring("window up to 50 ms, shorter while"));
+  // The first halving is certain (a 50 ms window sees every page written); later ones depend on
+  // how fast this machine's thread rewrites 4096 pages, each first write after a scan taking
+  // a fault in the kernel.
+  REQUIRE((*e)->step());
+  double previous = (*e)->statistics().window_seconds;
+  CHECK(previous == o.soft_dirty_window_seconds / 2);
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE((*e)->step());
+    const double w = (*e)->statistics().window_seconds;
+    INFO("interval " << i + 1 << ": window " << w * 1000 << " ms, " << (*e)->statistics().summary());
+    CHECK(w >= 0.001);  // halved again, or kept (or doubled when the writer was not scheduled)
+    CHECK(w <= o.soft_dirty_window_seconds);
+    previous = w;
+  }
+  region.stop();
+  const auto s = (*e)->statistics();
+  CHECK(s.window_seconds >= 0.001);
+  CHECK(s.hot_bytes >= bytes);  // still every chunk of it
+  CHECK(s.last_error.empty());
+  // Nothing is written any more: the window grows back towards its configured length.
+  REQUIRE((*e)->step());
+  CHECK((*e)->statistics().window_seconds == std::min(previous * 2, o.soft_dirty_window_seconds));
 }
 
 namespace {
