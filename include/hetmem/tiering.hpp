@@ -111,6 +111,10 @@ struct tiering_options {
   // The write-protect source registers only memory inside these [start, end) ranges; empty: all
   // managed memory.
   std::vector<std::pair<std::uintptr_t, std::uintptr_t>> write_protect_within;
+  // Chunks the write-protect source scans per interval (each scan walks a slice's page tables
+  // twice and flushes the TLB of every CPU the program runs on); past that many, chunks take
+  // turns and keep their heat while not scanned. 512: 1 GiB of 2 MiB chunks.
+  std::size_t write_protect_chunks_per_interval = 512;
   std::string damon_admin = "/sys/kernel/mm/damon/admin";
   // Called by the engine after each interval (from its thread when started with start()).
   std::function<void(const tiering_statistics &)> on_interval;

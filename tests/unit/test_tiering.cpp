@@ -441,6 +441,34 @@ TEST_CASE("tiering engine: the write window shortens while nearly every watched 
   CHECK((*e)->statistics().window_seconds == std::min(previous * 2, o.soft_dirty_window_seconds));
 }
 
+TEST_CASE("tiering engine: past its scan budget the write-protect source lets chunks take turns", "[tiering]") {
+  // Eight chunks, two scanned per interval. In the first interval a thread writes all of them:
+  // the two scanned are found hot. Then nothing is written: each interval two others are
+  // scanned and found cold, while the first two keep their heat until their turn comes again.
+  const std::size_t bytes = 16 * MiB;
+  busy_region region(bytes);
+  region.write(0, bytes);
+  tiering_options o = write_protect_options();
+  const auto b = region.address();
+  o.write_protect_within = {{b, b + bytes}};
+  o.write_protect_chunks_per_interval = 2;
+  auto e = tiering_engine::create(o);
+  if (!e && e.error().code == ENOTSUP) SKIP("SKIPPED: " << e.error().message);
+  REQUIRE(e);
+  REQUIRE((*e)->step());
+  INFO("interval 1: " << (*e)->statistics().summary());
+  CHECK((*e)->statistics().hot_bytes == 2 * chunk);  // not all eight: the budget holds
+  region.stop();
+  for (int round = 2; round <= 5; ++round) {
+    REQUIRE((*e)->step());
+    const auto s = (*e)->statistics();
+    INFO("interval " << round << ": " << s.summary());
+    // Rounds 2-4 scan the other six: the first two keep their heat. Round 5 scans those again.
+    CHECK(s.hot_bytes == (round <= 4 ? 2 * chunk : 0));
+    CHECK(s.last_error.empty());
+  }
+}
+
 namespace {
 // Descriptors of this process that are userfaultfds (readlink of /proc/self/fd/N), counted
 // without allocating: also called in a child of fork().
