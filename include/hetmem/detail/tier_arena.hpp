@@ -140,6 +140,8 @@ class tier_arena {
   static tier_arena *find_locked(const tier &t, unsigned fill_limit_percent) noexcept;
   static result<tier_arena *> get_locked(const tier &t, unsigned fill_limit_percent);
   [[gnu::noinline]] void *allocate_slow(std::size_t bytes, std::size_t alignment) noexcept;
+  // allocate_default() past the bins of the arena the thread used last.
+  [[gnu::noinline]] void *allocate_default_slow(std::size_t bytes) noexcept;
   [[gnu::noinline]] void *refill(void *cache, unsigned size_class, std::size_t bytes) noexcept;
   [[gnu::noinline]] void *direct_failed(void *cache, std::size_t bytes) noexcept;
   void *other_nodes(std::size_t bytes, std::size_t alignment, unsigned tried) noexcept;
