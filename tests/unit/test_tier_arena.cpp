@@ -181,6 +181,45 @@ TEST_CASE("thread caches never hand one tier's memory to another", "[engine][liv
   }
 }
 
+TEST_CASE("alternating between two tier arenas, every block goes back to its own arena's bins", "[engine][live]") {
+  // The fast paths serve the arena the thread used last from thread-locals of their own: a
+  // thread that alternates, and frees one arena's blocks while it last used the other, must
+  // still get each arena's own blocks back, and the bins' counts must come out even.
+  auto a = detail::tier_arena::get(node0("alternating tier A"));
+  auto b = detail::tier_arena::get(node0("alternating tier B", policy_mode::preferred));
+  REQUIRE((a && b));
+  const auto a0 = (*a)->counters().allocated_bytes, b0 = (*b)->counters().allocated_bytes;
+  for (std::size_t size : {16u, 64u, 100u, 4096u}) {
+    std::vector<void *> from_a, from_b;
+    for (int i = 0; i < 300; ++i) {
+      from_a.push_back(detail::arena_allocate(*a, size));
+      from_b.push_back(detail::arena_allocate(*b, size));
+    }
+    for (std::size_t i = 0; i < from_a.size(); ++i) {
+      CHECK(detail::tier_arena::of(from_a[i]) == *a);
+      CHECK(detail::tier_arena::of(from_b[i]) == *b);
+    }
+    // Free A's while B is the last used, then B's while A is, then take them all again.
+    void *one_b = detail::arena_allocate(*b, size);  // B last
+    for (void *p : from_a) detail::tier_arena::deallocate(p);
+    void *one_a = detail::arena_allocate(*a, size);  // A last
+    for (void *p : from_b) detail::tier_arena::deallocate(p);
+    CHECK(detail::tier_arena::of(one_a) == *a);
+    for (int i = 0; i < 300; ++i) {
+      void *pa = detail::arena_allocate(*a, size), *pb = detail::arena_allocate(*b, size);
+      REQUIRE((pa && pb));
+      CHECK(detail::tier_arena::of(pa) == *a);
+      CHECK(detail::tier_arena::of(pb) == *b);
+      detail::tier_arena::deallocate(pb);
+      detail::tier_arena::deallocate(pa);
+    }
+    detail::tier_arena::deallocate(one_a);
+    detail::tier_arena::deallocate(one_b);
+  }
+  CHECK((*a)->counters().allocated_bytes == a0);
+  CHECK((*b)->counters().allocated_bytes == b0);
+}
+
 TEST_CASE("an arena behind jemalloc's own thread caches still never mixes tiers", "[engine][live]") {
   // One arena per process may use jemalloc's automatic thread caches (the preload's catch-all
   // tier). Objects of other arenas must never come out of those caches, nor its objects out of
