@@ -358,8 +358,9 @@ result<void> soft_dirty_supported() {
 
 // The window of the write-bit sources (soft-dirty, write-protect): the configured length at
 // most. A page counts once however often it is written, so a window long enough for a program
-// to write nearly every watched page of most chunks tells hot from cold no longer (GUPS at 70 M
-// updates/s writes 73% of a 2 GiB table's pages in 100 ms with only a tenth of its updates). So
+// to write nearly every watched page of most chunks tells hot from cold no longer (GUPS on one
+// thread, 40 M updates/s over 2 GiB, writes about half of the table's pages in 100 ms with the
+// tenth of its updates that miss the hot set; over 128 MiB at 70 M/s, every page). So
 // while the median watched slice is written half or more, the window halves (down to 1 ms), and
 // while it is written less than an eighth, it doubles back towards the configured length.
 class write_window {
