@@ -34,6 +34,15 @@ bool va_window::reserve() noexcept {
     if (aligned > raw) os().munmap(p, aligned - raw);
     const std::uintptr_t end = raw + total + slot;
     if (end > aligned + total) os().munmap(reinterpret_cast<void *>(aligned + total), end - (aligned + total));
+    // The page marks: one byte per page of the window, in one range reserved as the window is,
+    // so that a mark's address is computed from the pointer alone (free() reads it in parallel
+    // with the slot's owner instead of after it). A slot's part is mapped when it is claimed.
+    void *m = os().mmap(nullptr, total >> page_shift, PROT_NONE, reserve_flags, -1, 0);
+    if (m == MAP_FAILED) {
+      os().munmap(reinterpret_cast<void *>(aligned), total);
+      continue;
+    }
+    marks_ = static_cast<std::uint8_t *>(m);
     base_ = aligned;
     shift_ = static_cast<unsigned>(std::countr_zero(slot));
     total_.store(total, std::memory_order_release);
@@ -64,9 +73,10 @@ void *va_window::claim(va_owner *owner, std::size_t bytes, std::size_t *run_byte
       const std::size_t mark_bytes = slot >> page_shift;
       for (std::size_t i = 0; i < want; ++i) {
         if (slots_[first + i].marks == nullptr) {
-          void *m = os().mmap(nullptr, mark_bytes, PROT_READ | PROT_WRITE, reserve_flags, -1, 0);
+          std::uint8_t *at = marks_ + (first + i) * mark_bytes;
+          void *m = os().mmap(at, mark_bytes, PROT_READ | PROT_WRITE, reserve_flags | MAP_FIXED, -1, 0);
           if (m == MAP_FAILED) return nullptr;
-          slots_[first + i].marks = static_cast<std::uint8_t *>(m);
+          slots_[first + i].marks = at;
         }
       }
       for (std::size_t i = 0; i < want; ++i) {

@@ -51,7 +51,7 @@ class va_window {
     if (d >= w->total_.load(std::memory_order_acquire)) return 0;
     const slot_entry &e = w->slots_[d >> w->shift_];
     const unsigned id = e.arena_id.load(std::memory_order_acquire);
-    if (id) *mark = load_mark(e.marks + ((d & ((std::uintptr_t{1} << w->shift_) - 1)) >> page_shift));
+    if (id) *mark = load_mark(w->marks_ + (d >> page_shift));
     return id;
   }
 
@@ -92,9 +92,10 @@ class va_window {
   struct slot_entry {
     std::atomic<va_owner *> owner{nullptr};
     std::atomic<std::uint32_t> arena_id{0};
-    std::uint8_t *marks = nullptr;  // mapped when the slot is first claimed, never unmapped
+    std::uint8_t *marks = nullptr;  // its part of marks_, mapped when the slot is first claimed
   };
   std::uintptr_t base_ = 0;
+  std::uint8_t *marks_ = nullptr;      // one byte per page of the window (reserved with it)
   std::atomic<std::size_t> total_{0};  // published last: lookups need no other flag
   unsigned shift_ = 0;
   slot_entry slots_[slots] = {};
