@@ -1252,18 +1252,7 @@ namespace {
       return true;
     }
     if (m) [[likely]] {
-      // The hot path: a small object of a tier arena, into this thread's bin.
-      if (thread_cache *tc = tl_cache) [[likely]] {
-        if (arena_cache *ac = cache_of(tc, id)) [[likely]] {
-          bin &b = ac->bins[m - 1u];
-          const std::uint32_t n = count_of(b);
-          if (n != b.cap) [[likely]] {
-            b.stack[n] = p;
-            set_count(b, n + 1);
-            return true;
-          }
-        }
-      }
+      // A small object of another tier arena than the last used, or its bin is full.
       release_class(static_cast<tier_arena::state *>(va_window::owner_of(p)), p, m - 1u);
       return true;
     }
