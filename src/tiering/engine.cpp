@@ -367,7 +367,6 @@ class write_window {
  public:
   explicit write_window(double longest) : longest_(longest), now_(longest) {}
   [[nodiscard]] double seconds() const noexcept { return now_; }
-  [[nodiscard]] double longest() const noexcept { return longest_; }
   // heats: the share written of each watched slice with present pages, this window.
   void adapt(std::vector<double> &heats) noexcept {
     if (heats.empty()) return;
