@@ -122,6 +122,7 @@ class busy_region {
     threads_.clear();
   }
   [[nodiscard]] std::uintptr_t address() const { return reinterpret_cast<std::uintptr_t>(base); }
+  [[nodiscard]] std::size_t bytes() const { return bytes_; }
 
   char *base = nullptr;
 
@@ -132,6 +133,13 @@ class busy_region {
   std::atomic<unsigned> sink_{0};
   std::vector<std::thread> threads_;
 };
+
+// write_protect_options() watching only `region` (none of the test's own stack and heap).
+tiering_options watching_only(const busy_region &region) {
+  tiering_options o = write_protect_options();
+  o.write_protect_within = {{region.address(), region.address() + region.bytes()}};
+  return o;
+}
 
 }  // namespace
 
@@ -409,9 +417,7 @@ TEST_CASE("tiering engine: the write window shortens while nearly every watched 
   const std::size_t bytes = 16 * MiB;
   busy_region region(bytes);
   region.write(0, bytes);
-  tiering_options o = write_protect_options();
-  const auto b = region.address();
-  o.write_protect_within = {{b, b + bytes}};
+  tiering_options o = watching_only(region);
   auto e = tiering_engine::create(o);
   if (!e && e.error().code == ENOTSUP) SKIP("SKIPPED: " << e.error().message);
   REQUIRE(e);
@@ -448,9 +454,7 @@ TEST_CASE("tiering engine: past its scan budget the write-protect source lets ch
   const std::size_t bytes = 16 * MiB;
   busy_region region(bytes);
   region.write(0, bytes);
-  tiering_options o = write_protect_options();
-  const auto b = region.address();
-  o.write_protect_within = {{b, b + bytes}};
+  tiering_options o = watching_only(region);
   o.write_protect_chunks_per_interval = 2;
   auto e = tiering_engine::create(o);
   if (!e && e.error().code == ENOTSUP) SKIP("SKIPPED: " << e.error().message);
@@ -499,9 +503,7 @@ TEST_CASE("tiering engine: a forked child closes the engine's userfaultfd, and t
   const std::size_t bytes = 8 * MiB;
   busy_region region(bytes);
   region.write(0, 4 * MiB);
-  tiering_options o = write_protect_options();
-  const auto b = region.address();
-  o.write_protect_within = {{b, b + bytes}};
+  tiering_options o = watching_only(region);
   const int before = userfaultfds_open();
   auto e = tiering_engine::create(o);
   if (!e && e.error().code == ENOTSUP) SKIP("SKIPPED: " << e.error().message);
