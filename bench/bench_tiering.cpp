@@ -31,7 +31,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -42,31 +44,32 @@
 #include <thread>
 #include <vector>
 
+#include "hetmem/policy.hpp"
 #include "hetmem/tiering.hpp"
 #include "hetmem/topology.hpp"
 
 namespace {
 
-std::uint64_t parse_size(const char *s) {
+[[noreturn]] void bad_setting(const std::string &what) {
+  std::fprintf(stderr, "hetmem_bench_tiering: %s\n", what.c_str());
+  std::exit(2);
+}
+
+// "2G", "256M": the policy language's sizes; the error names the option and the token.
+std::uint64_t size_arg(const std::string &option, const char *text) {
+  auto v = hetmem::policy::parse_size(text);
+  if (!v) bad_setting(option + ": " + v.error().message);
+  return *v;
+}
+
+// A plain number, all of the text.
+double number_arg(const std::string &option, const char *text) {
   char *end = nullptr;
-  double v = std::strtod(s, &end);
-  switch (end && *end ? *end : 0) {
-    case 'K':
-    case 'k':
-      v *= 1024.0;
-      break;
-    case 'M':
-    case 'm':
-      v *= 1024.0 * 1024;
-      break;
-    case 'G':
-    case 'g':
-      v *= 1024.0 * 1024 * 1024;
-      break;
-    default:
-      break;
-  }
-  return static_cast<std::uint64_t>(v);
+  errno = 0;
+  const double v = std::strtod(text, &end);
+  if (end == text || *end != '\0' || errno != 0 || !std::isfinite(v))
+    bad_setting(option + ": '" + text + "' is not a number");
+  return v;
 }
 
 struct settings {
@@ -172,19 +175,19 @@ int main(int argc, char **argv) {
       return argv[++i];
     };
     if (a == "--size")
-      s.size = parse_size(value());
+      s.size = size_arg(a, value());
     else if (a == "--hot")
-      s.hot = parse_size(value());
+      s.hot = size_arg(a, value());
     else if (a == "--hot-share")
-      s.hot_share = std::strtod(value(), nullptr);
+      s.hot_share = number_arg(a, value());
     else if (a == "--seconds")
-      s.seconds = std::strtod(value(), nullptr);
+      s.seconds = number_arg(a, value());
     else if (a == "--interval")
-      s.interval = std::strtod(value(), nullptr);
+      s.interval = number_arg(a, value());
     else if (a == "--window")
-      s.window = std::strtod(value(), nullptr);
+      s.window = number_arg(a, value());
     else if (a == "--reps")
-      s.reps = std::atoi(value());
+      s.reps = static_cast<int>(std::min(number_arg(a, value()), 1000.0));
     else if (a == "--quick") {
       s.size = 128ULL << 20;
       s.hot = 16ULL << 20;
@@ -198,13 +201,13 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (s.size < (4ULL << 20) || s.hot < 4096 || s.hot > s.size || s.hot_share < 0 || s.hot_share > 1 || s.seconds <= 0 ||
-      s.interval <= 0 || s.interval > s.seconds || s.reps < 1 || s.window < 0 || s.window >= s.interval) {
-    std::fprintf(stderr,
-                 "hetmem_bench_tiering: bad settings (the hot set must fit in the table, the interval in "
-                 "the run)\n");
-    return 2;
-  }
+  if (s.size < (4ULL << 20)) bad_setting("--size: the table needs 4 MiB at least");
+  if (s.hot < 4096 || s.hot > s.size) bad_setting("--hot: the hot set must be a page at least and fit in the table");
+  if (s.hot_share < 0 || s.hot_share > 1) bad_setting("--hot-share: a share in [0, 1]");
+  if (s.seconds <= 0) bad_setting("--seconds: must be positive");
+  if (s.interval <= 0 || s.interval > s.seconds) bad_setting("--interval: must be positive and at most --seconds");
+  if (s.window < 0 || s.window >= s.interval) bad_setting("--window: must be shorter than --interval");
+  if (s.reps < 1) bad_setting("--reps: one at least");
 
   // The tiers: the fastest and the next, or (one tier) node 0 and a node that does not exist.
   hetmem::tier fast, slow;
