@@ -23,7 +23,14 @@
 //   slice of a chunk is written half or more in it (a page counts once however often it is
 //   written, so a saturated window ranks nothing), and double it back, up to the configured one,
 //   while it is written less than an eighth.
-//   The allocator's own knowledge and hardware sampling are not used (yet).
+//   4. the allocator's own knowledge, beside one of the above (options.sites: the preload's
+//   registry of its large blocks by call site; this process only). A block counts for its site
+//   once it has been watched for site_maturity_intervals; a site whose mature blocks are at
+//   promote_threshold or above becomes hot, one below half of it cold (set in the registry, where
+//   the preload places the site's next blocks by it), and a younger block's chunks take their
+//   site's heat (raised for a hot site, capped for a cold one), so a new block from a hot site is
+//   promoted at once and one from a cold site is not promoted for the writes that fill it.
+//   Hardware sampling (perf) is not used (yet).
 // - Memory is judged in chunks (2 MiB by default, one transparent huge page): each interval
 //   every chunk gets a heat in [0, 1] (DAMON: the share of samples that saw an access; soft
 //   dirty: the share of its present pages written in the window), smoothed over intervals.
@@ -89,6 +96,9 @@ enum class hotness_source { automatic, damon, soft_dirty, write_protect };
 enum class kernel_coexistence { coexist, yield, force };
 
 struct tiering_statistics;
+namespace detail {
+class site_registry;
+}
 
 struct tiering_options {
   std::vector<pid_t> pids;   // processes to manage; empty (and no cgroup): this process
@@ -116,6 +126,12 @@ struct tiering_options {
   // turns and keep their heat while not scanned. 512: 1 GiB of 2 MiB chunks.
   std::size_t write_protect_chunks_per_interval = 512;
   std::string damon_admin = "/sys/kernel/mm/damon/admin";
+  // The allocator's knowledge (see the contract, 4): the registry the preload records its large
+  // blocks in, or nullptr. Only with this process managed. site_min_bytes: the smallest block the
+  // preload records and places by its site (0: none; the engine itself does not read it).
+  detail::site_registry *sites = nullptr;
+  std::size_t site_min_bytes = std::size_t{1} << 20;
+  unsigned site_maturity_intervals = 3;
   // Called by the engine after each interval (from its thread when started with start()).
   std::function<void(const tiering_statistics &)> on_interval;
 };
@@ -146,10 +162,26 @@ struct tiering_statistics {
   // configured one, halved down to 1 ms while most watched pages are written within it.
   double window_seconds = 0;
   double elapsed_seconds = 0;
-  std::string last_error;  // the latest failure that did not stop the engine
+  // The allocator's knowledge (with options.sites): sites with live large blocks or a verdict,
+  // of which hot and cold; live blocks tracked; chunks that took their site's heat (in all);
+  // blocks (bytes) the preload placed straight on the slow tier because their site was cold.
+  bool site_knowledge = false;
+  std::size_t sites = 0, sites_hot = 0, sites_cold = 0, site_blocks = 0;
+  std::uint64_t site_prior_chunks = 0, cold_placed_blocks = 0, cold_placed_bytes = 0;
+  struct site_report {
+    const void *address = nullptr;
+    std::string where;  // "gups+0x1a2b (/usr/bin/gups)" when the loader knows, else the address
+    double heat = 0;    // smoothed heat of its mature blocks; NaN before any matured
+    std::uint64_t bytes = 0;
+    std::size_t blocks = 0;
+    std::string verdict;  // "hot", "cold", "learning"
+  };
+  std::vector<site_report> site_reports;  // the sites with the most live bytes, at most 8
+  std::string last_error;                 // the latest failure that did not stop the engine
   // "interval 12: fast 512.0 MiB, slow 1.5 GiB, hot 256.0 MiB; promoted 65536, demoted 65536 pages;
   // cpu 0.21 s (observing 0.05 s, moving pages 0.12 s)"; the cpu is the engine's and the
-  // kdamond's together, the kdamond's also named in the parentheses when there is one.
+  // kdamond's together, the kdamond's also named in the parentheses when there is one. With
+  // site knowledge: "; sites 3 (1 hot, 2 cold), 40 blocks placed on the slow tier by site (2.5 GiB)".
   [[nodiscard]] std::string summary() const;
 };
 
@@ -168,6 +200,9 @@ class tiering_engine {
   [[nodiscard]] result<void> start();
   void stop() noexcept;
   [[nodiscard]] tiering_statistics statistics() const;
+  // The tiers it moves pages between.
+  [[nodiscard]] const tier &fast_tier() const noexcept;
+  [[nodiscard]] const tier &slow_tier() const noexcept;
   // For a child of fork() that inherited a started engine (its thread did not come along):
   // closes the descriptors the engine keeps open on the parent's memory (the write-protect
   // source's userfaultfd and pagemap), leaving the parent's engine as it is. The object is then

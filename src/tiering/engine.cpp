@@ -1,6 +1,7 @@
 // The tiering engine: observe (DAMON, soft-dirty or userfaultfd write-protect bits), ask the kernel where pages are,
 // plan (plan.cpp), migrate (migrate.hpp). See the contract in tiering.hpp.
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <pthread.h>
@@ -32,6 +33,7 @@
 
 #include "hetmem/detail/node_memory.hpp"
 #include "hetmem/detail/os.hpp"
+#include "hetmem/detail/site_registry.hpp"
 #include "hetmem/format.hpp"
 #include "hetmem/placement.hpp"
 #include "hetmem/sysfs/parse.hpp"
@@ -776,9 +778,35 @@ std::string tiering_statistics::summary() const {
                     migrate_cpu_seconds);
     s += parts;
   }
+  if (site_knowledge) {
+    s += "; sites " + std::to_string(sites) + " (" + std::to_string(sites_hot) + " hot, " + std::to_string(sites_cold) +
+         " cold), " + std::to_string(cold_placed_blocks) + " blocks placed on the slow tier by site (" +
+         format_bytes(cold_placed_bytes) + ")";
+  }
   if (!last_error.empty()) s += "; last error: " + last_error;
   return s;
 }
+
+namespace {
+
+// "gups_touch+0x1a (/usr/bin/gups)", "/usr/bin/gups+0x1a2b", or the bare address.
+std::string describe_code_address(const void *address) {
+  char buf[64];
+  Dl_info info{};
+  if (::dladdr(address, &info) != 0 && info.dli_fname) {
+    const auto at = reinterpret_cast<std::uintptr_t>(address);
+    if (info.dli_sname && info.dli_saddr) {
+      std::snprintf(buf, sizeof buf, "+0x%" PRIxPTR, at - reinterpret_cast<std::uintptr_t>(info.dli_saddr));
+      return std::string(info.dli_sname) + buf + " (" + info.dli_fname + ")";
+    }
+    std::snprintf(buf, sizeof buf, "+0x%" PRIxPTR, at - reinterpret_cast<std::uintptr_t>(info.dli_fbase));
+    return std::string(info.dli_fname) + buf;
+  }
+  std::snprintf(buf, sizeof buf, "%p", address);
+  return buf;
+}
+
+}  // namespace
 
 struct tiering_engine::impl {
   tiering_options options;
@@ -792,6 +820,22 @@ struct tiering_engine::impl {
 
   mutable std::mutex lock;  // guards stats
   tiering_statistics stats;
+
+  // The allocator's knowledge (options.sites). Engine thread only.
+  struct block_age {
+    unsigned site = 0;
+    std::uint64_t first_step = 0;
+  };
+  struct site_state {
+    double heat = std::numeric_limits<double>::quiet_NaN();  // smoothed over intervals
+    unsigned observations = 0;
+    std::uint64_t bytes = 0;
+    std::size_t blocks = 0;
+  };
+  std::unordered_map<std::uintptr_t, block_age> block_seen;  // live blocks by start
+  std::unordered_map<unsigned, site_state> site_states;
+  std::uint64_t steps = 0;
+  std::uint64_t prior_chunks = 0;
 
   std::thread worker;
   std::mutex wake_lock;
@@ -892,6 +936,121 @@ struct tiering_engine::impl {
     }
   }
 
+  // The allocator's knowledge (contract, 4): attributes the smoothed heat of each live large
+  // block's chunks to its site once the block is mature, sets each site's verdict in the
+  // registry, and gives the chunks of younger blocks their site's heat.
+  void learn_sites() {
+    detail::site_registry &reg = *options.sites;
+    process_state *self = nullptr;
+    for (auto &p : processes)
+      if (p.pid == ::getpid()) self = &p;
+    struct block {
+      std::uintptr_t start;
+      std::size_t bytes;
+      unsigned site;
+    };
+    std::vector<block> blocks;
+    reg.for_each_block([&](std::uintptr_t start, std::size_t bytes, unsigned site) {
+      blocks.push_back({start, bytes, site});
+    });
+    struct tally {
+      double sum = 0, weight = 0;
+      std::uint64_t bytes = 0;
+      std::size_t blocks = 0;
+    };
+    std::unordered_map<unsigned, tally> per_site;
+    std::unordered_map<std::uintptr_t, block_age> seen;
+    seen.reserve(blocks.size());
+    for (const auto &b : blocks) {
+      const auto it = block_seen.find(b.start);
+      const block_age age = it != block_seen.end() && it->second.site == b.site ? it->second : block_age{b.site, steps};
+      seen.emplace(b.start, age);
+      tally &t = per_site[b.site];
+      t.bytes += b.bytes;
+      ++t.blocks;
+      if (!self) continue;
+      const bool mature = steps - age.first_step >= options.site_maturity_intervals;
+      const auto known = site_states.find(b.site);
+      const auto verdict = reg.verdict_of(b.site);
+      const bool prior = !mature && verdict != detail::site_registry::verdict::unknown && known != site_states.end() &&
+                         !std::isnan(known->second.heat);
+      const std::uintptr_t end = b.start + b.bytes;
+      auto c = std::lower_bound(self->chunks.begin(), self->chunks.end(), b.start,
+                                [](const chunk_range &r, std::uintptr_t a) { return r.end <= a; });
+      for (; c != self->chunks.end() && c->start < end; ++c) {
+        const auto st = self->state.find(c->start);
+        if (st == self->state.end()) continue;
+        const std::uintptr_t lo = std::max(c->start, b.start), hi = std::min(c->end, end);
+        const auto overlap = static_cast<double>(hi - lo);
+        if (mature) {
+          t.sum += st->second.heat * overlap;
+          t.weight += overlap;
+        } else if (prior && 2 * (hi - lo) >= c->end - c->start) {  // the chunk is mostly this block
+          const double h = known->second.heat;
+          double &heat = st->second.heat;
+          if (verdict == detail::site_registry::verdict::hot ? heat < h : heat > h) {
+            heat = h;
+            ++prior_chunks;
+          }
+        }
+      }
+    }
+    block_seen = std::move(seen);
+    for (auto &[site, s] : site_states) s.bytes = 0, s.blocks = 0;
+    for (const auto &[site, t] : per_site) {
+      site_state &s = site_states[site];
+      s.bytes = t.bytes;
+      s.blocks = t.blocks;
+      if (t.weight <= 0) continue;
+      const double h = t.sum / t.weight;
+      s.heat = s.observations == 0 ? h : 0.5 * h + 0.5 * s.heat;
+      ++s.observations;
+      if (s.observations < 2) continue;
+      if (s.heat >= options.promote_threshold)
+        reg.set_verdict(site, detail::site_registry::verdict::hot);
+      else if (s.heat < options.promote_threshold / 2)
+        reg.set_verdict(site, detail::site_registry::verdict::cold);
+    }
+  }
+
+  // The site part of the statistics (under `lock`).
+  void site_statistics(tiering_statistics &st) const {
+    const detail::site_registry &reg = *options.sites;
+    st.site_knowledge = true;
+    st.sites = st.sites_hot = st.sites_cold = st.site_blocks = 0;
+    std::vector<std::pair<unsigned, const site_state *>> order;
+    for (const auto &[site, s] : site_states) {
+      const auto v = reg.verdict_of(site);
+      if (s.blocks == 0 && v == detail::site_registry::verdict::unknown) continue;
+      ++st.sites;
+      st.sites_hot += v == detail::site_registry::verdict::hot ? 1 : 0;
+      st.sites_cold += v == detail::site_registry::verdict::cold ? 1 : 0;
+      st.site_blocks += s.blocks;
+      order.emplace_back(site, &s);
+    }
+    std::sort(order.begin(), order.end(), [](const auto &a, const auto &b) {
+      return a.second->bytes != b.second->bytes ? a.second->bytes > b.second->bytes : a.first < b.first;
+    });
+    if (order.size() > 8) order.resize(8);
+    st.site_reports.clear();
+    for (const auto &[site, s] : order) {
+      tiering_statistics::site_report r;
+      r.address = reg.site_address(site);
+      r.where = describe_code_address(r.address);
+      r.heat = s->heat;
+      r.bytes = s->bytes;
+      r.blocks = s->blocks;
+      const auto v = reg.verdict_of(site);
+      r.verdict = v == detail::site_registry::verdict::hot    ? "hot"
+                  : v == detail::site_registry::verdict::cold ? "cold"
+                                                              : "learning";
+      st.site_reports.push_back(std::move(r));
+    }
+    st.site_prior_chunks = prior_chunks;
+    st.cold_placed_blocks = reg.cold_placed_blocks();
+    st.cold_placed_bytes = reg.cold_placed_bytes();
+  }
+
   result<void> step() {
     const double cpu0 = thread_cpu_seconds();
     const double now = monotonic_seconds() - started;
@@ -921,6 +1080,8 @@ struct tiering_engine::impl {
         }
         p.state = std::move(kept);
       }
+      if (options.sites) learn_sites();
+      ++steps;
       sample_placement();
 
       // How much the fast tier may take.
@@ -1036,6 +1197,7 @@ struct tiering_engine::impl {
       stats.window_seconds = hotness->window_seconds();
       stats.elapsed_seconds = monotonic_seconds() - started;
       if (!error_text.empty()) stats.last_error = error_text;
+      if (options.sites) site_statistics(stats);
     } catch (const std::bad_alloc &) {
       return error{ENOMEM, "tiering: out of memory"};
     }
@@ -1092,6 +1254,10 @@ result<std::unique_ptr<tiering_engine>> tiering_engine::create(tiering_options o
         "userfaultfd write-protect bits watch only the process that runs the engine (the preload's, or the API's "
         "with no pids), not other processes";
     if (options.source == hotness_source::write_protect && !only_self) return error{EINVAL, "tiering: " + wp_self_only};
+    if (options.sites && !only_self)
+      return error{EINVAL,
+                   "tiering: allocation sites are the allocator's knowledge of this process: only with no other "
+                   "process managed"};
     auto p = std::make_unique<impl>();
     if (!options.fast || !options.slow) {
       auto topo = load_topology();
@@ -1186,6 +1352,10 @@ result<std::unique_ptr<tiering_engine>> tiering_engine::create(tiering_options o
       return error{ENOTSUP, why};
     }
     p->stats.source = p->hotness->describe();
+    if (options.sites) {
+      p->stats.site_knowledge = true;
+      p->stats.source += ", with the allocator's knowledge of its large blocks' call sites";
+    }
     p->stats.window_seconds = p->hotness->window_seconds();
     return std::unique_ptr<tiering_engine>(new tiering_engine(std::move(p)));
   } catch (const std::bad_alloc &) {
@@ -1221,6 +1391,9 @@ void tiering_engine::stop() noexcept {
 }
 
 tiering_statistics tiering_engine::statistics() const { return impl_->statistics(); }
+
+const tier &tiering_engine::fast_tier() const noexcept { return impl_->fast; }
+const tier &tiering_engine::slow_tier() const noexcept { return impl_->slow; }
 
 void tiering_engine::close_after_fork() noexcept {
   if (impl_ && impl_->hotness) impl_->hotness->close_after_fork();

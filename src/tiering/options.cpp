@@ -23,7 +23,7 @@ result<double> number(std::string_view key, std::string_view v, double lo, doubl
 }
 
 constexpr const char *known_keys =
-    "fast-limit, rate, interval, threshold, hysteresis, cooldown, reserve, chunk, window, source, coexist";
+    "fast-limit, rate, interval, threshold, hysteresis, cooldown, reserve, chunk, window, source, coexist, sites";
 
 // The settings that are plain numbers in a range.
 struct number_setting {
@@ -107,6 +107,17 @@ result<tiering_options> parse_tiering_options(const std::string &spec) {
       else
         return error{EINVAL,
                      "tiering: source=" + std::string(value) + ": expected auto, damon, soft-dirty or write-protect"};
+    } else if (key == "sites") {
+      // The preload's allocation sites: off, on (1 MiB), or the smallest block to follow.
+      if (value == "off" || value == "0") {
+        o.site_min_bytes = 0;
+      } else if (value != "on") {
+        auto v = size();
+        if (!v) return error{v.error().code, v.error().message + " (sites=off, on, or the smallest block, e.g. 1M)"};
+        if (*v < 4096)
+          return error{EINVAL, "tiering: sites=" + std::string(value) + ": blocks under 4K are not followed by site"};
+        o.site_min_bytes = static_cast<std::size_t>(*v);
+      }
     } else if (key == "coexist") {
       if (value == "coexist" || value == "auto")
         o.coexist = kernel_coexistence::coexist;

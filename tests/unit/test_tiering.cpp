@@ -2,6 +2,7 @@
 // kernel's tiering state read from a made-up root, and the soft-dirty source observing this
 // process for real. Promotion and demotion between real nodes are proven in the VM
 // (tests/vm/tiering-guest.sh, the GUPS runs).
+#include <catch2/catch_approx.hpp>
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
@@ -21,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "hetmem/detail/site_registry.hpp"
 #include "hetmem/tiering.hpp"
 
 using namespace hetmem;
@@ -253,6 +255,12 @@ TEST_CASE("tiering settings string: defaults, every key, errors that name the ke
              ContainsSubstring("auto, damon, soft-dirty or write-protect"));
   CHECK_THAT(parse_tiering_options("interval=0.1,window=0.2").error().message, ContainsSubstring("window"));
   CHECK_THAT(parse_tiering_options("on,").error().message, ContainsSubstring("expected key=value"));
+  CHECK(d->site_min_bytes == 1 * MiB);
+  CHECK(parse_tiering_options("sites=off")->site_min_bytes == 0);
+  CHECK(parse_tiering_options("sites=on")->site_min_bytes == 1 * MiB);
+  CHECK(parse_tiering_options("sites=4M")->site_min_bytes == 4 * MiB);
+  CHECK_THAT(parse_tiering_options("sites=many").error().message, ContainsSubstring("sites=off, on"));
+  CHECK_THAT(parse_tiering_options("sites=1K").error().message, ContainsSubstring("under 4K"));
   CHECK(parse_tiering_options(std::string(1U << 20, 'x')).error().code == E2BIG);
 }
 
@@ -626,4 +634,184 @@ TEST_CASE("tiering engine: bad settings and processes are refused with the cause
   o.pids = {};
   o.chunk_bytes = 3 * MiB;
   CHECK_THAT(tiering_engine::create(o).error().message, ContainsSubstring("power of two"));
+}
+
+// ---- The allocator's knowledge: the site registry and what the engine learns from it ---------
+
+namespace {
+using site_verdict = detail::site_registry::verdict;
+
+std::vector<std::pair<std::uintptr_t, unsigned>> recorded(const detail::site_registry &r) {
+  std::vector<std::pair<std::uintptr_t, unsigned>> out;
+  r.for_each_block([&](std::uintptr_t start, std::size_t, unsigned site) { out.emplace_back(start, site); });
+  std::sort(out.begin(), out.end());
+  return out;
+}
+}  // namespace
+
+TEST_CASE("site registry: blocks are recorded under their site and forgotten when freed", "[tiering][sites]") {
+  auto r = detail::site_registry::create();
+  REQUIRE(r);
+  detail::site_registry &reg = **r;
+  static const char code[4] = {};
+  const unsigned a = reg.site_of(&code[0]), b = reg.site_of(&code[1]);
+  CHECK(a != 0);
+  CHECK(b != 0);
+  CHECK(a != b);
+  CHECK(reg.site_of(&code[0]) == a);  // the same return address is the same site
+  CHECK(reg.site_address(a) == &code[0]);
+  CHECK(reg.site_of(nullptr) == 0);
+  CHECK(reg.verdict_of(a) == site_verdict::unknown);
+  reg.set_verdict(a, site_verdict::cold);
+  CHECK(reg.verdict_of(a) == site_verdict::cold);
+  CHECK(reg.verdict_of(b) == site_verdict::unknown);
+  CHECK(reg.verdict_of(0) == site_verdict::unknown);
+
+  CHECK(reg.record(reinterpret_cast<void *>(0x100000), 1 * MiB, a));
+  CHECK(reg.record(reinterpret_cast<void *>(0x300000), 2 * MiB, b));
+  CHECK_FALSE(reg.record(reinterpret_cast<void *>(0x500000), 1 * MiB, 0));  // no site: nothing
+  CHECK(recorded(reg) == std::vector<std::pair<std::uintptr_t, unsigned>>{{0x100000, a}, {0x300000, b}});
+  CHECK(reg.forget(reinterpret_cast<void *>(0x100000)) == a);
+  CHECK(reg.forget(reinterpret_cast<void *>(0x100000)) == 0);  // twice: not there any more
+  CHECK(reg.forget(reinterpret_cast<void *>(0x700000)) == 0);  // never recorded
+  CHECK(recorded(reg) == std::vector<std::pair<std::uintptr_t, unsigned>>{{0x300000, b}});
+  // A freed entry is reused: many blocks come and go without filling the table.
+  for (std::uintptr_t round = 0; round < 4; ++round) {
+    for (std::uintptr_t i = 0; i < 50000; ++i) REQUIRE(reg.record(reinterpret_cast<void *>((i + 16) << 21), MiB, a));
+    for (std::uintptr_t i = 0; i < 50000; ++i) REQUIRE(reg.forget(reinterpret_cast<void *>((i + 16) << 21)) == a);
+  }
+  CHECK(reg.untracked() == 0);
+  CHECK(recorded(reg).size() == 1);
+  // Past its size the table says so and keeps what it has.
+  std::size_t kept = 0;
+  for (std::uintptr_t i = 0; i < detail::site_registry::block_slots + 1000; ++i)
+    kept += reg.record(reinterpret_cast<void *>((i + 16) << 21), MiB, b) ? 1U : 0U;
+  CHECK(reg.untracked() > 0);
+  CHECK(kept + reg.untracked() == detail::site_registry::block_slots + 1000);
+  CHECK(recorded(reg).size() == kept + 1);
+}
+
+TEST_CASE("site registry: threads record and forget while the engine reads", "[tiering][sites]") {
+  auto r = detail::site_registry::create();
+  REQUIRE(r);
+  detail::site_registry &reg = **r;
+  static const char code[8] = {};
+  std::atomic<bool> done{false};
+  std::atomic<unsigned> failures{0};  // (Catch2's assertions are for the test's own thread)
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      const unsigned site = reg.site_of(&code[t]);
+      for (unsigned round = 0; round < 200; ++round) {
+        for (std::uintptr_t i = 0; i < 256; ++i)
+          if (!reg.record(reinterpret_cast<void *>(((t << 16) + i + 1) << 20), (i + 1) << 12, site)) ++failures;
+        for (std::uintptr_t i = 0; i < 256; ++i)
+          if (reg.forget(reinterpret_cast<void *>(((t << 16) + i + 1) << 20)) != site) ++failures;
+      }
+    });
+  std::size_t passes = 0, inconsistent = 0;
+  std::thread reader([&] {
+    while (!done.load()) {
+      reg.for_each_block([&](std::uintptr_t start, std::size_t bytes, unsigned site) {
+        // Every entry read is one that was written whole: its size and site match its start.
+        const std::uintptr_t t = (start >> 20) >> 16, i = ((start >> 20) & 0xffff) - 1;
+        if (bytes != ((i + 1) << 12) || site != reg.site_of(&code[t])) ++inconsistent;
+      });
+      ++passes;
+    }
+  });
+  for (auto &t : threads) t.join();
+  done = true;
+  reader.join();
+  CHECK(failures == 0);
+  CHECK(passes > 0);
+  CHECK(inconsistent == 0);
+  CHECK(recorded(reg).empty());
+  CHECK(reg.untracked() == 0);
+}
+
+TEST_CASE("tiering engine: the allocator's knowledge learns hot and cold sites and gives new blocks their heat",
+          "[tiering][sites]") {
+  // Four 16 MiB blocks of one region, from two call sites: site A's first block is written all
+  // the time, site B's only when the region was filled. Once their blocks are mature (3
+  // intervals) and seen twice, A is hot and B cold. Then a new block from each site: B's is
+  // written all the time but takes B's (cold) heat while young, A's is not written but takes
+  // A's (hot) heat.
+  // Two more blocks of the region are never written: the written ones stay a minority, so the
+  // write window keeps its length (it would shorten below what a writer's pass takes).
+  const std::size_t block = 16 * MiB;
+  busy_region region(6 * block);
+  region.write(0, block);
+  auto reg = detail::site_registry::create();
+  REQUIRE(reg);
+  static const char code[2] = {};
+  const unsigned a = (*reg)->site_of(&code[0]), b = (*reg)->site_of(&code[1]);
+  const auto at = [&](std::size_t k) { return reinterpret_cast<void *>(region.address() + k * block); };
+  REQUIRE((*reg)->record(at(0), block, a));
+  REQUIRE((*reg)->record(at(2), block, b));
+  tiering_options o = watching_only(region);
+  o.sites = *reg;
+  auto e = tiering_engine::create(o);
+  if (!e && e.error().code == ENOTSUP) SKIP("SKIPPED: " << e.error().message);
+  REQUIRE(e);
+  CHECK_THAT((*e)->statistics().source, ContainsSubstring("allocator's knowledge"));
+  for (int i = 0; i < 5; ++i) REQUIRE((*e)->step());
+  auto s = (*e)->statistics();
+  INFO(s.summary());
+  CHECK((*reg)->verdict_of(a) == site_verdict::hot);
+  CHECK((*reg)->verdict_of(b) == site_verdict::cold);
+  CHECK(s.site_knowledge);
+  CHECK(s.sites == 2);
+  CHECK(s.sites_hot == 1);
+  CHECK(s.sites_cold == 1);
+  CHECK(s.site_blocks == 2);
+  REQUIRE(s.site_reports.size() == 2);
+  for (const auto &r : s.site_reports) {
+    CHECK(r.bytes == block);
+    CHECK(r.blocks == 1);
+    CHECK(r.verdict == (r.address == &code[0] ? "hot" : "cold"));
+    CHECK(r.heat == Catch::Approx(r.address == &code[0] ? 1.0 : 0.0).margin(0.3));
+  }
+  CHECK_THAT(s.summary(), ContainsSubstring("sites 2 (1 hot, 1 cold)"));
+  CHECK(s.hot_bytes >= block);
+  CHECK(s.hot_bytes < 2 * block);
+  CHECK(s.site_prior_chunks == 0);
+
+  // The new blocks.
+  region.write(3 * block, 4 * block);
+  REQUIRE((*reg)->record(at(1), block, a));
+  REQUIRE((*reg)->record(at(3), block, b));
+  REQUIRE((*e)->step());
+  s = (*e)->statistics();
+  INFO(s.summary());
+  CHECK(s.site_blocks == 4);
+  CHECK(s.site_prior_chunks >= 2 * block / chunk);  // both new blocks took their site's heat
+  // Hot now: block 0 (written), block 1 (site A's heat); not block 3, written but young and B's.
+  CHECK(s.hot_bytes >= 2 * block);
+  CHECK(s.hot_bytes < 3 * block);
+  // Once mature, block 3 counts for itself: written all the time, it is hot, and B's heat rises.
+  for (int i = 0; i < 4; ++i) REQUIRE((*e)->step());
+  s = (*e)->statistics();
+  INFO(s.summary());
+  CHECK(s.hot_bytes >= 2 * block);  // blocks 0 and 3 (block 1, never written, cools once mature)
+  for (const auto &r : s.site_reports)
+    if (r.address == &code[1]) CHECK(r.heat > 0.2);
+  // Forgotten blocks leave their site.
+  CHECK((*reg)->forget(at(1)) == a);
+  REQUIRE((*e)->step());
+  CHECK((*e)->statistics().site_blocks == 3);
+  region.stop();
+}
+
+TEST_CASE("tiering engine: allocation sites only for the engine's own process", "[tiering][sites]") {
+  auto reg = detail::site_registry::create();
+  REQUIRE(reg);
+  tiering_options o = write_protect_options();
+  o.source = hotness_source::automatic;
+  o.sites = *reg;
+  o.pids = {1};
+  auto e = tiering_engine::create(o);
+  REQUIRE_FALSE(e);
+  CHECK(e.error().code == EINVAL);
+  CHECK_THAT(e.error().message, ContainsSubstring("allocation sites"));
 }

@@ -1,0 +1,115 @@
+// hetmem/detail/site_registry.hpp — the allocator's own knowledge for automatic tiering: which
+// call site allocated each large block that is alive, and what the tiering engine has learned
+// about each site (hot, cold, not known yet).
+//
+// Contract:
+// - The allocator side (record, forget, site_of, verdict_of) runs inside malloc and free: no
+//   locks, no allocation, no system call, no exception. Any thread may call it at any time,
+//   also in a child of fork().
+// - create() maps the tables once (about 1.6 MiB of address space, pages touched as used) and
+//   the registry lives as long as the process; nothing is ever unmapped.
+// - Blocks are keyed by their start address in an open-addressing table of block_slots
+//   entries; a block that finds no free entry within probe_limit is not recorded (untracked()
+//   counts those; forget() of such a block finds nothing and returns 0). A block must be
+//   forgotten before its memory can be handed out again (free calls forget first).
+// - Sites are return addresses, numbered 1..site_slots in the order they are first seen; 0
+//   means "no site" (the table is full), whose verdict is always unknown.
+// - The engine side (for_each_block, set_verdict, site_address) may run on another thread
+//   concurrently with the allocator side: a block entry that changes while it is read is
+//   skipped for that pass, never reported half-written.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "hetmem/result.hpp"
+
+namespace hetmem::detail {
+
+class site_registry {
+ public:
+  enum class verdict : std::uint32_t { unknown = 0, hot = 1, cold = 2 };
+  static constexpr std::size_t block_slots = std::size_t{1} << 16;
+  static constexpr std::size_t site_slots = std::size_t{1} << 12;
+  static constexpr unsigned probe_limit = 64;
+
+  // A registry for the whole process; ENOMEM (naming mmap's error) when the tables cannot be mapped.
+  [[nodiscard]] static result<site_registry *> create();
+
+  // The number of the site at `return_address`, entering it when new; 0 when the table is full.
+  [[nodiscard]] unsigned site_of(const void *return_address) noexcept;
+  [[nodiscard]] verdict verdict_of(unsigned site) const noexcept {
+    if (site == 0 || site > site_slots) return verdict::unknown;
+    return static_cast<verdict>(
+        std::atomic_ref<std::uint32_t>(sites_[site - 1].verdict).load(std::memory_order_relaxed));
+  }
+  // Records the live block [block, block + bytes) as allocated at `site` (nothing for site 0);
+  // false when it found no entry (counted in untracked()).
+  bool record(const void *block, std::size_t bytes, unsigned site) noexcept;
+  // Removes the block that starts at `block`: its site, or 0 when it was not recorded.
+  unsigned forget(const void *block) noexcept;
+  // Counts a block placed on the slow tier at allocation because its site is cold.
+  void count_cold_placement(std::size_t bytes) noexcept {
+    cold_placed_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+    cold_placed_blocks_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // The engine's side. f(start, bytes, site) for each recorded block.
+  template <class F>
+  void for_each_block(F &&f) const {
+    for (std::size_t i = 0; i < block_slots; ++i) {
+      block_entry &e = blocks_[i];
+      const std::uintptr_t key = std::atomic_ref<std::uintptr_t>(e.key).load(std::memory_order_acquire);
+      if (key < first_key) continue;
+      // A seqlock read without fences: the acquire loads keep the second look at the key after
+      // them, and seeing a new size or site (stored with release after the writer claimed the
+      // entry) means seeing the claim too, so the key reads differently.
+      const std::uint64_t bytes = std::atomic_ref<std::uint64_t>(e.bytes).load(std::memory_order_acquire);
+      const std::uint32_t site = std::atomic_ref<std::uint32_t>(e.site).load(std::memory_order_acquire);
+      if (std::atomic_ref<std::uintptr_t>(e.key).load(std::memory_order_relaxed) != key) continue;
+      f(key, static_cast<std::size_t>(bytes), static_cast<unsigned>(site));
+    }
+  }
+  void set_verdict(unsigned site, verdict v) noexcept {
+    if (site == 0 || site > site_slots) return;
+    std::atomic_ref<std::uint32_t>(sites_[site - 1].verdict)
+        .store(static_cast<std::uint32_t>(v), std::memory_order_relaxed);
+  }
+  [[nodiscard]] const void *site_address(unsigned site) const noexcept;
+  [[nodiscard]] std::uint64_t untracked() const noexcept { return untracked_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::uint64_t cold_placed_bytes() const noexcept {
+    return cold_placed_bytes_.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t cold_placed_blocks() const noexcept {
+    return cold_placed_blocks_.load(std::memory_order_relaxed);
+  }
+
+  site_registry(const site_registry &) = delete;
+  site_registry &operator=(const site_registry &) = delete;
+
+ private:
+  site_registry() = default;
+  ~site_registry() = default;
+  // Block keys: 0 never used, 1 freed (probing goes on past it), 2 being written, else the start.
+  static constexpr std::uintptr_t empty_key = 0, freed_key = 1, writing_key = 2, first_key = 3;
+  struct block_entry {
+    std::uintptr_t key;
+    std::uint64_t bytes;
+    std::uint32_t site;
+    std::uint32_t unused;
+  };
+  struct site_entry {
+    std::uintptr_t address;  // 0: free
+    std::uint32_t verdict;
+    std::uint32_t unused;
+  };
+  // The tables live in the mapping right after the object (not constructed: zero pages are
+  // empty entries), so that create() touches none of them.
+  block_entry *blocks_ = nullptr;
+  site_entry *sites_ = nullptr;
+  std::atomic<std::uint64_t> untracked_{0};
+  std::atomic<std::uint64_t> cold_placed_bytes_{0}, cold_placed_blocks_{0};
+};
+
+}  // namespace hetmem::detail
