@@ -21,6 +21,13 @@
 //   A setting it cannot use prints one message and leaves tiering off. At exit the thread is
 //   stopped (after the interval it is in) before the program's destructors run; a forked child
 //   runs without it (the parent keeps it).
+// - With tiering on, blocks of at least site_min_bytes (1 MiB; the `sites` setting) without an
+//   alignment are followed by call site (the allocator's knowledge, tiering.hpp): each goes to
+//   one of two arenas of their own, on the tiering's fast tier, or on its slow tier when the
+//   engine has found the site cold, and is recorded in the engine's site registry until freed
+//   (those arenas' blocks take free's full path, which forgets them). Only when the policy is a
+//   chain whose first tier is the fast one and has a next tier; otherwise sites stay off, said
+//   under HETMEM_EXPLAIN. A block those arenas refuse goes where the policy says, unrecorded.
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -35,6 +42,8 @@
 
 #include "direct_path.hpp"  // the engine's (src/engine)
 #include "hetmem/detail/policy_runtime.hpp"
+#include "hetmem/detail/site_registry.hpp"
+#include "hetmem/format.hpp"
 #include "hetmem/policy.hpp"
 #include "hetmem/tiering.hpp"
 #include "hetmem/topology.hpp"
@@ -79,19 +88,55 @@ inline policy_runtime *ready() noexcept {
 
 inline bool ours(const void *p) noexcept { return tier_arena::id_of(p) != 0; }
 
+// Allocation sites (see the contract): off while site_floor is SIZE_MAX. The rest is written
+// once, before site_floor is stored (release), and read after it is loaded (acquire).
+std::atomic<std::size_t> site_floor{SIZE_MAX};
+hetmem::detail::site_registry *site_reg = nullptr;
+tier_arena *site_fast = nullptr, *site_slow = nullptr;
+unsigned site_fast_id = 0, site_slow_id = 0;
+using site_verdict = hetmem::detail::site_registry::verdict;
+
+// A block of `bytes` for the call site at `where`, from the site arenas; nullptr (errno as it
+// was) when the site table is full or the arena refuses: the policy's way takes it then.
+[[gnu::noinline]] void *allocate_at_site(std::size_t bytes, const void *where) noexcept {
+  const unsigned s = site_reg->site_of(where);
+  if (s == 0) return nullptr;
+  const bool cold = site_reg->verdict_of(s) == site_verdict::cold;
+  const int saved = errno;
+  void *p = (cold ? site_slow : site_fast)->allocate_default(bytes);
+  if (!p) {
+    errno = saved;
+    return nullptr;
+  }
+  if (cold) site_reg->count_cold_placement(bytes);
+  (void)site_reg->record(p, bytes, s);  // untracked when the table is full: freed all the same
+  return p;
+}
+
+// Whether `p` came from the site arenas (only meaningful once site_floor was loaded < SIZE_MAX).
+inline bool site_block(const void *p) noexcept {
+  const unsigned id = tier_arena::id_of(p);
+  return id != 0 && (id == site_fast_id || id == site_slow_id);
+}
+
 // The policy's way (and glibc's before start-up), out of line: malloc and free below keep only
 // the direct fast path inline, so they need no stack frame.
 [[gnu::noinline]] void *allocate_by_policy(std::size_t bytes, std::size_t alignment, const void *site) noexcept {
-  if (policy_runtime *rt = ready()) [[likely]]
+  if (policy_runtime *rt = ready()) [[likely]] {
+    if (alignment == 0 && bytes >= site_floor.load(std::memory_order_acquire))
+      if (void *p = allocate_at_site(bytes, site)) return p;
     return rt->allocate(bytes, alignment, site);
+  }
   return alignment > 16 ? __libc_memalign(alignment, bytes) : __libc_malloc(bytes);
 }
 
 [[gnu::always_inline]] inline void *allocate(std::size_t bytes, std::size_t alignment, const void *site) noexcept {
   // The direct fast path (src/engine/direct_path.hpp), when start() enabled it for malloc: a
   // tail call to jemalloc, whose answer is final (the direct arena overflows to the chain's
-  // later tiers itself when its nodes are past their fill limit). Otherwise the policy's way.
-  if (alignment == 0 && direct_path::thread_mode == direct_path::mode_all) [[likely]]
+  // later tiers itself when its nodes are past their fill limit). Otherwise the policy's way,
+  // which also takes the blocks followed by call site.
+  if (alignment == 0 && direct_path::thread_mode == direct_path::mode_all &&
+      bytes < site_floor.load(std::memory_order_relaxed)) [[likely]]
     return direct_path::allocate(bytes);
   return allocate_by_policy(bytes, alignment, site);
 }
@@ -99,6 +144,7 @@ inline bool ours(const void *p) noexcept { return tier_arena::id_of(p) != 0; }
 [[gnu::noinline]] void release_by_owner(void *p) noexcept {
   if (!p) return;
   if (runtime && runtime->counting()) runtime->note_free(p);  // counts hetmem's blocks only
+  if (site_floor.load(std::memory_order_acquire) != SIZE_MAX && site_block(p)) (void)site_reg->forget(p);
   if (!tier_arena::deallocate_if_owned(p)) __libc_free(p);
 }
 
@@ -124,12 +170,17 @@ void *reallocate(void *p, std::size_t bytes, const void *site) noexcept {
   if (!rt) {
     if (!ours(p)) return __libc_realloc(p, bytes);
   } else if (ours(p)) {
-    // In place, or moved within its tier arena (ratio and threshold rules count the change).
+    // In place, or moved within its tier arena (ratio and threshold rules count the change; a
+    // block followed by site is recorded again under its new start and size).
     const std::size_t before = rt->counting() ? tier_arena::usable_size(p) : 0;
+    const unsigned s =
+        site_floor.load(std::memory_order_acquire) != SIZE_MAX && site_block(p) ? site_reg->forget(p) : 0;
     if (void *q = tier_arena::reallocate(p, bytes)) {
       if (rt->counting()) rt->note_resize(q, before);
+      if (s != 0) (void)site_reg->record(q, bytes, s);
       return q;
     }
+    if (s != 0) (void)site_reg->record(p, tier_arena::usable_size(p), s);
   }
   // A glibc block, or its tier is full: a new block where the policy says, the contents, then
   // the old block goes.
@@ -148,7 +199,7 @@ void *aligned(std::size_t alignment, std::size_t bytes, const void *site) noexce
   return allocate(bytes, alignment <= 8 ? 0 : alignment, site);
 }
 
-void start_tiering(bool explain) noexcept;
+void start_tiering(bool explain, const hetmem::topology &t) noexcept;
 
 // ---------------------------------------------------------------------------------------------
 // Set-up: runs once, from the constructor, with every allocation going to glibc meanwhile.
@@ -194,7 +245,7 @@ void start() noexcept {
     // overflow to the chain's later tiers by itself, else free's alone.
     if ((*rt)->direct_first()) direct_path::enable((*rt)->direct_overflow());
     state.store(state_ready, std::memory_order_release);
-    start_tiering(explain && *explain && std::strcmp(explain, "0") != 0);
+    start_tiering(explain && *explain && std::strcmp(explain, "0") != 0, t);
   } catch (...) {
     say("hetmem: out of memory while starting; hetmem stays out of the way\n");
   }
@@ -221,15 +272,66 @@ void stop_tiering() noexcept {
   tiering = nullptr;
   e->stop();
   try {
-    const std::string line =
-        "hetmem report: pid " + std::to_string(::getpid()) + ": tiering " + e->statistics().summary() + "\n";
-    write_report_line(line.data(), line.size());
+    const auto st = e->statistics();
+    const std::string pid = "hetmem report: pid " + std::to_string(::getpid()) + ": ";
+    std::string text = pid + "tiering " + st.summary() + "\n";
+    for (const auto &r : st.site_reports) {
+      char heat[32] = "not yet measured";
+      if (r.heat == r.heat) std::snprintf(heat, sizeof heat, "heat %.2f", r.heat);
+      text += pid + "site " + r.where + ": " + r.verdict + ", " + heat + ", " + std::to_string(r.blocks) +
+              " live blocks, " + hetmem::format_bytes(r.bytes) + "\n";
+    }
+    write_report_line(text.data(), text.size());
   } catch (...) {
   }
   delete e;  // gives back what the engine configured (DAMON's kdamonds)
 }
 
-void start_tiering(bool explain) noexcept {
+// Before the engine exists: the site registry and the two site arenas. The engine's tiers
+// are set to what it would choose itself (the fastest tier for these CPUs and the next one),
+// placed as the policy places its first tier, so that sites and engine agree on them; only
+// when the policy's chain starts with that fastest tier. Sets options.sites on success;
+// returns what to say under HETMEM_EXPLAIN either way.
+std::string set_up_sites(hetmem::tiering_options &o, const hetmem::topology &t) {
+  const tier_arena *direct = runtime->direct_arena();
+  const std::string off = "allocation sites: not followed: ";
+  if (!direct) return off + "the policy is not one chain of tiers served by the direct arena";
+  const hetmem::tier &first = direct->description();
+  auto fastest = hetmem::tier_by_rank(t, 0);
+  if (!fastest) return off + "no fastest tier: " + fastest.error().message;
+  const hetmem::tier fast_default = o.fast ? *o.fast : *fastest;
+  if (fast_default.where.nodes != first.where.nodes)
+    return off + "the policy's first tier (" + first.name + ") is not the tiering's fast tier (" + fast_default.name +
+           ")";
+  if (!o.slow && fast_default.next.empty())
+    return off + "the tiering's fast tier (" + fast_default.name + ") has no next tier";
+  hetmem::tier fast = first, slow = o.slow ? *o.slow : fast_default.next.front();
+  if (slow.file || slow.where.nodes.empty() || slow.where.nodes.intersects(fast.where.nodes))
+    return off + "the tiering's slow tier (" + slow.name + ") is not anonymous memory on nodes of its own";
+  hetmem::tier fast_site = fast, slow_site = slow;
+  fast_site.next.clear();
+  slow_site.next.clear();
+  fast_site.name += " (by site)";
+  slow_site.name += " (by site)";
+  auto reg = hetmem::detail::site_registry::create();
+  if (!reg) return off + reg.error().message;
+  auto f = tier_arena::get(fast_site, direct->fill_limit_percent());
+  if (!f) return off + f.error().message;
+  auto sl = tier_arena::get(slow_site, 100);
+  if (!sl) return off + sl.error().message;
+  o.fast = fast;
+  o.slow = slow;
+  o.sites = *reg;
+  site_reg = *reg;
+  site_fast = *f;
+  site_slow = *sl;
+  site_fast_id = (*f)->id();
+  site_slow_id = (*sl)->id();
+  return "allocation sites: blocks of " + hetmem::format_bytes(o.site_min_bytes) +
+         " and up are followed by call site (" + fast.name + ", or " + slow.name + " once their site is found cold)";
+}
+
+void start_tiering(bool explain, const hetmem::topology &t) noexcept {
   const char *spec = secure_getenv("HETMEM_TIERING");  // NOLINT(concurrency-mt-unsafe): start-up
   if (!spec || !*spec || std::strcmp(spec, "0") == 0 || std::strcmp(spec, "off") == 0) return;
   try {
@@ -240,6 +342,8 @@ void start_tiering(bool explain) noexcept {
     }
     // The write-protect source registers hetmem's own memory only: a userfaultfd of the
     // program's over its other memory must never meet EBUSY because of us.
+    std::string site_note;
+    if (o->site_min_bytes > 0) site_note = set_up_sites(*o, t);
     std::uintptr_t base = 0;
     std::size_t size = 0;
     tier_arena::window_range(&base, &size);
@@ -253,9 +357,12 @@ void start_tiering(bool explain) noexcept {
       say(("hetmem: automatic tiering not started: " + ok.error().message + "\n").c_str());
       return;
     }
+    // The engine runs: blocks may now be followed by site.
+    if (o->sites) site_floor.store(o->site_min_bytes, std::memory_order_release);
     if (explain) {
       const auto st = (*e)->statistics();
       std::string text = "hetmem: automatic tiering on: hotness from " + st.source + "\n";
+      if (!site_note.empty()) text += "hetmem:   " + site_note + "\n";
       for (const auto &n : st.kernel_notes) text += "hetmem:   " + n + "\n";
       say(text.c_str());
     }

@@ -59,6 +59,8 @@ class policy_runtime {
   bool direct_overflow() noexcept {
     return direct_first() && rules_[0].arenas[0]->overflow_to(rules_[0].arenas + 1, rules_[0].n - 1);
   }
+  // The direct arena (the one rule's first tier) when direct_first(), else nullptr.
+  [[nodiscard]] tier_arena *direct_arena() const noexcept { return direct_first() ? rules_[0].arenas[0] : nullptr; }
   // A block of this runtime's arenas is about to be freed (only needed when counting()).
   void note_free(const void *p) noexcept;
   // A block of this runtime's arenas was resized within its arena: it had `old_usable` bytes.
