@@ -30,7 +30,17 @@
 //   the preload places the site's next blocks by it), and a younger block's chunks take their
 //   site's heat (raised for a hot site, capped for a cold one), so a new block from a hot site is
 //   promoted at once and one from a cold site is not promoted for the writes that fill it.
-//   Hardware sampling (perf) is not used (yet).
+//   5. hardware sampling (perf_event_open, after the write-bit sources when automatic): the data
+//   addresses of sampled memory operations, reads and writes alike, from Intel's mem-loads (PEBS
+//   load latency, loads of at least 64 cycles; with its mem-loads-aux leader where the PMU has
+//   one) or AMD's IBS op samples, as the PMUs' sysfs descriptions define them. One event per
+//   thread of each managed process (inherited by the threads they start); needs
+//   perf_event_paranoid <= 2 for one's own processes, or CAP_PERFMON. The period doubles while a
+//   thread's ring overflows, and halves back once they stay nearly empty. A chunk's heat is its
+//   samples in the interval over those of the process's most sampled chunk. perf_event
+//   "page-faults" takes the kernel's software event instead (no PMU: every page fault's address,
+//   first touches and the faults other mechanisms cause; a weak signal, for machines without a
+//   PMU and for testing the source).
 // - Memory is judged in chunks (2 MiB by default, one transparent huge page): each interval
 //   every chunk gets a heat in [0, 1] (DAMON: the share of samples that saw an access; soft
 //   dirty: the share of its present pages written in the window), smoothed over intervals.
@@ -92,7 +102,7 @@ struct kernel_tiering_state {
 // (a caller that has loaded the topology does not read it twice).
 [[nodiscard]] kernel_tiering_state detect_kernel_tiering(const std::string &root, const sysfs::snapshot &snap);
 
-enum class hotness_source { automatic, damon, soft_dirty, write_protect };
+enum class hotness_source { automatic, damon, soft_dirty, write_protect, perf };
 enum class kernel_coexistence { coexist, yield, force };
 
 struct tiering_statistics;
@@ -126,6 +136,12 @@ struct tiering_options {
   // turns and keep their heat while not scanned. 512: 1 GiB of 2 MiB chunks.
   std::size_t write_protect_chunks_per_interval = 512;
   std::string damon_admin = "/sys/kernel/mm/damon/admin";
+  // The perf source (see the contract, 5): "auto" (mem-loads, then ibs-op), "mem-loads", "ibs-op"
+  // or "page-faults"; events per sample (0: 1000 loads, 65536 IBS ops, every page fault); the
+  // root below which /sys is read for the PMUs' descriptions ("" the real one).
+  std::string perf_event = "auto";
+  std::uint64_t perf_period = 0;
+  std::string perf_root;
   // The allocator's knowledge (see the contract, 4): the registry the preload records its large
   // blocks in, or nullptr. Only with this process managed. site_min_bytes: the smallest block the
   // preload records and places by its site (0: none; the engine itself does not read it).
@@ -161,6 +177,8 @@ struct tiering_statistics {
   // The write window in use (soft-dirty and write-protect bits; 0 for DAMON): at most the
   // configured one, halved down to 1 ms while most watched pages are written within it.
   double window_seconds = 0;
+  // Events per sample (the perf source; 0 for the others): doubled while a ring overflows.
+  std::uint64_t sample_period = 0;
   double elapsed_seconds = 0;
   // The allocator's knowledge (with options.sites): sites with live large blocks or a verdict,
   // of which hot and cold; live blocks tracked; chunks that took their site's heat (in all);
@@ -245,6 +263,20 @@ struct tiering_plan {
   std::uint64_t hot_bytes = 0;  // present bytes of chunks at or above the threshold
 };
 [[nodiscard]] tiering_plan plan_interval(const std::vector<chunk_view> &chunks, const plan_limits &limits);
+
+// A PMU event as perf_event_open takes it, from /sys/bus/event_source/devices/PMU below `root`:
+// the PMU's type, and the event's terms ("event=0xcd,umask=0x1,ldlat=3" in events/EVENT; none
+// when `event` is empty) with `overrides` replacing or adding terms, each placed in config,
+// config1 or config2 as format/TERM says ("config1:0-15"). Errors name the file and the cause:
+// ENOENT for a missing PMU, event or format; EINVAL/ERANGE for text that does not parse or fit.
+struct perf_event_spec {
+  std::string name;  // "cpu/mem-loads"
+  std::uint32_t type = 0;
+  std::uint64_t config = 0, config1 = 0, config2 = 0;
+};
+[[nodiscard]] result<perf_event_spec> resolve_perf_event(
+    const std::string &root, const std::string &pmu, const std::string &event,
+    const std::vector<std::pair<std::string, std::uint64_t>> &overrides = {});
 }  // namespace detail
 
 }  // namespace hetmem

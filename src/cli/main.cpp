@@ -353,8 +353,8 @@ int main(int argc, char **argv) try {
   tierd->add_option("--interval", da.interval, "Seconds between decisions (default 1)");
   tierd->add_option("--threshold", da.threshold, "Heat (0..1) a 2 MiB chunk needs to be promoted (default 0.05)");
   tierd->add_option("--source", da.source,
-                    "Hotness source: auto, damon or soft-dirty (default auto; write-protect bits work only inside a "
-                    "program, see HETMEM_TIERING)");
+                    "Hotness source: auto, damon, soft-dirty or perf (default auto; write-protect bits work only "
+                    "inside a program, see HETMEM_TIERING)");
   tierd->add_option("--coexist", da.coexist,
                     "With the kernel's NUMA-balancing tiering on: coexist (only demote), yield (do nothing), force");
   tierd->add_option("--duration", da.duration, "Stop after this many seconds (default: until a signal)");

@@ -45,6 +45,7 @@ nlohmann::json to_json(const tiering_statistics &s) {
           {"migrate_cpu_seconds", s.migrate_cpu_seconds},
           {"source_cpu_seconds", s.source_cpu_seconds},
           {"window_seconds", s.window_seconds},
+          {"sample_period", s.sample_period},
           {"last_error", s.last_error}};
 }
 

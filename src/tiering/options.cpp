@@ -23,7 +23,8 @@ result<double> number(std::string_view key, std::string_view v, double lo, doubl
 }
 
 constexpr const char *known_keys =
-    "fast-limit, rate, interval, threshold, hysteresis, cooldown, reserve, chunk, window, source, coexist, sites";
+    "fast-limit, rate, interval, threshold, hysteresis, cooldown, reserve, chunk, window, source, coexist, sites, "
+    "perf-event, perf-period";
 
 // The settings that are plain numbers in a range.
 struct number_setting {
@@ -104,9 +105,22 @@ result<tiering_options> parse_tiering_options(const std::string &spec) {
         o.source = hotness_source::soft_dirty;
       else if (value == "write-protect" || value == "uffd-wp")
         o.source = hotness_source::write_protect;
+      else if (value == "perf")
+        o.source = hotness_source::perf;
       else
+        return error{EINVAL, "tiering: source=" + std::string(value) +
+                                 ": expected auto, damon, soft-dirty, write-protect or perf"};
+    } else if (key == "perf-event") {
+      if (value != "auto" && value != "mem-loads" && value != "ibs-op" && value != "page-faults")
         return error{EINVAL,
-                     "tiering: source=" + std::string(value) + ": expected auto, damon, soft-dirty or write-protect"};
+                     "tiering: perf-event=" + std::string(value) + ": expected auto, mem-loads, ibs-op or page-faults"};
+      o.perf_event = std::string(value);
+    } else if (key == "perf-period") {
+      auto v = number(key, value, 1, 1e9);
+      if (!v) return v.error();
+      if (*v != static_cast<double>(static_cast<std::uint64_t>(*v)))
+        return error{EINVAL, "tiering: perf-period=" + std::string(value) + ": a whole number of events"};
+      o.perf_period = static_cast<std::uint64_t>(*v);
     } else if (key == "sites") {
       // The preload's allocation sites: off, on (1 MiB), or the smallest block to follow.
       if (value == "off" || value == "0") {

@@ -85,7 +85,7 @@ check "doctor: bad root"             1 "cannot open sysfs root '/nonexistent/z'"
 check "tierd help lists examples"   0 'Examples:'                       -- "$hetmem" tierd --help
 check "tierd needs processes"        2 'name the processes'              -- "$hetmem" tierd
 check "tierd bad rate names it"      2 'rate=fast'                       -- "$hetmem" tierd --pid 1 --rate fast
-check "tierd bad source names it"    2 'auto, damon, soft-dirty or write-protect'       -- "$hetmem" tierd --pid 1 --source perf
+check "tierd bad source names it"    2 'auto, damon, soft-dirty, write-protect or perf' -- "$hetmem" tierd --pid 1 --source pebs
 check "tierd: write-protect is in-process" 2 'only the process that runs the engine' -- "$hetmem" tierd --pid 1 --source write-protect
 if [ "$(ls -d /sys/devices/system/node/node[0-9]* 2>/dev/null | wc -l)" = 1 ]; then
   check "tierd on one tier says so"  1 'one memory tier'                 -- "$hetmem" tierd --pid $$ --duration 1

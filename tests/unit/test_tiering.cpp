@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -251,8 +252,18 @@ TEST_CASE("tiering settings string: defaults, every key, errors that name the ke
   CHECK_THAT(parse_tiering_options("rate=fast").error().message, ContainsSubstring("rate=fast"));
   CHECK_THAT(parse_tiering_options("interval=0").error().message, ContainsSubstring("interval=0"));
   CHECK_THAT(parse_tiering_options("chunk=3000").error().message, ContainsSubstring("power of two"));
-  CHECK_THAT(parse_tiering_options("source=perf").error().message,
-             ContainsSubstring("auto, damon, soft-dirty or write-protect"));
+  CHECK_THAT(parse_tiering_options("source=pebs").error().message,
+             ContainsSubstring("auto, damon, soft-dirty, write-protect or perf"));
+  auto pf = parse_tiering_options("source=perf,perf-event=ibs-op,perf-period=4096");
+  REQUIRE(pf);
+  CHECK(pf->source == hotness_source::perf);
+  CHECK(pf->perf_event == "ibs-op");
+  CHECK(pf->perf_period == 4096);
+  CHECK(d->perf_event == "auto");
+  CHECK_THAT(parse_tiering_options("perf-event=cycles").error().message,
+             ContainsSubstring("auto, mem-loads, ibs-op or page-faults"));
+  CHECK_THAT(parse_tiering_options("perf-period=1.5").error().message, ContainsSubstring("whole number"));
+  CHECK_THAT(parse_tiering_options("perf-period=0").error().message, ContainsSubstring("perf-period=0"));
   CHECK_THAT(parse_tiering_options("interval=0.1,window=0.2").error().message, ContainsSubstring("window"));
   CHECK_THAT(parse_tiering_options("on,").error().message, ContainsSubstring("expected key=value"));
   CHECK(d->site_min_bytes == 1 * MiB);
@@ -814,4 +825,159 @@ TEST_CASE("tiering engine: allocation sites only for the engine's own process", 
   REQUIRE_FALSE(e);
   CHECK(e.error().code == EINVAL);
   CHECK_THAT(e.error().message, ContainsSubstring("allocation sites"));
+}
+
+// ---- Hardware sampling -----------------------------------------------------------------------
+
+TEST_CASE("perf events are read from the PMUs' sysfs descriptions, from a made-up root", "[tiering][perf]") {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / ("hetmem-pmu-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  auto put = [&](const std::string &rel, const std::string &text) {
+    fs::create_directories((root / rel).parent_path());
+    std::ofstream(root / rel) << text;
+  };
+  const std::string cpu = "sys/bus/event_source/devices/cpu/";
+  put(cpu + "type", "4\n");
+  put(cpu + "events/mem-loads", "event=0xcd,umask=0x1,ldlat=3\n");  // as Intel's core PMU has them
+  put(cpu + "events/mem-loads-aux", "event=0x03,umask=0x82\n");
+  put(cpu + "events/bad", "event=0xzz\n");
+  put(cpu + "events/wide", "event=0x1ff\n");
+  put(cpu + "events/split", "event=0xabc\n");
+  put(cpu + "format/event", "config:0-7\n");
+  put(cpu + "format/umask", "config:8-15\n");
+  put(cpu + "format/ldlat", "config1:0-15\n");
+  const std::string ibs = "sys/bus/event_source/devices/ibs_op/";
+  put(ibs + "type", "11\n");
+  put(ibs + "format/cnt_ctl", "config:19\n");
+  const std::string odd = "sys/bus/event_source/devices/odd/";
+  put(odd + "type", "12\n");
+  put(odd + "events/split", "event=0xabc\n");
+  put(odd + "format/event", "config:0-7,32-35\n");
+
+  auto loads = detail::resolve_perf_event(root.string(), "cpu", "mem-loads", {{"ldlat", 64}});
+  REQUIRE(loads);
+  CHECK(loads->name == "cpu/mem-loads");
+  CHECK(loads->type == 4);
+  CHECK(loads->config == 0x1cd);
+  CHECK(loads->config1 == 64);  // the override replaced ldlat=3
+  auto aux = detail::resolve_perf_event(root.string(), "cpu", "mem-loads-aux");
+  REQUIRE(aux);
+  CHECK(aux->config == 0x8203);
+  auto op = detail::resolve_perf_event(root.string(), "ibs_op", "", {{"cnt_ctl", 1}});
+  REQUIRE(op);
+  CHECK(op->type == 11);
+  CHECK(op->config == (1ULL << 19));
+  auto split = detail::resolve_perf_event(root.string(), "odd", "split");  // 0xabc: 0xbc low, 0xa at bit 32
+  REQUIRE(split);
+  CHECK(split->config == (0xbcULL | (0xaULL << 32)));
+
+  auto missing = detail::resolve_perf_event(root.string(), "arm_spe_0", "");
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().code == ENOENT);
+  CHECK_THAT(missing.error().message, ContainsSubstring("no arm_spe_0 PMU"));
+  auto no_event = detail::resolve_perf_event(root.string(), "cpu", "mem-stores");
+  REQUIRE_FALSE(no_event);
+  CHECK_THAT(no_event.error().message, ContainsSubstring("no event mem-stores"));
+  auto bad = detail::resolve_perf_event(root.string(), "cpu", "bad");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code == EINVAL);
+  CHECK_THAT(bad.error().message, ContainsSubstring("0xzz"));
+  auto wide = detail::resolve_perf_event(root.string(), "cpu", "wide");  // 9 bits into 8
+  REQUIRE_FALSE(wide);
+  CHECK(wide.error().code == ERANGE);
+  auto no_format = detail::resolve_perf_event(root.string(), "cpu", "mem-loads", {{"frontend", 1}});
+  REQUIRE_FALSE(no_format);
+  CHECK_THAT(no_format.error().message, ContainsSubstring("no format for 'frontend'"));
+  // The engine's perf source names what it looked for when no PMU offers data addresses.
+  tiering_options o = write_protect_options();
+  o.source = hotness_source::perf;
+  o.perf_root = (root / "none").string();
+  auto e = tiering_engine::create(o);
+  REQUIRE_FALSE(e);
+  CHECK(e.error().code == ENOTSUP);
+  CHECK_THAT(e.error().message, ContainsSubstring("no PMU event with data addresses"));
+  CHECK_THAT(e.error().message, ContainsSubstring("no cpu PMU"));
+  CHECK_THAT(e.error().message, ContainsSubstring("no ibs_op PMU"));
+  fs::remove_all(root);
+}
+
+TEST_CASE("tiering engine: the perf source finds the chunks a thread faults in, by sampled addresses",
+          "[tiering][perf]") {
+  // The PMU events cannot be had on these machines; the kernel's page-fault event carries data
+  // addresses too and goes through the same path (events per thread, inherited by new
+  // threads, rings drained each interval). A thread started after the engine (so covered by
+  // inheritance) faults 8 MiB of a 64 MiB region in again and again (MADV_DONTNEED, then a write
+  // per page); the other 56 MiB are touched once before.
+  const std::size_t bytes = 64 * MiB, hot = 8 * MiB;
+  busy_region region(bytes);
+  tiering_options o = write_protect_options();
+  o.source = hotness_source::perf;
+  o.perf_event = "page-faults";
+  o.perf_period = 997;  // a prime: samples spread over the pages of every pass
+  auto e = tiering_engine::create(o);
+  if (!e &&
+      (e.error().code == EACCES || e.error().code == EPERM || e.error().code == ENOENT || e.error().code == ENOSYS))
+    SKIP("SKIPPED: " << e.error().message);
+  INFO((e ? std::string() : e.error().message));
+  REQUIRE(e);
+  CHECK_THAT((*e)->statistics().source,
+             ContainsSubstring("hardware sampling (perf_event_open, one event per thread: the kernel's page-fault"));
+  std::atomic<bool> done{false};
+  std::thread faulter([&] {
+    while (!done.load(std::memory_order_relaxed)) {
+      ::madvise(region.base, hot, MADV_DONTNEED);
+      for (std::size_t i = 0; i < hot; i += 4096) region.base[i] = 3;
+    }
+  });
+  for (int i = 0; i < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (i == 2) {  // the last interval reads the samples of a faulter now stopped, its pages all present
+      done = true;
+      faulter.join();
+    }
+    REQUIRE((*e)->step());
+  }
+  const auto s = (*e)->statistics();
+  INFO(s.summary());
+  CHECK(s.last_error.empty());
+  CHECK(s.hot_bytes >= hot);
+  CHECK(s.hot_bytes < hot + 16 * MiB);  // the rest of the region is not in it (the test's own heap may be)
+  CHECK(s.sample_period == 997);        // no ring overflowed at this period
+}
+
+TEST_CASE("tiering engine: the perf source samples less often while its rings overflow", "[tiering][perf]") {
+  busy_region region(16 * MiB);
+  tiering_options o = write_protect_options();
+  o.source = hotness_source::perf;
+  o.perf_event = "page-faults";  // every fault: about 4000 a pass over 16 MiB, far more than a ring holds
+  auto e = tiering_engine::create(o);
+  if (!e &&
+      (e.error().code == EACCES || e.error().code == EPERM || e.error().code == ENOENT || e.error().code == ENOSYS))
+    SKIP("SKIPPED: " << e.error().message);
+  REQUIRE(e);
+  CHECK((*e)->statistics().sample_period == 0);  // no interval yet
+  std::atomic<bool> done{false};
+  std::thread faulter([&] {
+    while (!done.load(std::memory_order_relaxed)) {
+      ::madvise(region.base, region.bytes(), MADV_DONTNEED);
+      for (std::size_t i = 0; i < region.bytes(); i += 4096) region.base[i] = 3;
+    }
+  });
+  // The faulter started after create(): the first interval gives it its event, the next two
+  // find its ring full.
+  std::vector<std::uint64_t> periods;
+  for (int i = 0; i < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    REQUIRE((*e)->step());
+    periods.push_back((*e)->statistics().sample_period);
+  }
+  done = true;
+  faulter.join();
+  INFO((*e)->statistics().summary());
+  CHECK(periods == std::vector<std::uint64_t>{1, 2, 4});
+  // Quiet again: the rings stay nearly empty and the period comes back, halving each interval
+  // (after at most one more doubling, for the samples lost before the faulter stopped).
+  for (int i = 0; i < 6; ++i) REQUIRE((*e)->step());
+  CHECK((*e)->statistics().sample_period == 1);
 }
