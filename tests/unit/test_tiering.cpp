@@ -707,11 +707,12 @@ TEST_CASE("site registry: threads record and forget while the engine reads", "[t
   REQUIRE(r);
   detail::site_registry &reg = **r;
   static const char code[8] = {};
-  std::atomic<bool> done{false};
+  std::atomic<bool> done{false}, reading{false};
   std::atomic<unsigned> failures{0};  // (Catch2's assertions are for the test's own thread)
   std::vector<std::thread> threads;
   for (unsigned t = 0; t < 4; ++t)
     threads.emplace_back([&, t] {
+      while (!reading.load()) std::this_thread::yield();  // only once the reader runs
       const unsigned site = reg.site_of(&code[t]);
       for (unsigned round = 0; round < 200; ++round) {
         for (std::uintptr_t i = 0; i < 256; ++i)
@@ -722,14 +723,15 @@ TEST_CASE("site registry: threads record and forget while the engine reads", "[t
     });
   std::size_t passes = 0, inconsistent = 0;
   std::thread reader([&] {
-    while (!done.load()) {
+    reading = true;
+    do {  // at least one pass, however the threads are scheduled
       reg.for_each_block([&](std::uintptr_t start, std::size_t bytes, unsigned site) {
         // Every entry read is one that was written whole: its size and site match its start.
         const std::uintptr_t t = (start >> 20) >> 16, i = ((start >> 20) & 0xffff) - 1;
         if (bytes != ((i + 1) << 12) || site != reg.site_of(&code[t])) ++inconsistent;
       });
       ++passes;
-    }
+    } while (!done.load());
   });
   for (auto &t : threads) t.join();
   done = true;
