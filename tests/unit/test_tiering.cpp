@@ -926,20 +926,28 @@ TEST_CASE("tiering engine: the perf source finds the chunks a thread faults in, 
   CHECK_THAT((*e)->statistics().source,
              ContainsSubstring("hardware sampling (perf_event_open, one event per thread: the kernel's page-fault"));
   std::atomic<bool> done{false};
+  std::atomic<unsigned> passes{0};
   std::thread faulter([&] {
     while (!done.load(std::memory_order_relaxed)) {
       ::madvise(region.base, hot, MADV_DONTNEED);
       for (std::size_t i = 0; i < hot; i += 4096) region.base[i] = 3;
+      ++passes;
     }
   });
-  for (int i = 0; i < 3; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    if (i == 2) {  // the last interval reads the samples of a faulter now stopped, its pages all present
-      done = true;
-      faulter.join();
-    }
-    REQUIRE((*e)->step());
-  }
+  // Counted in passes, not time (a loaded machine gives the faulter less of it): 20 passes are
+  // about 40 samples, some in each of the 4 chunks, far fewer than a ring holds.
+  const auto wait_passes = [&](unsigned n) {
+    const unsigned from = passes.load();
+    while (passes.load() - from < n) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  };
+  wait_passes(1);
+  REQUIRE((*e)->step());  // gives the faulter its event
+  wait_passes(20);
+  REQUIRE((*e)->step());
+  wait_passes(20);
+  done = true;  // the last interval reads the samples of a faulter now stopped, its pages all present
+  faulter.join();
+  REQUIRE((*e)->step());
   const auto s = (*e)->statistics();
   INFO(s.summary());
   CHECK(s.last_error.empty());
@@ -960,17 +968,24 @@ TEST_CASE("tiering engine: the perf source samples less often while its rings ov
   REQUIRE(e);
   CHECK((*e)->statistics().sample_period == 0);  // no interval yet
   std::atomic<bool> done{false};
+  std::atomic<unsigned> passes{0};
   std::thread faulter([&] {
     while (!done.load(std::memory_order_relaxed)) {
       ::madvise(region.base, region.bytes(), MADV_DONTNEED);
       for (std::size_t i = 0; i < region.bytes(); i += 4096) region.base[i] = 3;
+      ++passes;
     }
   });
-  // The faulter started after create(): the first interval gives it its event, the next two
-  // find its ring full.
+  const auto wait_passes = [&](unsigned n) {
+    const unsigned from = passes.load();
+    while (passes.load() - from < n) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  };
+  // The faulter started after create(): the first interval gives it its event; before each of
+  // the next two it faults 3 passes (12288 faults, 6144 samples even at period 2: more than the
+  // ring's 5000 or so).
   std::vector<std::uint64_t> periods;
   for (int i = 0; i < 3; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    wait_passes(i == 0 ? 1 : 3);
     REQUIRE((*e)->step());
     periods.push_back((*e)->statistics().sample_period);
   }
