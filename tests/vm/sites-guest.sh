@@ -2,7 +2,8 @@
 # sites-guest.sh — runs inside the `tiering` VM (node 0: 1 GiB DDR with the CPUs, the fast
 # tier; node 1: 3 GiB CPU-less CXL-like memory): the allocator's knowledge (HETMEM_TIERING's
 # `sites`). hetmem_preload_sites allocates a 64 MiB block from each of two call sites every
-# second: one site's blocks are written all the time, the other's only when filled. With sites
+# second: one site's blocks are written all the time, the other's only when filled (and grown
+# with realloc from half their size, which must keep their site). With sites
 # on, once the engine has seen the cold site's blocks long enough, that site's new blocks are
 # placed on node 1 at allocation, while the hot site's stay on node 0; with sites off (the
 # control) every new block lands on node 0 first, and the engine, held to a fast tier of 320 MiB,
