@@ -31,10 +31,12 @@
 //   site's heat (raised for a hot site, capped for a cold one), so a new block from a hot site is
 //   promoted at once and one from a cold site is not promoted for the writes that fill it.
 //   5. hardware sampling (perf_event_open, after the write-bit sources when automatic): the data
-//   addresses of sampled memory operations, reads and writes alike, from Intel's mem-loads (PEBS
-//   load latency, loads of at least 64 cycles; with its mem-loads-aux leader where the PMU has
-//   one) or AMD's IBS op samples, as the PMUs' sysfs descriptions define them. One event per
-//   thread of each managed process (inherited by the threads they start); needs
+//   addresses of sampled memory operations, which sees reads too: Intel's mem-loads (PEBS load
+//   latency, loads of at least 64 cycles; with its mem-loads-aux leader where the PMU has one)
+//   or AMD's IBS op samples (loads and stores), as the PMUs' sysfs descriptions define them. One
+//   event and ring per thread of each managed process (the kernel maps no ring of an inherited
+//   per-thread event): new threads are picked up each interval, one that starts and ends within
+//   an interval goes unseen, the engine's own thread is left out. Needs
 //   perf_event_paranoid <= 2 for one's own processes, or CAP_PERFMON. The period doubles while a
 //   thread's ring overflows, and halves back once they stay nearly empty. A chunk's heat is its
 //   samples in the interval over those of the process's most sampled chunk. perf_event
