@@ -69,6 +69,8 @@ bool site_registry::record(const void *block, std::size_t bytes, unsigned site) 
     if (!k.compare_exchange_strong(seen, writing_key, std::memory_order_acquire)) continue;
     std::atomic_ref<std::uint64_t>(e.bytes).store(bytes, std::memory_order_release);
     std::atomic_ref<std::uint32_t>(e.site).store(site, std::memory_order_release);
+    std::atomic_ref<std::uint32_t>(e.serial).store(serial_.fetch_add(1, std::memory_order_relaxed),
+                                                   std::memory_order_release);
     k.store(key, std::memory_order_release);
     return true;
   }

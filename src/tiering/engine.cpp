@@ -1115,6 +1115,7 @@ struct tiering_engine::impl {
   // The allocator's knowledge (options.sites). Engine thread only.
   struct block_age {
     unsigned site = 0;
+    std::uint32_t serial = 0;  // the registry's: a new block at a freed one's start differs
     std::uint64_t first_step = 0;
   };
   struct site_state {
@@ -1239,10 +1240,11 @@ struct tiering_engine::impl {
       std::uintptr_t start;
       std::size_t bytes;
       unsigned site;
+      std::uint32_t serial;
     };
     std::vector<block> blocks;
-    reg.for_each_block([&](std::uintptr_t start, std::size_t bytes, unsigned site) {
-      blocks.push_back({start, bytes, site});
+    reg.for_each_block([&](std::uintptr_t start, std::size_t bytes, unsigned site, std::uint32_t serial) {
+      blocks.push_back({start, bytes, site, serial});
     });
     struct tally {
       double sum = 0, weight = 0;
@@ -1254,7 +1256,9 @@ struct tiering_engine::impl {
     seen.reserve(blocks.size());
     for (const auto &b : blocks) {
       const auto it = block_seen.find(b.start);
-      const block_age age = it != block_seen.end() && it->second.site == b.site ? it->second : block_age{b.site, steps};
+      const block_age age = it != block_seen.end() && it->second.site == b.site && it->second.serial == b.serial
+                                ? it->second
+                                : block_age{b.site, b.serial, steps};
       seen.emplace(b.start, age);
       tally &t = per_site[b.site];
       t.bytes += b.bytes;

@@ -654,7 +654,8 @@ using site_verdict = detail::site_registry::verdict;
 
 std::vector<std::pair<std::uintptr_t, unsigned>> recorded(const detail::site_registry &r) {
   std::vector<std::pair<std::uintptr_t, unsigned>> out;
-  r.for_each_block([&](std::uintptr_t start, std::size_t, unsigned site) { out.emplace_back(start, site); });
+  r.for_each_block(
+      [&](std::uintptr_t start, std::size_t, unsigned site, std::uint32_t) { out.emplace_back(start, site); });
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -725,7 +726,7 @@ TEST_CASE("site registry: threads record and forget while the engine reads", "[t
   std::thread reader([&] {
     reading = true;
     do {  // at least one pass, however the threads are scheduled
-      reg.for_each_block([&](std::uintptr_t start, std::size_t bytes, unsigned site) {
+      reg.for_each_block([&](std::uintptr_t start, std::size_t bytes, unsigned site, std::uint32_t) {
         // Every entry read is one that was written whole: its size and site match its start.
         const std::uintptr_t t = (start >> 20) >> 16, i = ((start >> 20) & 0xffff) - 1;
         if (bytes != ((i + 1) << 12) || site != reg.site_of(&code[t])) ++inconsistent;
@@ -813,6 +814,14 @@ TEST_CASE("tiering engine: the allocator's knowledge learns hot and cold sites a
   CHECK((*reg)->forget(at(1)) == a);
   REQUIRE((*e)->step());
   CHECK((*e)->statistics().site_blocks == 3);
+  // A new block recorded at a freed one's start, from the same site, between two intervals is
+  // young, not the old one: block 2 (never written) again, now that B is hot, takes B's heat.
+  CHECK((*reg)->verdict_of(b) == site_verdict::hot);
+  const auto prior_before = (*e)->statistics().site_prior_chunks;
+  CHECK((*reg)->forget(at(2)) == b);
+  REQUIRE((*reg)->record(at(2), block, b));
+  REQUIRE((*e)->step());
+  CHECK((*e)->statistics().site_prior_chunks >= prior_before + block / chunk);
   region.stop();
 }
 

@@ -55,7 +55,9 @@ class site_registry {
     cold_placed_blocks_.fetch_add(1, std::memory_order_relaxed);
   }
 
-  // The engine's side. f(start, bytes, site) for each recorded block.
+  // The engine's side. f(start, bytes, site, serial) for each recorded block; `serial` numbers
+  // the blocks in the order they were recorded (wrapping at 2^32), so that a block recorded at
+  // the start of a freed one is not taken for it.
   template <class F>
   void for_each_block(F &&f) const {
     for (std::size_t i = 0; i < block_slots; ++i) {
@@ -67,8 +69,9 @@ class site_registry {
       // entry) means seeing the claim too, so the key reads differently.
       const std::uint64_t bytes = std::atomic_ref<std::uint64_t>(e.bytes).load(std::memory_order_acquire);
       const std::uint32_t site = std::atomic_ref<std::uint32_t>(e.site).load(std::memory_order_acquire);
+      const std::uint32_t serial = std::atomic_ref<std::uint32_t>(e.serial).load(std::memory_order_acquire);
       if (std::atomic_ref<std::uintptr_t>(e.key).load(std::memory_order_relaxed) != key) continue;
-      f(key, static_cast<std::size_t>(bytes), static_cast<unsigned>(site));
+      f(key, static_cast<std::size_t>(bytes), static_cast<unsigned>(site), serial);
     }
   }
   void set_verdict(unsigned site, verdict v) noexcept {
@@ -97,7 +100,7 @@ class site_registry {
     std::uintptr_t key;
     std::uint64_t bytes;
     std::uint32_t site;
-    std::uint32_t unused;
+    std::uint32_t serial;
   };
   struct site_entry {
     std::uintptr_t address;  // 0: free
@@ -109,6 +112,7 @@ class site_registry {
   block_entry *blocks_ = nullptr;
   site_entry *sites_ = nullptr;
   std::atomic<std::uint64_t> untracked_{0};
+  std::atomic<std::uint32_t> serial_{0};
   std::atomic<std::uint64_t> cold_placed_bytes_{0}, cold_placed_blocks_{0};
 };
 
