@@ -144,6 +144,27 @@ tiering_options watching_only(const busy_region &region) {
   return o;
 }
 
+// A directory standing for `/` (proc and sys files written by the test), removed at the end.
+class made_up_root {
+ public:
+  explicit made_up_root(const std::string &name)
+      : path(std::filesystem::temp_directory_path() / (name + "-" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(path);
+  }
+  ~made_up_root() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  made_up_root(const made_up_root &) = delete;
+  made_up_root &operator=(const made_up_root &) = delete;
+  // Writes `text` (with a newline, as the kernel's files end) to `rel` below the root.
+  void put(const std::string &rel, const std::string &text) const {
+    std::filesystem::create_directories((path / rel).parent_path());
+    std::ofstream(path / rel) << text << (text.empty() || text.back() != '\n' ? "\n" : "");
+  }
+  std::filesystem::path path;
+};
+
 }  // namespace
 
 TEST_CASE("tiering plan: the hottest chunks that fit go up, hottest first; cold ones stay", "[tiering]") {
@@ -276,13 +297,9 @@ TEST_CASE("tiering settings string: defaults, every key, errors that name the ke
 }
 
 TEST_CASE("the kernel's own tiering is read and explained, from a made-up root", "[tiering]") {
-  namespace fs = std::filesystem;
-  const fs::path root = fs::temp_directory_path() / ("hetmem-kt-" + std::to_string(::getpid()));
-  fs::remove_all(root);
-  auto put = [&](const std::string &rel, const std::string &text) {
-    fs::create_directories((root / rel).parent_path());
-    std::ofstream(root / rel) << text << "\n";
-  };
+  const made_up_root made("hetmem-kt");
+  const auto &root = made.path;
+  auto put = [&](const std::string &rel, const std::string &text) { made.put(rel, text); };
   put("proc/sys/kernel/numa_balancing", "2");
   put("proc/sys/kernel/numa_balancing_promote_rate_limit_MBps", "65536");
   put("sys/kernel/mm/numa/demotion_enabled", "true");
@@ -332,7 +349,6 @@ TEST_CASE("the kernel's own tiering is read and explained, from a made-up root",
     CHECK_THAT(fallback.error().message, ContainsSubstring("CONFIG_MEM_SOFT_DIRTY"));
     CHECK_THAT(fallback.error().message, ContainsSubstring("write-protect bits"));
     CHECK_THAT(fallback.error().message, ContainsSubstring("not DAMON: DAMON is in use"));
-    fs::remove_all(root);
     return;
   }
   // Soft-dirty bits next, else write-protect bits (kernels without soft-dirty, this host's 6.18).
@@ -344,7 +360,6 @@ TEST_CASE("the kernel's own tiering is read and explained, from a made-up root",
     CHECK_THAT(st.source, ContainsSubstring("userfaultfd write-protect bits"));
     CHECK_THAT(why, ContainsSubstring("hotness: not soft-dirty bits: this kernel does not keep them"));
   }
-  fs::remove_all(root);
 }
 
 TEST_CASE("tiering engine: soft-dirty bits find the chunks this process writes", "[tiering]") {
@@ -841,13 +856,9 @@ TEST_CASE("tiering engine: allocation sites only for the engine's own process", 
 // ---- Hardware sampling -----------------------------------------------------------------------
 
 TEST_CASE("perf events are read from the PMUs' sysfs descriptions, from a made-up root", "[tiering][perf]") {
-  namespace fs = std::filesystem;
-  const fs::path root = fs::temp_directory_path() / ("hetmem-pmu-" + std::to_string(::getpid()));
-  fs::remove_all(root);
-  auto put = [&](const std::string &rel, const std::string &text) {
-    fs::create_directories((root / rel).parent_path());
-    std::ofstream(root / rel) << text;
-  };
+  const made_up_root made("hetmem-pmu");
+  const auto &root = made.path;
+  auto put = [&](const std::string &rel, const std::string &text) { made.put(rel, text); };
   const std::string cpu = "sys/bus/event_source/devices/cpu/";
   put(cpu + "type", "4\n");
   put(cpu + "events/mem-loads", "event=0xcd,umask=0x1,ldlat=3\n");  // as Intel's core PMU has them
@@ -910,7 +921,6 @@ TEST_CASE("perf events are read from the PMUs' sysfs descriptions, from a made-u
   CHECK_THAT(e.error().message, ContainsSubstring("no PMU event with data addresses"));
   CHECK_THAT(e.error().message, ContainsSubstring("no cpu PMU"));
   CHECK_THAT(e.error().message, ContainsSubstring("no ibs_op PMU"));
-  fs::remove_all(root);
 }
 
 TEST_CASE("tiering engine: the perf source finds the chunks a thread faults in, by sampled addresses",
