@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "hetmem/format.hpp"
+#include "hetmem/sysfs/environment.hpp"
 #include "topo_render.hpp"
 
 namespace hetmem::cli {
@@ -168,7 +169,7 @@ std::string cpus_text(const sysfs::id_set &cpus, std::size_t max_chars) {
 
 bool terminal_is_utf8() {
   for (const char *var : {"LC_ALL", "LC_CTYPE", "LANG"}) {
-    const char *v = std::getenv(var);  // NOLINT(concurrency-mt-unsafe): read once, single-threaded CLI
+    const char *v = hetmem::sysfs::environment(var);
     if (v && *v) {
       std::string s(v);
       std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });

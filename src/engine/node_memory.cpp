@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "hetmem/sysfs/environment.hpp"
 #include "hetmem/sysfs/fault_injection.hpp"
 
 namespace hetmem::detail {
@@ -105,8 +106,22 @@ bool read_node_memory(const char *root, unsigned node, node_memory *out) noexcep
 
 void copy_sysfs_root(char *buf, std::size_t len) noexcept {
   buf[0] = '\0';
-  const char *r = secure_getenv("HETMEM_SYSFS_ROOT");                 // NOLINT(concurrency-mt-unsafe): control plane
+  const char *r = hetmem::sysfs::environment("HETMEM_SYSFS_ROOT");
   if (r && std::strcmp(r, "/") != 0) (void)join_text(buf, len, {r});  // "" when it does not fit
+}
+
+bool is_devdax_device(const char *root, unsigned major, unsigned minor, char *subsystem, std::size_t len) noexcept {
+  if (len > 0) subsystem[0] = '\0';
+  char path[512];
+  if (!join_text(path, sizeof path, {root, "/sys/dev/char/", major, ":", minor, "/subsystem"})) return false;
+  char target[512];
+  const ssize_t n = ::readlink(path, target, sizeof target - 1);
+  if (n <= 0) return false;
+  target[n] = '\0';
+  const char *name = std::strrchr(target, '/');
+  name = name ? name + 1 : target;
+  (void)join_text(subsystem, len, {name});
+  return std::strcmp(name, "dax") == 0;
 }
 
 const char *thread_error() noexcept { return error_buffer; }

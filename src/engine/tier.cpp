@@ -7,8 +7,10 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "hetmem/detail/node_memory.hpp"
 #include "hetmem/format.hpp"
 
 namespace hetmem {
@@ -141,6 +143,17 @@ result<tier> file_tier(const std::string &path, std::uint64_t max_bytes) {
   const bool device = S_ISCHR(st.st_mode);
   if (!device && !S_ISDIR(st.st_mode))
     return error{EINVAL, "file tier on " + path + ": neither a devdax device nor a directory"};
+  if (device) {
+    char root[4096], subsystem[64];
+    detail::copy_sysfs_root(root, sizeof root);
+    if (!detail::is_devdax_device(root, major(st.st_rdev), minor(st.st_rdev), subsystem, sizeof subsystem))
+      return error{ENODEV,
+                   "file tier on " + path + ": a character device that is not devdax (" +
+                       (subsystem[0] ? "its subsystem is '" + std::string(subsystem) + "'"
+                                     : "no /sys/dev/char/" + std::to_string(major(st.st_rdev)) + ":" +
+                                           std::to_string(minor(st.st_rdev)) + "/subsystem") +
+                       "); a file tier takes a devdax device (/dev/daxX.Y) or a directory on a DAX file system"};
+  }
   if (::access(path.c_str(), R_OK | W_OK | (device ? 0 : X_OK)) != 0) {
     const int err = errno;
     return error{err, "file tier on " + path + ": " + detail::error_text(err)};

@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -639,6 +640,10 @@ result<void> open_backing(const file_backing &f, const char *root, tier_arena::s
   if (::stat(f.path.c_str(), &st) != 0) return error{errno, f.path + ": " + error_text(errno)};
   s.devdax = S_ISCHR(st.st_mode);
   if (s.devdax) {
+    char subsystem[64];
+    if (!is_devdax_device(root, major(st.st_rdev), minor(st.st_rdev), subsystem, sizeof subsystem))
+      return error{ENODEV, f.path + ": a character device that is not devdax" +
+                               (subsystem[0] ? " (its subsystem is '" + std::string(subsystem) + "')" : std::string())};
     s.fd = ::open(f.path.c_str(), O_RDWR | O_CLOEXEC);
     if (s.fd < 0) return error{errno, "opening " + f.path + ": " + error_text(errno)};
     const std::string dev = f.path.substr(f.path.find_last_of('/') + 1);
@@ -1099,18 +1104,28 @@ void *tier_arena::direct_failed(void *cache, std::size_t bytes) noexcept {
 }
 
 // The thread's node is full: the tier's other nodes, in shard order.
-void *tier_arena::other_nodes(std::size_t bytes, std::size_t alignment, unsigned tried) noexcept {
+void *tier_arena::other_nodes(std::size_t bytes, std::size_t alignment, unsigned tried, int zero_flag) noexcept {
   const unsigned made = made_.load(std::memory_order_acquire);
   for (unsigned k = 0; k < made; ++k) {
     if (k == tried) continue;
-    int flags = static_cast<int>(MALLOCX_ARENA(je_shard_[k])) | MALLOCX_TCACHE_NONE;
+    int flags = static_cast<int>(MALLOCX_ARENA(je_shard_[k])) | MALLOCX_TCACHE_NONE | zero_flag;
     if (alignment > 1) flags |= MALLOCX_ALIGN(alignment);
     if (void *p = hetmem_je_mallocx(bytes, flags)) return p;
   }
   return nullptr;
 }
 
-void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexcept {
+void *tier_arena::allocate_zeroed(std::size_t bytes, std::size_t alignment) noexcept {
+  if (bytes <= max_cached_bytes && alignment <= 16) {
+    void *p = allocate(bytes, alignment);
+    if (p) std::memset(p, 0, bytes);
+    return p;
+  }
+  if (alignment > 1 && (alignment & (alignment - 1)) != 0) return allocate_slow(bytes, alignment);  // EINVAL
+  return allocate_slow(bytes, alignment, MALLOCX_ZERO);
+}
+
+void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment, int zero_flag) noexcept {
   if (bytes == 0) bytes = 1;
   if (alignment > 1 && (alignment & (alignment - 1)) != 0) {
     set_thread_error("%s: alignment %zu is not a power of two", state_->name, alignment);
@@ -1154,13 +1169,13 @@ void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment) noexce
         own = arena_cache_init(tc, id_, je_shard_[pick], pick);
       }
     }
-    if (own && bytes <= max_cached_bytes && alignment <= 16) return allocate(bytes, alignment);
+    if (own && bytes <= max_cached_bytes && alignment <= 16 && zero_flag == 0) return allocate(bytes, alignment);
   }
-  int flags = (own ? own->arena_flag : static_cast<int>(MALLOCX_ARENA(je_shard_[0]))) | MALLOCX_TCACHE_NONE;
+  int flags = (own ? own->arena_flag : static_cast<int>(MALLOCX_ARENA(je_shard_[0]))) | MALLOCX_TCACHE_NONE | zero_flag;
   if (alignment > 1) flags |= MALLOCX_ALIGN(alignment);
   hook_reported = false;
   void *p = hetmem_je_mallocx(bytes, flags);
-  if (!p && per_node_) p = other_nodes(bytes, alignment, own ? own->shard : 0);
+  if (!p && per_node_) p = other_nodes(bytes, alignment, own ? own->shard : 0, zero_flag);
   if (!p) {
     if (!hook_reported) set_thread_error("%s: jemalloc could not allocate %zu bytes", state_->name, bytes);
     errno = ENOMEM;

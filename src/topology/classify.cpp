@@ -14,6 +14,7 @@
 #include <new>
 
 #include "hetmem/format.hpp"
+#include "hetmem/sysfs/environment.hpp"
 #include "hetmem/sysfs/reader.hpp"
 #include "hetmem/topology.hpp"
 
@@ -898,7 +899,7 @@ result<topology> load_topology(const load_options &options) noexcept {
     std::string origin = "node kind overrides";
     if (options.overrides) {
       overrides = *options.overrides;
-    } else if (const char *env = secure_getenv("HETMEM_NODE_KINDS")) {
+    } else if (const char *env = hetmem::sysfs::environment("HETMEM_NODE_KINDS")) {
       overrides = env;
       origin = "HETMEM_NODE_KINDS";
     }
@@ -917,7 +918,7 @@ result<topology> load_topology(const load_options &options) noexcept {
         co.probe = std::move(report).value();
         co.probe_origin = *options.probe_file;
       }
-    } else if (const char *env = secure_getenv("HETMEM_PROBE"); env && *env) {
+    } else if (const char *env = hetmem::sysfs::environment("HETMEM_PROBE"); env && *env) {
       auto report = read_probe_report(env);
       if (report) {
         co.probe = std::move(report).value();

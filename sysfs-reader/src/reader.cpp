@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <new>
 
+#include "hetmem/sysfs/environment.hpp"
 #include "root_dir.hpp"
 
 namespace hetmem::sysfs {
@@ -483,7 +484,7 @@ std::optional<std::uint32_t> snapshot::distance(std::uint32_t from, std::uint32_
 }
 
 std::string default_root() {
-  const char *env = std::getenv("HETMEM_SYSFS_ROOT");
+  const char *env = hetmem::sysfs::environment("HETMEM_SYSFS_ROOT");
   return env && *env ? std::string(env) : std::string("/");
 }
 

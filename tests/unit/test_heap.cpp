@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "hetmem/buffer.hpp"
+#include "hetmem/detail/node_memory.hpp"
 #include "hetmem/heap.hpp"
 #include "hetmem/reservation.hpp"
 #include "hetmem/sysfs/reader.hpp"
@@ -275,6 +276,20 @@ std::string mapping_of(const void *p) {
 }
 }  // namespace
 
+TEST_CASE("a devdax device is told from other character devices by its sysfs subsystem", "[heap]") {
+  test::temp_tree root;
+  root.dir("sys/bus/dax").dir("sys/class/mem").dir("sys/dev/char/252:0").dir("sys/dev/char/1:5");
+  root.link("sys/dev/char/252:0/subsystem", "../../../bus/dax");
+  root.link("sys/dev/char/1:5/subsystem", "../../../class/mem");
+  char subsystem[64];
+  CHECK(detail::is_devdax_device(root.root().c_str(), 252, 0, subsystem, sizeof subsystem));
+  CHECK(std::string(subsystem) == "dax");
+  CHECK_FALSE(detail::is_devdax_device(root.root().c_str(), 1, 5, subsystem, sizeof subsystem));
+  CHECK(std::string(subsystem) == "mem");
+  CHECK_FALSE(detail::is_devdax_device(root.root().c_str(), 9, 9, subsystem, sizeof subsystem));
+  CHECK(std::string(subsystem).empty());
+}
+
 TEST_CASE("file-backed tiers: memory from a file in a directory, with a size limit", "[heap][live]") {
   test::temp_tree dir;
   CHECK(file_tier(dir.root() + "/missing", 1 << 20).error().message.find("No such file") != std::string::npos);
@@ -282,6 +297,16 @@ TEST_CASE("file-backed tiers: memory from a file in a directory, with a size lim
   CHECK(file_tier(dir.root() + "/plain", 1 << 20).error().message.find("neither a devdax device nor a directory") !=
         std::string::npos);
   CHECK_FALSE(file_tier(dir.root(), 0));
+  // A character device that is not devdax (/dev/null's subsystem is "mem") is refused by name:
+  // mapping it as a tier would kill the program with SIGBUS on the first write.
+  if (::access("/dev/null", R_OK | W_OK) == 0 && ::access("/sys/dev/char/1:3/subsystem", F_OK) == 0) {
+    auto null_tier = file_tier("/dev/null", 1 << 20);
+    REQUIRE_FALSE(null_tier);
+    CHECK(null_tier.error().message.find("a character device that is not devdax (its subsystem is 'mem')") !=
+          std::string::npos);
+  } else {
+    WARN("no /dev/null or /sys/dev/char/1:3 here: the non-devdax device check is skipped");
+  }
 
   auto t = file_tier(dir.root(), 8u << 20);
   REQUIRE(t);

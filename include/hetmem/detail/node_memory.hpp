@@ -29,6 +29,13 @@ bool read_node_memory(const char *root, unsigned node, node_memory *out) noexcep
 // not fit in `len`.
 void copy_sysfs_root(char *buf, std::size_t len) noexcept;
 
+// Whether the character device numbered `major`:`minor` is a devdax device: its
+// <root>/sys/dev/char/MAJOR:MINOR/subsystem link ends in "dax". Writes the subsystem's name
+// into `subsystem` ("" when the link cannot be read) for the message that refuses it. A file
+// tier maps its device and writes through the mapping: /dev/zero, a tty or any other device
+// would kill the program with SIGBUS or worse, so only devdax is taken.
+bool is_devdax_device(const char *root, unsigned major, unsigned minor, char *subsystem, std::size_t len) noexcept;
+
 // The calling thread's message about its last failed allocation ("" if none).
 const char *thread_error() noexcept;
 // printf-style; truncates to the buffer (256 bytes).

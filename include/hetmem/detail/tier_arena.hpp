@@ -74,6 +74,10 @@ class tier_arena {
   [[nodiscard]] void *allocate(std::size_t bytes, std::size_t alignment = 0) noexcept;
   // allocate(bytes) with the default alignment, without the alignment checks.
   [[nodiscard]] void *allocate_default(std::size_t bytes) noexcept;
+  // allocate(), the block reading as zeros (calloc). A small block is cleared; a large one is
+  // asked of jemalloc with MALLOCX_ZERO, which clears only what was used before: pages fresh
+  // from the kernel (or purged since) are already zero and stay untouched (not resident).
+  [[nodiscard]] void *allocate_zeroed(std::size_t bytes, std::size_t alignment = 0) noexcept;
   // Whether this is the direct arena, the one use_thread_tcache() made (served by jemalloc's own
   // thread caches; the preload's fast paths in src/engine/direct_path.hpp).
   [[nodiscard]] bool is_direct_arena() const noexcept;
@@ -139,12 +143,13 @@ class tier_arena {
   tier_arena() = default;
   static tier_arena *find_locked(const tier &t, unsigned fill_limit_percent) noexcept;
   static result<tier_arena *> get_locked(const tier &t, unsigned fill_limit_percent);
-  [[gnu::noinline]] void *allocate_slow(std::size_t bytes, std::size_t alignment) noexcept;
+  // `zero_flag`: 0, or MALLOCX_ZERO for allocate_zeroed's large blocks.
+  [[gnu::noinline]] void *allocate_slow(std::size_t bytes, std::size_t alignment, int zero_flag = 0) noexcept;
   // allocate_default() past the bins of the arena the thread used last.
   [[gnu::noinline]] void *allocate_default_slow(std::size_t bytes) noexcept;
   [[gnu::noinline]] void *refill(void *cache, unsigned size_class, std::size_t bytes) noexcept;
   [[gnu::noinline]] void *direct_failed(void *cache, std::size_t bytes) noexcept;
-  void *other_nodes(std::size_t bytes, std::size_t alignment, unsigned tried) noexcept;
+  void *other_nodes(std::size_t bytes, std::size_t alignment, unsigned tried, int zero_flag = 0) noexcept;
   // Makes the jemalloc arena of shard `made_` (arenas_mutex held while the tier arena is
   // created, shards_mutex after); 0 or jemalloc's error.
   int make_shard_locked() noexcept;
