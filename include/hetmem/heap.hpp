@@ -106,7 +106,7 @@ class heap {
 
  private:
   heap() = default;
-  void *allocate_fallback(std::size_t bytes, std::size_t alignment) noexcept;
+  void *allocate_fallback(std::size_t bytes, std::size_t alignment, bool zeroed = false) noexcept;
   static constexpr unsigned max_chain = 8;
   tier tier_;
   heap_options options_;

@@ -106,6 +106,7 @@ struct environment {
   std::optional<std::string> memkind_thresholds;  // MEMKIND_MEM_THRESHOLDS
   std::optional<std::string> autohbw_size;        // AUTO_HBW_SIZE
   std::optional<std::string> autohbw_type;        // AUTO_HBW_MEM_TYPE
+  std::optional<std::string> autohbw_log;         // AUTO_HBW_LOG
 };
 [[nodiscard]] environment read_environment();
 
@@ -118,6 +119,11 @@ struct loaded_policy {
   std::string source;  // "HETMEM_POLICY", "HETMEM_CONFIG (/path)", ..., or "" for the default
 };
 [[nodiscard]] result<loaded_policy> load(const environment &env);
+// autohbw's AUTO_HBW_LOG level (-2 .. 2; autohbw reads any integer) when AUTO_HBW_SIZE is set:
+// at 0 and up the preload prints its policy at start, as autohbw prints its INFO lines (hetmem
+// never logs single allocations: level 2's per-allocation backtraces are not reproduced).
+// nullopt when unset or AUTO_HBW_SIZE is not; an error naming the text when it is no integer.
+[[nodiscard]] result<std::optional<int>> autohbw_log_level(const environment &env);
 // Whether HETMEM_STRICT (or `strict` in the text) asks for strict mode; used when load() fails.
 [[nodiscard]] bool strict_requested(const environment &env);
 

@@ -38,12 +38,16 @@
 #pragma once
 
 #include <atomic>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 
 extern "C" {
-// jemalloc's malloc and free (the hetmem_je_ prefix), as its own header declares them.
+// jemalloc's functions (the hetmem_je_ prefix), as its own header declares them.
 void *hetmem_je_malloc(std::size_t size) noexcept;
+void *hetmem_je_calloc(std::size_t count, std::size_t size) noexcept;
+void *hetmem_je_realloc(void *p, std::size_t size) noexcept;
+void *hetmem_je_mallocx(std::size_t size, int flags) noexcept;
 void hetmem_je_free(void *p) noexcept;
 }
 
@@ -71,6 +75,31 @@ void enable(bool with_malloc) noexcept;
 void note_run(std::uintptr_t start, std::size_t bytes) noexcept;
 
 [[gnu::always_inline]] inline void *allocate(std::size_t bytes) noexcept { return hetmem_je_malloc(bytes); }
+
+// For a thread in mode_all, like allocate(), through jemalloc's other entry points, whose
+// answers are just as final (the thread is bound to the direct arena, so jemalloc serves them
+// there, through the thread's automatic cache):
+// - allocate_zeroed(n): calloc's block of n bytes. jemalloc knows which extents are fresh from
+//   the kernel (the extent hooks report them zeroed, and again once purged) and clears only
+//   memory used before.
+// - allocate_aligned(n, a): `a` a power of two; n == 0 is taken as 1 (mallocx needs a size).
+//   nullptr with errno ENOMEM (mallocx itself leaves errno alone).
+// - reallocate(p, n): p in the span, n > 0; in place when it can, else moved within the direct
+//   arena; nullptr with errno ENOMEM and p untouched when not.
+[[gnu::always_inline]] inline void *allocate_zeroed(std::size_t bytes) noexcept { return hetmem_je_calloc(1, bytes); }
+inline void *allocate_aligned(std::size_t bytes, std::size_t alignment) noexcept {
+  // MALLOCX_ALIGN(a) is log2(a) in the low bits (jemalloc's own macro, without its header).
+  void *p = hetmem_je_mallocx(bytes ? bytes : 1, static_cast<int>(__builtin_ctzll(alignment)));
+  if (!p) [[unlikely]]
+    errno = ENOMEM;
+  return p;
+}
+inline void *reallocate(void *p, std::size_t bytes) noexcept {
+  void *q = hetmem_je_realloc(p, bytes);
+  if (!q) [[unlikely]]
+    errno = ENOMEM;  // jemalloc's realloc leaves errno alone when the size is past its largest class
+  return q;
+}
 
 // Whether `p` lies in the span: a subtraction and a compare (the window's slot table is not read).
 [[gnu::always_inline]] inline bool in_span(const void *p) noexcept {

@@ -41,12 +41,12 @@ result<std::unique_ptr<heap>> heap::create(const tier &t, heap_options options) 
   return h;
 }
 
-void *heap::allocate_fallback(std::size_t bytes, std::size_t alignment) noexcept {
+void *heap::allocate_fallback(std::size_t bytes, std::size_t alignment, bool zeroed) noexcept {
   if (errno == EINVAL) return nullptr;  // a bad request, not a full tier
   char first[256];
   std::snprintf(first, sizeof first, "%s", detail::thread_error());
   for (unsigned i = 1; i < chain_len_; ++i) {
-    if (void *p = chain_[i]->allocate(bytes, alignment)) {
+    if (void *p = zeroed ? chain_[i]->allocate_zeroed(bytes, alignment) : chain_[i]->allocate(bytes, alignment)) {
       fallbacks_.fetch_add(1, std::memory_order_relaxed);
       return p;
     }
@@ -71,9 +71,10 @@ void *heap::allocate_zeroed(std::size_t n, std::size_t size) noexcept {
     errno = ENOMEM;
     return nullptr;
   }
-  void *p = allocate(bytes);
-  if (p) std::memset(p, 0, bytes);
-  return p;
+  // Memory fresh from the kernel is not cleared again (tier_arena::allocate_zeroed).
+  if (void *p = chain_[0]->allocate_zeroed(bytes)) [[likely]]
+    return p;
+  return allocate_fallback(bytes, 0, true);
 }
 
 void *heap::reallocate(void *p, std::size_t bytes) noexcept {

@@ -2,10 +2,12 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 
 #include "hetmem/policy.hpp"
+#include "hetmem/sysfs/environment.hpp"
 #include "hetmem/sysfs/parse.hpp"
 #include "hetmem/sysfs/reader.hpp"
 
@@ -614,7 +616,7 @@ result<policy> from_autohbw(std::string_view size, std::string_view mem_type) {
 environment read_environment() {
   environment e;
   auto get = [](const char *name) -> std::optional<std::string> {
-    const char *v = secure_getenv(name);  // NOLINT(concurrency-mt-unsafe): read once, at start
+    const char *v = hetmem::sysfs::environment(name);
     if (!v) return std::nullopt;
     return std::string(v);
   };
@@ -625,7 +627,18 @@ environment read_environment() {
   e.memkind_thresholds = get("MEMKIND_MEM_THRESHOLDS");
   e.autohbw_size = get("AUTO_HBW_SIZE");
   e.autohbw_type = get("AUTO_HBW_MEM_TYPE");
+  e.autohbw_log = get("AUTO_HBW_LOG");
   return e;
+}
+
+result<std::optional<int>> autohbw_log_level(const environment &env) {
+  if (!env.autohbw_size || !env.autohbw_log) return std::optional<int>{};
+  const std::string text = trim(*env.autohbw_log);
+  int level = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), level);
+  if (text.empty() || ec != std::errc{} || end != text.data() + text.size())
+    return error{EINVAL, "AUTO_HBW_LOG '" + text + "': not an integer (autohbw's levels are -2 to 2)"};
+  return std::optional<int>{level};
 }
 
 bool strict_requested(const environment &env) {

@@ -163,10 +163,13 @@ unsigned policy_runtime::choose(rule &r, std::size_t bytes) noexcept {
 }
 
 void *policy_runtime::route_allocate(rule &r, unsigned rule_index, std::size_t bytes, std::size_t alignment,
-                                     const void *callsite) noexcept {
+                                     const void *callsite, bool zeroed) noexcept {
+  auto from = [&](unsigned k) {
+    return zeroed ? r.arenas[k]->allocate_zeroed(bytes, alignment) : r.arenas[k]->allocate(bytes, alignment);
+  };
   if (r.kind != policy::route_kind::ratio && r.kind != policy::route_kind::threshold) {
     for (unsigned k = 0; k < r.n; ++k)
-      if (void *p = r.arenas[k]->allocate(bytes, alignment)) return p;
+      if (void *p = from(k)) return p;
     errno = ENOMEM;
     return nullptr;
   }
@@ -190,7 +193,7 @@ void *policy_runtime::route_allocate(rule &r, unsigned rule_index, std::size_t b
   }
   for (unsigned i = 0; i < r.n; ++i) {
     const unsigned k = (first + i) % r.n;
-    if (void *p = r.arenas[k]->allocate(bytes, alignment)) {
+    if (void *p = from(k)) {
       count(p, r.ids[k], +1);
       return p;
     }
@@ -199,14 +202,15 @@ void *policy_runtime::route_allocate(rule &r, unsigned rule_index, std::size_t b
   return nullptr;
 }
 
-void *policy_runtime::allocate_rules(std::size_t bytes, std::size_t alignment, const void *callsite) noexcept {
+void *policy_runtime::allocate_rules(std::size_t bytes, std::size_t alignment, const void *callsite,
+                                     bool zeroed) noexcept {
   if (single_) {  // the single tier refused: nothing else to try
     errno = ENOMEM;
     return nullptr;
   }
   for (unsigned i = 0; i < rule_count_; ++i) {
     rule &r = rules_[i];
-    if (bytes >= r.min_size && bytes <= r.max_size) return route_allocate(r, i, bytes, alignment, callsite);
+    if (bytes >= r.min_size && bytes <= r.max_size) return route_allocate(r, i, bytes, alignment, callsite, zeroed);
   }
   errno = ENOMEM;  // unreachable: a plan ends with an unconditional rule
   return nullptr;

@@ -45,6 +45,7 @@
 #include "hetmem/detail/site_registry.hpp"
 #include "hetmem/format.hpp"
 #include "hetmem/policy.hpp"
+#include "hetmem/sysfs/environment.hpp"
 #include "hetmem/tiering.hpp"
 #include "hetmem/topology.hpp"
 
@@ -98,12 +99,14 @@ using site_verdict = hetmem::detail::site_registry::verdict;
 
 // A block of `bytes` for the call site at `where`, from the site arenas; nullptr (errno as it
 // was) when the site table is full or the arena refuses: the policy's way takes it then.
-[[gnu::noinline]] void *allocate_at_site(std::size_t bytes, const void *where) noexcept {
+// `zeroed`: for calloc (tier_arena::allocate_zeroed).
+[[gnu::noinline]] void *allocate_at_site(std::size_t bytes, const void *where, bool zeroed) noexcept {
   const unsigned s = site_reg->site_of(where);
   if (s == 0) return nullptr;
   const bool cold = site_reg->verdict_of(s) == site_verdict::cold;
   const int saved = errno;
-  void *p = (cold ? site_slow : site_fast)->allocate_default(bytes);
+  tier_arena *a = cold ? site_slow : site_fast;
+  void *p = zeroed ? a->allocate_zeroed(bytes) : a->allocate_default(bytes);
   if (!p) {
     errno = saved;
     return nullptr;
@@ -121,10 +124,18 @@ inline bool site_block(const void *p) noexcept {
 
 // The policy's way (and glibc's before start-up), out of line: malloc and free below keep only
 // the direct fast path inline, so they need no stack frame.
+// No object may be larger than PTRDIFF_MAX (pointer differences inside it must be defined; glibc
+// refuses the same): such a request fails here, before any size is rounded, and before the
+// sites' floor is compared (SIZE_MAX is its "off" marker, so a request of SIZE_MAX must never
+// reach that compare).
 [[gnu::noinline]] void *allocate_by_policy(std::size_t bytes, std::size_t alignment, const void *site) noexcept {
+  if (bytes > static_cast<std::size_t>(PTRDIFF_MAX)) [[unlikely]] {
+    errno = ENOMEM;
+    return nullptr;
+  }
   if (policy_runtime *rt = ready()) [[likely]] {
     if (alignment == 0 && bytes >= site_floor.load(std::memory_order_acquire))
-      if (void *p = allocate_at_site(bytes, site)) return p;
+      if (void *p = allocate_at_site(bytes, site, false)) return p;
     return rt->allocate(bytes, alignment, site);
   }
   return alignment > 16 ? __libc_memalign(alignment, bytes) : __libc_malloc(bytes);
@@ -139,6 +150,38 @@ inline bool site_block(const void *p) noexcept {
       bytes < site_floor.load(std::memory_order_relaxed)) [[likely]]
     return direct_path::allocate(bytes);
   return allocate_by_policy(bytes, alignment, site);
+}
+
+// An allocation with an alignment (a power of two above 8). Through the thread's automatic
+// cache on the direct arena when the fast paths serve this thread (aligned blocks are never
+// followed by site), as jemalloc's own aligned allocation; else the policy's way.
+void *allocate_aligned(std::size_t bytes, std::size_t alignment, const void *site) noexcept {
+  if (direct_path::thread_mode == direct_path::mode_all) [[likely]] {
+    if (bytes > static_cast<std::size_t>(PTRDIFF_MAX)) [[unlikely]] {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    return direct_path::allocate_aligned(bytes, alignment);
+  }
+  return allocate_by_policy(bytes, alignment, site);
+}
+
+// calloc's block of `bytes` (already checked for overflow): memory fresh from the kernel is
+// not written (neither cleared nor made resident), only memory used before is cleared.
+void *allocate_zeroed(std::size_t bytes, const void *site) noexcept {
+  if (direct_path::thread_mode == direct_path::mode_all && bytes < site_floor.load(std::memory_order_relaxed))
+      [[likely]]
+    return direct_path::allocate_zeroed(bytes);
+  if (bytes > static_cast<std::size_t>(PTRDIFF_MAX)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (policy_runtime *rt = ready()) [[likely]] {
+    if (bytes >= site_floor.load(std::memory_order_acquire))
+      if (void *p = allocate_at_site(bytes, site, true)) return p;
+    return rt->allocate_zeroed(bytes, 0, site);
+  }
+  return __libc_calloc(1, bytes);
 }
 
 [[gnu::noinline]] void release_by_owner(void *p) noexcept {
@@ -166,6 +209,16 @@ void *reallocate(void *p, std::size_t bytes, const void *site) noexcept {
     release(p);
     return nullptr;
   }
+  if (bytes > static_cast<std::size_t>(PTRDIFF_MAX)) [[unlikely]] {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  // A block of the direct arena, on a thread its fast paths serve: jemalloc's own realloc (in
+  // place, or moved within the direct arena through the thread's cache), whose failure is
+  // final as malloc's is (the arena overflows to the chain's later tiers by itself). Counting
+  // is off whenever the fast paths are on, and site blocks are never in the direct arena's span.
+  if (direct_path::thread_mode == direct_path::mode_all && direct_path::in_span(p)) [[likely]]
+    return direct_path::reallocate(p, bytes);
   policy_runtime *rt = ready();
   if (!rt) {
     if (!ours(p)) return __libc_realloc(p, bytes);
@@ -196,10 +249,11 @@ bool power_of_two(std::size_t a) noexcept { return a != 0 && (a & (a - 1)) == 0;
 
 void *aligned(std::size_t alignment, std::size_t bytes, const void *site) noexcept {
   // (The engine gives a small request with an alignment of 16 the 16-byte class.)
-  return allocate(bytes, alignment <= 8 ? 0 : alignment, site);
+  if (alignment <= 8) return allocate(bytes, 0, site);
+  return allocate_aligned(bytes, alignment, site);
 }
 
-void start_tiering(bool explain, const hetmem::topology &t) noexcept;
+void start_tiering(bool explain, bool strict, const hetmem::topology &t) noexcept;
 
 // ---------------------------------------------------------------------------------------------
 // Set-up: runs once, from the constructor, with every allocation going to glibc meanwhile.
@@ -234,10 +288,22 @@ void start() noexcept {
       complain("the default policy cannot be set up (" + rt.error().message + "); hetmem stays out of the way");
       return;
     }
-    const char *explain = secure_getenv("HETMEM_EXPLAIN");  // NOLINT(concurrency-mt-unsafe): start-up
-    if (explain && *explain && std::strcmp(explain, "0") != 0)
+    const char *explain_env = hetmem::sysfs::environment("HETMEM_EXPLAIN");
+    bool explain = explain_env && *explain_env && std::strcmp(explain_env, "0") != 0;
+    // autohbw's AUTO_HBW_LOG: its INFO lines (level 0 and up) are hetmem's explanation.
+    std::string autohbw_note;
+    if (auto level = hetmem::policy::autohbw_log_level(env); !level) {
+      complain(level.error().message + "; ignored");
+    } else if (*level && **level >= 0) {
+      explain = true;
+      if (**level >= 2)
+        autohbw_note =
+            "hetmem: AUTO_HBW_LOG=2: single allocations are not logged (HETMEM_REPORT "
+            "gives the pages per node at exit)\n";
+    }
+    if (explain)
       say(("hetmem: pid " + std::to_string(::getpid()) + ", " + hetmem::policy::describe_machine(t) + "\n" +
-           hetmem::policy::explain(chosen.used))
+           hetmem::policy::explain(chosen.used) + autohbw_note)
               .c_str());
     (void)(*rt)->use_thread_tcache();  // the catch-all tier through jemalloc's own thread caches
     runtime = *rt;
@@ -245,7 +311,7 @@ void start() noexcept {
     // overflow to the chain's later tiers by itself, else free's alone.
     if ((*rt)->direct_first()) direct_path::enable((*rt)->direct_overflow());
     state.store(state_ready, std::memory_order_release);
-    start_tiering(explain && *explain && std::strcmp(explain, "0") != 0, t);
+    start_tiering(explain, strict, t);
   } catch (...) {
     say("hetmem: out of memory while starting; hetmem stays out of the way\n");
   }
@@ -257,7 +323,7 @@ hetmem::tiering_engine *tiering = nullptr;  // leaked on purpose in a forked chi
 
 // Appends one line to HETMEM_REPORT's destination (a file, or "stderr"); nothing when unset.
 void write_report_line(const char *text, std::size_t len) noexcept {
-  const char *to = secure_getenv("HETMEM_REPORT");  // NOLINT(concurrency-mt-unsafe): at exit
+  const char *to = hetmem::sysfs::environment("HETMEM_REPORT");
   if (!to || !*to) return;
   const int fd =
       std::strcmp(to, "stderr") == 0 ? STDERR_FILENO : ::open(to, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -331,12 +397,19 @@ std::string set_up_sites(hetmem::tiering_options &o, const hetmem::topology &t) 
          " and up are followed by call site (" + fast.name + ", or " + slow.name + " once their site is found cold)";
 }
 
-void start_tiering(bool explain, const hetmem::topology &t) noexcept {
-  const char *spec = secure_getenv("HETMEM_TIERING");  // NOLINT(concurrency-mt-unsafe): start-up
+// `strict`: a bad HETMEM_TIERING stops the program (status 1), as a bad policy does.
+void start_tiering(bool explain, bool strict, const hetmem::topology &t) noexcept {
+  const char *spec = hetmem::sysfs::environment("HETMEM_TIERING");
   if (!spec || !*spec || std::strcmp(spec, "0") == 0 || std::strcmp(spec, "off") == 0) return;
   try {
     auto o = hetmem::parse_tiering_options(spec);
     if (!o) {
+      if (strict) {
+        say(("hetmem: HETMEM_TIERING: " + o.error().message +
+             "\nhetmem: strict mode (HETMEM_STRICT or 'strict' in the policy): stopping\n")
+                .c_str());
+        std::_Exit(1);
+      }
       say(("hetmem: HETMEM_TIERING: " + o.error().message + "; tiering stays off\n").c_str());
       return;
     }
@@ -417,7 +490,7 @@ int append_counts(char *buf, std::size_t cap, std::size_t used, const node_pages
 }
 
 [[gnu::destructor]] void preload_report() noexcept {
-  const char *to = secure_getenv("HETMEM_REPORT");  // NOLINT(concurrency-mt-unsafe): at exit
+  const char *to = hetmem::sysfs::environment("HETMEM_REPORT");
   if (!to || !*to) return;
   std::uintptr_t base = 0;
   std::size_t size = 0;
@@ -452,7 +525,7 @@ int append_counts(char *buf, std::size_t cap, std::size_t used, const node_pages
 }
 
 [[gnu::constructor]] void preload_constructor() noexcept {
-  const char *off = secure_getenv("HETMEM_DISABLE");  // NOLINT(concurrency-mt-unsafe): start-up
+  const char *off = hetmem::sysfs::environment("HETMEM_DISABLE");
   if (off && *off && std::strcmp(off, "0") != 0) return;
   start();
 }
@@ -474,10 +547,7 @@ extern "C" {
     errno = ENOMEM;
     return nullptr;
   }
-  if (!ready()) return __libc_calloc(n, size);
-  void *p = allocate(bytes, 0, HETMEM_SITE);
-  if (p) std::memset(p, 0, bytes);
-  return p;
+  return allocate_zeroed(bytes, HETMEM_SITE);
 }
 
 [[gnu::visibility("default")]] void *realloc(void *p, std::size_t bytes) noexcept {

@@ -67,6 +67,21 @@ lifecycle)
   under "$bin/hetmem_preload_cxx"
   echo "$out"
   [ $rc = 0 ]; expect $? "C++ operator checks pass"
+  # Sizes at the edges of size_t at every entry point, and calloc's zeros over reused memory:
+  # with the default policy, with tiering (allocation sites on, or off), and on glibc itself.
+  # (On a one-tier machine tiering cannot start: the run says so; vm.preload runs it on two tiers.)
+  for tiering in "" "source=write-protect" "source=write-protect,sites=off"; do
+    HETMEM_TIERING="$tiering" under "$bin/hetmem_preload_edges"
+    note=
+    if [ -n "$tiering" ] && grep -q "automatic tiering not started" <<<"$err"; then
+      note="; tiering did not start here, skipped: $(grep -o 'not started: .*' <<<"$err" | head -1)"
+      err=$(grep -v "automatic tiering not started" <<<"$err")
+    fi
+    [ $rc = 0 ] && grep -q "^edges: 0 failure(s)" <<<"$out" && [ -z "$err" ]
+    expect $? "edge sizes and calloc's zeros${tiering:+ with HETMEM_TIERING=$tiering} ($(grep -c '^ok' <<<"$out") checks$note)"
+  done
+  "$bin/hetmem_preload_edges" --glibc >"$work/glibc" 2>&1
+  expect $? "the edge-size checks pass on glibc too (but for what glibc and libstdc++ fail: $(grep -m1 '^skipped' "$work/glibc"))"
   exits=0
   for i in $(seq 20); do
     under "$bin/hetmem_preload_lifecycle" --exit-live
@@ -99,6 +114,19 @@ config)
   [ "$(grep -c '\^' <<<"$err")" = 1 ]; expect $? "the message points at the token with a caret"
   under env HETMEM_POLICY="hmb" HETMEM_STRICT=1 /bin/echo hello
   [ $rc = 1 ] && [ -z "$out" ] && grep -q "strict mode" <<<"$err"; expect $? "strict mode: the program stops with status 1 and the message"
+  # A character device that is not devdax: refused by name, never mapped (it would be SIGBUS).
+  under env HETMEM_POLICY="file /dev/zero 1G" /bin/echo hello
+  [ $rc = 0 ] && [ "$out" = hello ] && grep -q "/dev/zero: a character device that is not devdax" <<<"$err" &&
+    grep -q "using the default policy" <<<"$err"
+  expect $? "a file tier on /dev/zero: the program runs, the message says it is not devdax, the default is used"
+  under env HETMEM_POLICY="file /dev/zero 1G" HETMEM_STRICT=1 /bin/echo hello
+  [ $rc = 1 ] && [ -z "$out" ] && grep -q "not devdax" <<<"$err"; expect $? "the same in strict mode: status 1 and the message"
+  under env HETMEM_TIERING=interval=0 /bin/echo hello
+  [ $rc = 0 ] && [ "$out" = hello ] && grep -q "HETMEM_TIERING: .*interval" <<<"$err" && grep -q "tiering stays off" <<<"$err"
+  expect $? "a bad HETMEM_TIERING: named, the program runs without tiering"
+  under env HETMEM_TIERING=interval=0 HETMEM_STRICT=1 /bin/echo hello
+  [ $rc = 1 ] && [ -z "$out" ] && grep -q "HETMEM_TIERING: .*interval" <<<"$err" && grep -q "strict mode" <<<"$err"
+  expect $? "a bad HETMEM_TIERING in strict mode: status 1 and the message"
   under env HETMEM_POLICY="strict; bind ddr; ddr" /bin/echo hello
   [ $rc = 0 ] && [ "$out" = hello ]; expect $? "strict with a good policy runs"
   printf '# job policy\nsize>=64K -> ratio local:1, ddr:1\nwatermark 90%%\nlocal\n' >"$work/p.conf"
@@ -116,6 +144,15 @@ config)
   [ $rc = 0 ] && grep -q "no POLICY" <<<"$err"; expect $? "a bad MEMKIND_MEM_TIERS is named, the program runs"
   under env AUTO_HBW_SIZE=4K HETMEM_EXPLAIN=1 /bin/true
   [ $rc = 0 ] && grep -q "from AUTO_HBW_SIZE" <<<"$err"; expect $? "autohbw's AUTO_HBW_SIZE is honoured"
+  # autohbw's AUTO_HBW_LOG: at 0 and up its INFO lines, here the policy explained; below 0 silence.
+  under env AUTO_HBW_SIZE=4K AUTO_HBW_LOG=0 /bin/true
+  [ $rc = 0 ] && grep -q "from AUTO_HBW_SIZE" <<<"$err"; expect $? "AUTO_HBW_LOG=0 prints the policy at start"
+  under env AUTO_HBW_SIZE=4K AUTO_HBW_LOG=2 /bin/true
+  [ $rc = 0 ] && grep -q "AUTO_HBW_LOG=2: single allocations are not logged" <<<"$err"; expect $? "AUTO_HBW_LOG=2 says what it does not do"
+  under env AUTO_HBW_SIZE=4K AUTO_HBW_LOG=-1 /bin/true
+  [ $rc = 0 ] && [ -z "$err" ]; expect $? "AUTO_HBW_LOG=-1 prints nothing"
+  under env AUTO_HBW_SIZE=4K AUTO_HBW_LOG=loud /bin/true
+  [ $rc = 0 ] && grep -q "AUTO_HBW_LOG 'loud': not an integer" <<<"$err"; expect $? "a bad AUTO_HBW_LOG is named, the program runs"
   # 1 MiB in one environment string is past the kernel's limit for one string (128 KiB):
   # a config file of 1 MiB stands for it, and the longest string the kernel takes.
   head -c 1100000 /dev/zero | tr '\0' 'a' >"$work/huge.conf"

@@ -89,6 +89,20 @@ else
   fail "redis-server is not installed (scripts/setup.sh installs it)"
 fi
 
+# Sizes at the edges of size_t at every entry point, and calloc's zeros, with the tiering engine
+# running and allocation sites followed (two tiers here: the site arenas exist, and the sites'
+# floor is not the "off" marker), then with sites off.
+for t in "source=write-protect" "source=write-protect,sites=off"; do
+  rm -f report
+  HETMEM_TIERING="$t" HETMEM_EXPLAIN=1 LD_PRELOAD="$preload" "$build/tests/hetmem_preload_edges" > out.txt 2> err.txt
+  rc=$?
+  sites=$(grep -c "allocation sites: blocks of" err.txt)
+  [ $rc = 0 ] && grep -q "^edges: 0 failure(s)" out.txt && grep -q "automatic tiering on" err.txt &&
+    { [ "$t" != "source=write-protect" ] || [ "$sites" = 1 ]; } &&
+    ok "edge sizes and calloc's zeros with HETMEM_TIERING=$t (sites followed: $sites)" ||
+    { fail "edge sizes with HETMEM_TIERING=$t (status $rc)"; grep FAIL out.txt | head; head -5 err.txt; }
+done
+
 run "weighted node 0, node 1" "$lifecycle"
 [ $rc = 0 ] && ok "the allocator stress (memalign/aligned_alloc, threads, fork) under weighted interleave" ||
   { fail "lifecycle under weighted interleave"; grep FAIL out.txt; }

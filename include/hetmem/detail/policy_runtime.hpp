@@ -35,7 +35,15 @@ class policy_runtime {
       if (void *p = single_->allocate(bytes, alignment)) [[likely]]
         return p;
     }
-    return allocate_rules(bytes, alignment, callsite);
+    return allocate_rules(bytes, alignment, callsite, false);
+  }
+  // allocate(), the block reading as zeros (calloc): memory fresh from the kernel is not
+  // cleared again (tier_arena::allocate_zeroed).
+  [[nodiscard]] void *allocate_zeroed(std::size_t bytes, std::size_t alignment, const void *callsite) noexcept {
+    if (single_) {
+      if (void *p = single_->allocate_zeroed(bytes, alignment)) return p;
+    }
+    return allocate_rules(bytes, alignment, callsite, true);
   }
   // Serves the arena most requests reach (the last rule's first tier: the catch-all) through
   // jemalloc's own per-thread caches (tier_arena::use_thread_tcache), the fastest path there is.
@@ -75,10 +83,10 @@ class policy_runtime {
 
  private:
   policy_runtime() = default;
-  void *allocate_rules(std::size_t bytes, std::size_t alignment, const void *callsite) noexcept;
+  void *allocate_rules(std::size_t bytes, std::size_t alignment, const void *callsite, bool zeroed) noexcept;
   struct rule;
-  void *route_allocate(rule &r, unsigned rule_index, std::size_t bytes, std::size_t alignment,
-                       const void *callsite) noexcept;
+  void *route_allocate(rule &r, unsigned rule_index, std::size_t bytes, std::size_t alignment, const void *callsite,
+                       bool zeroed) noexcept;
   unsigned choose(rule &r, std::size_t bytes) noexcept;
   void count(const void *p, unsigned arena_id, std::int64_t sign) noexcept;
   [[nodiscard]] std::int64_t live_seen(unsigned arena_id) const noexcept;
