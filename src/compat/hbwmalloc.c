@@ -126,7 +126,11 @@ int hbw_set_policy(hbw_policy_t mode) {
 
 int hbw_check_available(void) { return nodes() > 0 ? 0 : ENODEV; }
 
+/* memkind's documented answers that differ from malloc's: a request of 0 bytes gives NULL
+ * (errno untouched), from hbw_malloc, hbw_calloc (either count 0) and hbw_posix_memalign
+ * (*memptr NULL, status 0). */
 void *hbw_malloc(size_t size) {
+  if (size == 0) return NULL;
   hetmem_heap_t *h = heap_for_call();
   if (!h) {
     errno = ENOMEM;
@@ -136,6 +140,7 @@ void *hbw_malloc(size_t size) {
 }
 
 void *hbw_calloc(size_t num, size_t size) {
+  if (num == 0 || size == 0) return NULL;
   hetmem_heap_t *h = heap_for_call();
   if (!h) {
     errno = ENOMEM;
@@ -145,7 +150,7 @@ void *hbw_calloc(size_t num, size_t size) {
 }
 
 void *hbw_realloc(void *ptr, size_t size) {
-  if (ptr && size == 0) {
+  if (size == 0) { /* frees ptr; hbw_realloc(NULL, 0) is hbw_malloc(0): NULL */
     hbw_free(ptr);
     return NULL;
   }
@@ -164,8 +169,13 @@ int hbw_posix_memalign(void **memptr, size_t alignment, size_t size) {
 static hetmem_heap_t *_Atomic huge[2]; /* [0]: nearest (BIND/PREFERRED), [1]: all HBM */
 
 int hbw_posix_memalign_psize(void **memptr, size_t alignment, size_t size, hbw_pagesize_t pagesize) {
-  if (!memptr || alignment < sizeof(void *) || (alignment & (alignment - 1)) != 0) return EINVAL;
+  if (!memptr) return EINVAL;
+  *memptr = NULL; /* as memkind: NULL on every failure, and for a size of 0 */
+  if (alignment < sizeof(void *) || (alignment & (alignment - 1)) != 0) return EINVAL;
   if (pagesize != HBW_PAGESIZE_4KB && pagesize != HBW_PAGESIZE_2MB) return EINVAL;
+  /* memkind: 2 MB pages are not supported with HBW_POLICY_INTERLEAVE (EINVAL). */
+  if (pagesize == HBW_PAGESIZE_2MB && current_policy() == HBW_POLICY_INTERLEAVE) return EINVAL;
+  if (size == 0) return 0;
   hetmem_heap_t *h = heap_for_call();
   if (pagesize == HBW_PAGESIZE_2MB && h) {
     const int pol = current_policy();

@@ -82,6 +82,16 @@ int main(int argc, char **argv) {
     c.deallocate(reinterpret_cast<char *>(p), 16 * sizeof(double));  // any hbw::allocator frees
     CHECK(a.max_size() == static_cast<std::size_t>(-1) / sizeof(double));
   }
+  {  // allocate(0): hbw_malloc(0) is NULL (memkind's documented answer), so it throws, as memkind's does
+    hbw::allocator<int> a;
+    bool threw = false;
+    try {
+      (void)a.allocate(0);
+    } catch (const std::bad_alloc &) {
+      threw = true;
+    }
+    CHECK(threw);
+  }
   {  // n * sizeof(T) would overflow: bad_alloc, not a short block
     hbw::allocator<std::uint64_t> a;
     bool threw = false;

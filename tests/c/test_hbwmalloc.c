@@ -15,6 +15,30 @@ int main(int argc, char **argv) {
   CHECK(hbw_check_available() == (expect_hbw ? 0 : ENODEV));
   CHECK(hbw_get_policy() == HBW_POLICY_PREFERRED);
   CHECK(hbw_set_policy((hbw_policy_t)9) == EINVAL);
+  const int interleave = argc > 2 && strcmp(argv[2], "interleave") == 0;
+  if (interleave) {
+    /* memkind: 2 MB pages are not supported with HBW_POLICY_INTERLEAVE: EINVAL, *memptr NULL */
+    CHECK(hbw_set_policy(HBW_POLICY_INTERLEAVE) == 0);
+    void *a = (void *)1;
+    CHECK(hbw_posix_memalign_psize(&a, 64, 4096, HBW_PAGESIZE_2MB) == EINVAL && a == NULL);
+    const int rc = hbw_posix_memalign_psize(&a, 64, 4096, HBW_PAGESIZE_4KB);
+    CHECK(expect_hbw ? rc == 0 && a != NULL : rc == ENOMEM && a == NULL);
+    hbw_free(a);
+    return CHECK_DONE(expect_hbw ? "hbwmalloc (interleave, with HBM)" : "hbwmalloc (interleave, no HBM)");
+  }
+  /* Requests of 0 bytes, as memkind documents them: NULL from hbw_malloc and hbw_calloc, errno
+   * untouched; hbw_posix_memalign succeeds with *memptr NULL. */
+  {
+    errno = 0;
+    CHECK(hbw_malloc(0) == NULL && errno == 0);
+    CHECK(hbw_calloc(1, 0) == NULL && errno == 0);
+    CHECK(hbw_calloc(0, 1) == NULL && errno == 0);
+    CHECK(hbw_realloc(NULL, 0) == NULL);
+    void *z0 = (void *)1;
+    CHECK(hbw_posix_memalign(&z0, 4096, 0) == 0 && z0 == NULL);
+    z0 = (void *)1;
+    CHECK(hbw_posix_memalign(&z0, 3, 100) == EINVAL && z0 == NULL);
+  }
   if (bind) {
     CHECK(hbw_set_policy(HBW_POLICY_BIND) == 0);
     CHECK(hbw_set_policy(HBW_POLICY_PREFERRED) == EPERM); /* once only */

@@ -54,7 +54,7 @@ class allocator {
     const size_type bytes = n * sizeof(T);
     void *p = nullptr;
     if constexpr (alignof(T) > 16) {
-      if (hbw_posix_memalign(&p, alignof(T), bytes == 0 ? alignof(T) : bytes) != 0) p = nullptr;
+      if (hbw_posix_memalign(&p, alignof(T), bytes) != 0) p = nullptr;
     } else {
       p = hbw_malloc(bytes);
     }
