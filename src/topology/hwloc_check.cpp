@@ -1,8 +1,22 @@
 #include "hetmem/hwloc_check.hpp"
 
+#include <fcntl.h>
+#include <ftw.h>
 #include <hwloc.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+#include "hetmem/sysfs/environment.hpp"
 
 namespace hetmem {
 namespace {
@@ -20,7 +34,7 @@ std::optional<memory_kind> kind_of_subtype(const std::string &s) {
 class env_guard {
  public:
   env_guard(const char *name, const std::string &value) : name_(name) {
-    if (const char *old = std::getenv(name)) old_ = old;
+    if (const char *old = sysfs::environment(name)) old_ = old;
     ::setenv(name, value.c_str(), 1);
   }
   ~env_guard() {
@@ -39,7 +53,9 @@ class env_guard {
 
 }  // namespace
 
-result<hwloc_report> hwloc_view(const std::string &root) {
+namespace {
+// hwloc's own view of `root`, in this process (HWLOC_FSROOT set for the call).
+result<hwloc_report> load_in_process(const std::string &root) {
   hwloc_report report;
   unsigned v = hwloc_get_api_version();
   report.hwloc_version =
@@ -67,6 +83,142 @@ result<hwloc_report> hwloc_view(const std::string &root) {
   }
   hwloc_topology_destroy(topo);
   return report;
+}
+
+// The first file of a captured tree that an open() could block on or that is not a file at
+// all (a FIFO, a socket, a device), as a path relative to the tree; "" when there is none. hwloc
+// opens what it finds with a plain, blocking open(); hetmem's reader opens nothing but regular
+// files. At most `limit` entries are looked at (a captured tree holds a few thousand).
+thread_local std::string first_special;
+thread_local std::size_t entries_seen;
+std::string special_file_in(const std::string &root, std::size_t limit) {
+  first_special.clear();
+  entries_seen = 0;
+  static std::size_t max_entries;
+  static std::size_t root_length;
+  max_entries = limit;
+  root_length = root.size();
+  auto visit = [](const char *path, const struct stat *st, int type, FTW *) -> int {
+    if (++entries_seen > max_entries) return 1;
+    if (type == FTW_F && st && !S_ISREG(st->st_mode) && !S_ISLNK(st->st_mode)) {
+      first_special = path + root_length;
+      return 1;
+    }
+    return 0;
+  };
+  (void)::nftw(root.c_str(), visit, 16, FTW_PHYS);
+  return first_special;
+}
+
+// Text for a file type, for the message that names it.
+const char *file_type_name(const std::string &path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return "special file";
+  if (S_ISFIFO(st.st_mode)) return "FIFO";
+  if (S_ISSOCK(st.st_mode)) return "socket";
+  if (S_ISCHR(st.st_mode)) return "character device";
+  if (S_ISBLK(st.st_mode)) return "block device";
+  return "special file";
+}
+
+// The report as lines "version\nid subtype bytes\n..." (subtypes never hold spaces) and back.
+std::string serialize(const hwloc_report &r) {
+  std::string out = r.hwloc_version + "\n";
+  for (const auto &n : r.nodes)
+    out += std::to_string(n.os_index) + " " + (n.subtype.empty() ? "-" : n.subtype) + " " +
+           std::to_string(n.local_memory_bytes) + "\n";
+  return out;
+}
+
+std::optional<hwloc_report> deserialize(const std::string &text) {
+  std::istringstream in(text);
+  hwloc_report r;
+  if (!std::getline(in, r.hwloc_version) || r.hwloc_version.empty()) return std::nullopt;
+  hwloc_node n;
+  std::string subtype;
+  while (in >> n.os_index >> subtype >> n.local_memory_bytes) {
+    n.subtype = subtype == "-" ? "" : subtype;
+    r.nodes.push_back(n);
+  }
+  return r;
+}
+
+// load_in_process() in a child process, waited for at most `deadline`: whatever hwloc meets in
+// a captured tree, the caller gets an answer.
+result<hwloc_report> load_in_child(const std::string &root, std::chrono::milliseconds deadline) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return error{errno, "hwloc cross-check: cannot make a pipe to a child process"};
+  const pid_t child = ::fork();
+  if (child < 0) {
+    const int err = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return error{err, "hwloc cross-check: cannot start a child process (fork)"};
+  }
+  if (child == 0) {
+    ::close(fds[0]);
+    auto r = load_in_process(root);
+    const std::string text =
+        r ? "ok\n" + serialize(*r) : "error " + std::to_string(r.error().code) + "\n" + r.error().message;
+    std::size_t off = 0;
+    while (off < text.size()) {
+      const ssize_t n = ::write(fds[1], text.data() + off, text.size() - off);
+      if (n <= 0) break;
+      off += static_cast<std::size_t>(n);
+    }
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string text;
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  bool finished = false;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{fds[0], POLLIN, 0};
+    const int ready = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) break;
+    char buf[4096];
+    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      finished = true;  // the child closed its end: done
+      break;
+    }
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fds[0]);
+  if (!finished) ::kill(child, SIGKILL);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!finished)
+    return error{ETIMEDOUT, "hwloc did not finish loading the topology of '" + root + "' within " +
+                                std::to_string(deadline.count() / 1000) + " s: no hwloc cross-check"};
+  if (text.rfind("ok\n", 0) == 0) {
+    if (auto r = deserialize(text.substr(3))) return *r;
+    return error{EPROTO, "hwloc cross-check: the child's answer could not be read"};
+  }
+  if (text.rfind("error ", 0) == 0) {
+    const auto nl = text.find('\n');
+    const int code = std::atoi(text.c_str() + 6);
+    return error{code ? code : EINVAL, nl == std::string::npos ? text : text.substr(nl + 1)};
+  }
+  return error{ECHILD, "hwloc cross-check: the child loading '" + root + "' ended without an answer (status " +
+                           std::to_string(status) + ")"};
+}
+}  // namespace
+
+result<hwloc_report> hwloc_view(const std::string &root) {
+  if (root.empty() || root == "/") return load_in_process(root);
+  // A captured tree may hold anything: FIFOs (a blocking open for hwloc), devices, sockets.
+  // hetmem's reader skips them; hwloc would hang on the first, so it is not asked, and a
+  // child process with a deadline covers whatever else it might meet.
+  if (const std::string special = special_file_in(root, 200000); !special.empty())
+    return error{EINVAL, "'" + root + special + "' is a " + file_type_name(root + special) +
+                             ", not a regular file: hwloc would block or fail opening it, so no hwloc cross-check"};
+  return load_in_child(root, std::chrono::seconds(20));
 }
 
 void crosscheck(topology &t, const hwloc_report &report) {

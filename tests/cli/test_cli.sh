@@ -40,6 +40,26 @@ printf '0-x\n' > "$tmp/t/sys/devices/system/node/node0/cpulist"
 printf 'Node 0 MemTotal: 1024 kB\n' > "$tmp/t/sys/devices/system/node/node0/meminfo"
 check "malformed file is named"      0 'node0/cpulist: expected an id'   -- "$hetmem" topo --root "$tmp/t" --no-hwloc
 check "--strict fails on it"         3 'strict: 1 file'                  -- "$hetmem" topo --root "$tmp/t" --no-hwloc --strict
+# A FIFO where a file should be: hetmem's reader skips it, and the hwloc cross-check must not
+# hang on it (hwloc opens files with a blocking open()): the message names the FIFO. Bounded by
+# timeout(1), so a hang fails the check (status 124) instead of stalling the suite.
+mkdir -p "$tmp/f/sys/devices/system/node/node0" "$tmp/f/sys/devices/system/cpu"
+printf '0\n' > "$tmp/f/sys/devices/system/node/online"
+printf '0\n' > "$tmp/f/sys/devices/system/node/has_memory"
+printf '0\n' > "$tmp/f/sys/devices/system/node/node0/cpulist"
+printf 'Node 0 MemTotal: 1048576 kB\n' > "$tmp/f/sys/devices/system/node/node0/meminfo"
+mkfifo "$tmp/f/sys/devices/system/cpu/online"
+check "a FIFO in the tree: no hang, named" 0 "cross-check unavailable: '.*/sys/devices/system/cpu/online' is a FIFO" -- timeout 60 "$hetmem" topo --root "$tmp/f"
+# hetmem gather: names are one plain file name; the tarball is complete or absent.
+check "gather: a name with a path is usage" 2 "NAME '../../x': expected one file name" -- "$hetmem" gather ../../x --out "$tmp"
+check "gather: a name like an option is usage" 2 '' -- "$hetmem" gather -n --out "$tmp"
+mkdir -p "$tmp/g" "$tmp/g2" "$tmp/faketar"
+check "gather a tree with a FIFO (skipped)" 0 "gathered snap into $tmp/g/snap.tar.gz" -- timeout 60 "$hetmem" gather snap --root "$tmp/f" --out "$tmp/g"
+check "the tarball replays with topo"  0 'one memory node|Tier order' -- sh -c "cd '$tmp/g' && tar -xzf snap.tar.gz && '$hetmem' topo --root snap --no-hwloc"
+check "gather leaves the tarball alone" 0 '^snap\.tar\.gz$' -- sh -c "ls -A '$tmp/g' | grep -vx snap"
+printf '#!/bin/sh\nexit 3\n' > "$tmp/faketar/tar"; chmod +x "$tmp/faketar/tar"
+check "gather, tar failing: named"     1 'tar failed with status 3; nothing was written' -- env PATH="$tmp/faketar:$PATH" "$hetmem" gather snap --root "$tmp/f" --out "$tmp/g2"
+check "gather, tar failing: no file"   0 '^0$' -- sh -c "ls -A '$tmp/g2' | wc -l"
 
 if [ -d "$fixtures/power9-v100-gpu-numa" ]; then
   check "--initiator picks ranks"    0 'Ranks as seen from node 8'       -- "$hetmem" topo --root "$fixtures/power9-v100-gpu-numa" --initiator 8 --no-hwloc
@@ -85,6 +105,9 @@ check "doctor: bad root"             1 "cannot open sysfs root '/nonexistent/z'"
 check "tierd help lists examples"   0 'Examples:'                       -- "$hetmem" tierd --help
 check "tierd needs processes"        2 'name the processes'              -- "$hetmem" tierd
 check "tierd bad rate names it"      2 'rate=fast'                       -- "$hetmem" tierd --pid 1 --rate fast
+check "migrate --rate 0 is refused"   2 '--rate 0: expected MiB/s, above 0'  -- "$hetmem" migrate --pid $$ --to local --rate 0
+check "migrate --rate 1e400 refused"  2 '--rate inf: expected MiB/s'       -- "$hetmem" migrate --pid $$ --to local --rate 1e400
+check "migrate --rate -5 refused"     2 '--rate -5: expected MiB/s'        -- "$hetmem" migrate --pid $$ --to local --rate -5
 check "tierd bad source names it"    2 'auto, damon, soft-dirty, write-protect or perf' -- "$hetmem" tierd --pid 1 --source pebs
 check "tierd: write-protect is in-process" 2 'only the process that runs the engine' -- "$hetmem" tierd --pid 1 --source write-protect
 if [ "$(ls -d /sys/devices/system/node/node[0-9]* 2>/dev/null | wc -l)" = 1 ]; then
