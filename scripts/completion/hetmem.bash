@@ -11,16 +11,17 @@ _hetmem() {
   local sub="" i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
-      topo | run | stat | doctor | probe | migrate | tierd) sub=${COMP_WORDS[i]}; break ;;
+      topo | run | stat | doctor | probe | migrate | tierd | gather) sub=${COMP_WORDS[i]}; break ;;
     esac
   done
   if [ -z "$sub" ]; then
-    mapfile -t COMPREPLY < <(compgen -W "topo run stat doctor probe migrate tierd --help --version" -- "$cur")
+    mapfile -t COMPREPLY < <(compgen -W "topo run stat doctor probe migrate tierd gather --help --version" -- "$cur")
     return
   fi
   # Values of the option just typed.
   case $prev in
     --root | --config | --report | --probe | --save) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
+    --out) mapfile -t COMPREPLY < <(compgen -d -- "$cur"); return ;;
     --cgroup) mapfile -t COMPREPLY < <(compgen -d -- "${cur:-/sys/fs/cgroup/}"); return ;;
     --format) mapfile -t COMPREPLY < <(compgen -W "table tree json dot svg" -- "$cur"); return ;;
     --source) mapfile -t COMPREPLY < <(compgen -W "auto damon soft-dirty" -- "$cur"); return ;;
@@ -51,6 +52,7 @@ _hetmem() {
     doctor) opts="--root --json --help" ;;
     probe) opts="--initiator --cpu --nodes --size --threads --time --latency-only --bandwidth-only --save --json --progress --help" ;;
     migrate) opts="--pid --to --from --range --all-mappings --rate --json --quiet --progress --help" ;;
+    gather) opts="--out --root --help" ;;
     tierd) opts="--pid --cgroup --fast --slow --fast-limit --rate --interval --threshold --source --coexist --duration --json --quiet --help" ;;
   esac
   if [ "$sub" = stat ] && [[ $cur != -* ]]; then

@@ -17,8 +17,10 @@
 
 #include "common.hpp"
 #include "doctor_cmd.hpp"
+#include "gather_cmd.hpp"
 #include "hetmem/hwloc_check.hpp"
 #include "hetmem/policy.hpp"
+#include "hetmem/sysfs/environment.hpp"
 #include "hetmem/sysfs/reader.hpp"
 #include "hetmem/topology.hpp"
 #include "migrate_cmd.hpp"
@@ -126,7 +128,7 @@ struct run_args {
 // libhetmem-preload.so: $HETMEM_PRELOAD, else beside this executable as installed
 // (BINDIR/../LIBDIR), else in the build tree this executable was built in.
 std::string find_preload() {
-  if (const char *env = std::getenv("HETMEM_PRELOAD"); env && *env) return env;  // NOLINT(concurrency-mt-unsafe)
+  if (const char *env = hetmem::sysfs::environment("HETMEM_PRELOAD"); env && *env) return env;
   std::error_code ec;
   const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (!ec) {
@@ -176,7 +178,7 @@ int run_program(const run_args &a) {
     std::fflush(stdout);
   }
   std::string ld = preload;
-  if (const char *old = std::getenv("LD_PRELOAD"); old && *old) ld += std::string(":") + old;  // NOLINT
+  if (const char *old = hetmem::sysfs::environment("LD_PRELOAD"); old && *old) ld += std::string(":") + old;
   ::setenv("LD_PRELOAD", ld.c_str(), 1);
   std::vector<char *> argv;
   for (const auto &s : a.command)
@@ -368,6 +370,21 @@ int main(int argc, char **argv) try {
       "Exit status: 0 stopped by --duration, a signal, or the processes ending; 1 the engine could not\n"
       "start (no hotness source, no permission, --coexist yield with kernel tiering on); 2 bad usage.");
 
+  hetmem::cli::gather_args ga;
+  auto *gather = app.add_subcommand("gather", "Snapshot the sysfs and procfs files hetmem reads into NAME.tar.gz");
+  gather->add_option("name", ga.name, "The snapshot's name: the tarball's and its top folder's")->required();
+  gather->add_option("--out", ga.out, "Folder to write NAME.tar.gz into (default: the current folder)");
+  gather->add_option("--root", ga.root, "Gather from a captured tree instead of the live system");
+  gather->footer(
+      "The tarball unpacks to NAME/{sys,proc}: replay it anywhere with `hetmem topo --root NAME`.\n"
+      "Only regular files and symbolic links are copied (links as links). The tarball appears complete\n"
+      "or not at all.\n"
+      "Examples:\n"
+      "  hetmem gather my-server                       ./my-server.tar.gz from this machine\n"
+      "  hetmem gather cxl-box --out /tmp/trees\n"
+      "Exit status: 0 written; 1 it could not be (the message says why); 2 bad usage (a NAME that\n"
+      "is not one plain file name).");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError &e) {
@@ -384,6 +401,7 @@ int main(int argc, char **argv) try {
     return hetmem::cli::run_stat(sa);
   }
   if (tierd->parsed()) return hetmem::cli::run_tierd(da);
+  if (gather->parsed()) return hetmem::cli::run_gather(ga);
   return exit_usage;
 } catch (const std::exception &e) {
   std::fprintf(stderr, "hetmem: internal error: %s\n", e.what());

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -36,6 +37,20 @@ std::optional<address_range> parse_range(const std::string &text) {
 }  // namespace
 
 int run_migrate(const migrate_args &a) {
+  std::uint64_t rate_bytes = 0;  // 0: as fast as the kernel goes
+  if (a.rate_mib_s) {
+    // A rate is a finite number of MiB/s of at least one byte per second and at most 1 PiB/s
+    // (no machine copies faster; and the product must fit the byte count). 0 would read as
+    // "unlimited" below, and infinity (1e400) would overflow the conversion.
+    const double r = *a.rate_mib_s;
+    constexpr double max_mib_s = 1024.0 * 1024 * 1024;
+    if (!std::isfinite(r) || r * 1024 * 1024 < 1 || r > max_mib_s) {
+      std::fprintf(stderr, "hetmem migrate: --rate %g: expected MiB/s, above 0 (at least 1 byte/s) and at most %.0f\n",
+                   r, max_mib_s);
+      return exit_usage;
+    }
+    rate_bytes = static_cast<std::uint64_t>(r * 1024 * 1024);
+  }
   if (a.pid <= 0) {
     std::fprintf(stderr, "hetmem migrate: --pid must name a process (a positive number)\n");
     return exit_usage;
@@ -52,6 +67,7 @@ int run_migrate(const migrate_args &a) {
   }
   migration_options o;
   o.pid = a.pid;
+  o.max_bytes_per_second = rate_bytes;
   if (a.from) {
     auto from = tier_named(*a.from, "--from", *topo);
     if (!from) {
@@ -60,11 +76,6 @@ int run_migrate(const migrate_args &a) {
     }
     o.only_from = from->where.nodes;
   }
-  if (a.rate_mib_s < 0) {
-    std::fprintf(stderr, "hetmem migrate: --rate must be positive (MiB/s)\n");
-    return exit_usage;
-  }
-  o.max_bytes_per_second = static_cast<std::uint64_t>(a.rate_mib_s * 1024 * 1024);
   std::vector<address_range> ranges;
   if (!a.ranges.empty()) {
     for (const auto &r : a.ranges) {

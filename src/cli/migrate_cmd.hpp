@@ -16,7 +16,7 @@ struct migrate_args {
   std::optional<std::string> from;
   std::vector<std::string> ranges;  // "START-END", hex (0x optional)
   bool all_mappings = false;
-  double rate_mib_s = 0;  // 0: unlimited
+  std::optional<double> rate_mib_s;  // --rate; unset: as fast as the kernel goes
   bool json = false;
   bool quiet = false;
   bool progress = false;  // force the progress bar (default: when stderr is a terminal)

@@ -9,7 +9,7 @@ topo=$1 build=$2 src=$3
 work="$build/vm/$topo"
 rm -rf "$work"; mkdir -p "$work"
 "$src/tests/vm/vm.sh" run "$topo" "$work" "$src/tests/vm/guest-run.sh" "$build/src/cli/hetmem" \
-  "$build/tests/hetmem_vm_place_check" "$build/tests/hetmem_vm_policy_check" "$src/scripts/hetmem-gather.sh" "$topo" \
+  "$build/tests/hetmem_vm_place_check" "$build/tests/hetmem_vm_policy_check" "$topo" \
   "$build/examples/hetmem_example_containers_on_tiers"
 rc=$?
 rm -f "$work"/*.img  # emulated NVDIMM backing files
