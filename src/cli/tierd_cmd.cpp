@@ -46,6 +46,9 @@ nlohmann::json to_json(const tiering_statistics &s) {
           {"source_cpu_seconds", s.source_cpu_seconds},
           {"window_seconds", s.window_seconds},
           {"sample_period", s.sample_period},
+          {"write_fault_seconds", s.write_fault_seconds},
+          {"source_overhead", s.source_overhead},
+          {"scan_chunks", s.scan_chunks},
           {"last_error", s.last_error}};
 }
 

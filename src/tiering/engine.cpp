@@ -105,6 +105,11 @@ class source {
   [[nodiscard]] virtual double window_seconds() const { return 0; }
   // Events per sample now (the perf source), 0 for the others.
   [[nodiscard]] virtual std::uint64_t sample_period() const { return 0; }
+  // The cost it imposes on the program (the write-protect source; 0 for the others): one write
+  // fault in seconds, the share of the program's time last interval, chunks scanned now.
+  [[nodiscard]] virtual double write_fault_seconds() const { return 0; }
+  [[nodiscard]] virtual double program_overhead() const { return 0; }
+  [[nodiscard]] virtual std::size_t scan_chunks() const { return 0; }
   // In a child of fork(): closes the descriptors the source keeps open (they refer to the
   // parent's memory), without touching what they set up in the parent. Async-signal-safe.
   virtual void close_after_fork() noexcept {}
@@ -482,11 +487,14 @@ class write_protect_source final : public source {
  public:
   // Opens the userfaultfd and /proc/self/pagemap and proves the pair works on a page of our own;
   // errors name what is missing (ENOTSUP: a kernel before 6.7 or without userfaultfd).
-  static result<std::unique_ptr<source>> open(double window,
-                                              std::vector<std::pair<std::uintptr_t, std::uintptr_t>> within,
-                                              std::size_t chunks_per_interval) {
+  // Also measures what one write fault costs here (calibrate_fault_cost).
+  static result<std::unique_ptr<write_protect_source>> open(
+      double window, std::vector<std::pair<std::uintptr_t, std::uintptr_t>> within, std::size_t chunks_per_interval,
+      double interval_seconds, double max_overhead) {
     auto s = std::unique_ptr<write_protect_source>(new write_protect_source(window, std::move(within)));
-    s->max_slices_ = std::max<std::size_t>(chunks_per_interval, 1);
+    s->configured_slices_ = s->max_slices_ = std::max<std::size_t>(chunks_per_interval, 1);
+    s->interval_seconds_ = interval_seconds;
+    s->max_overhead_ = max_overhead;
     // UFFD_USER_MODE_ONLY: no vm.unprivileged_userfaultfd needed (5.11).
     const long fd = ::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
     if (fd < 0) {
@@ -536,8 +544,20 @@ class write_protect_source final : public source {
                        (err == ENOTTY || err == EINVAL ? " (PAGEMAP_SCAN needs Linux 6.7)" : "")};
     if (present != 1 || written != 1)
       return error{ENOTSUP, "userfaultfd write-protect bits: a written test page was not reported written"};
-    return std::unique_ptr<source>(std::move(s));
+    s->fault_seconds_ = s->calibrate_fault_cost();
+    // The first interval too stays within the share: as many slices as could be written whole
+    // (two faults a page) for the allowed share of an interval; more once measured cheaper.
+    if (s->fault_seconds_ > 0 && max_overhead > 0) {
+      const double affordable =
+          max_overhead * interval_seconds / (2.0 * static_cast<double>(slice_pages) * s->fault_seconds_);
+      s->max_slices_ = std::clamp<std::size_t>(static_cast<std::size_t>(affordable), 1, s->configured_slices_);
+    }
+    return s;
   }
+
+  [[nodiscard]] double write_fault_seconds() const override { return fault_seconds_; }
+  [[nodiscard]] double program_overhead() const override { return overhead_; }
+  [[nodiscard]] std::size_t scan_chunks() const override { return max_slices_; }
 
   void close_after_fork() noexcept override {
     // The child's copies only: the parent's userfaultfd stays registered, its pages protected
@@ -595,6 +615,7 @@ class write_protect_source final : public source {
     std::this_thread::sleep_for(std::chrono::duration<double>(window_.seconds()));
     std::vector<double> seen;
     seen.reserve(slices.size());
+    std::size_t faults = 0;
     for (const auto &[k, i] : slices) {
       auto &t = targets[k];
       const auto [lo, hi] = slice((*t.chunks)[i], ps);
@@ -602,8 +623,10 @@ class write_protect_source final : public source {
       if (count(lo, hi, present, written) < 0 || present == 0) continue;
       t.heat[i] = static_cast<double>(written) / static_cast<double>(present);
       seen.push_back(t.heat[i]);
+      faults += written;
     }
     window_.adapt(seen);
+    hold_to_budget(faults);
     ++round_;
     return {};
   }
@@ -611,6 +634,52 @@ class write_protect_source final : public source {
  private:
   write_protect_source(double window, std::vector<std::pair<std::uintptr_t, std::uintptr_t>> within)
       : window_(window), within_(std::move(within)) {}
+
+  // What the program paid for this interval's watching, and the scan budget for the next. Each
+  // page found written took one fault in the window; counting it protected it again, so a page
+  // written on takes a second one before the next scan: twice the written pages, at the measured
+  // cost each, over the interval. Past the allowed share the budget shrinks in proportion (with
+  // a margin); well below it, it grows back by half, up to the configured number.
+  void hold_to_budget(std::size_t written_pages) {
+    const double interval = std::max(interval_seconds_, window_.seconds());
+    overhead_ = 2.0 * static_cast<double>(written_pages) * fault_seconds_ / interval;
+    if (max_overhead_ <= 0) return;  // no limit asked for
+    if (overhead_ > max_overhead_ && max_slices_ > 1) {
+      const double scale = max_overhead_ / overhead_ * 0.8;
+      max_slices_ = std::max<std::size_t>(1, static_cast<std::size_t>(static_cast<double>(max_slices_) * scale));
+    } else if (overhead_ < max_overhead_ / 3 && max_slices_ < configured_slices_) {
+      max_slices_ = std::min(configured_slices_, max_slices_ + std::max<std::size_t>(1, max_slices_ / 2));
+    }
+  }
+
+  // The cost of one write fault on a page this source protected, in seconds: 256 pages of a
+  // scratch mapping registered, protected and written, three times; the median per page. Taken
+  // by the engine's thread, as a program's thread takes it (the TLB flushes its protecting
+  // sends to the program's other CPUs are not in it). 0 when the scratch mapping fails.
+  double calibrate_fault_cost() {
+    const auto ps = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    constexpr std::size_t pages = 256;
+    void *m = ::mmap(nullptr, pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return 0;
+    auto *p = static_cast<volatile char *>(m);
+    for (std::size_t i = 0; i < pages; ++i) p[i * ps] = 1;
+    const auto at = reinterpret_cast<std::uintptr_t>(m);
+    std::array<double, 3> per_page{};
+    bool ok = register_range(at, at + pages * ps) == 0;
+    for (auto &t : per_page) {
+      if (!ok || scan(at, at + pages * ps, nullptr, 0) < 0) {
+        ok = false;
+        break;
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      for (std::size_t i = 0; i < pages; ++i) p[i * ps] = 2;
+      t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / pages;
+    }
+    ::munmap(m, pages * ps);  // unregisters it too
+    if (!ok) return 0;
+    std::sort(per_page.begin(), per_page.end());
+    return per_page[1];
+  }
 
   // Up to slice_pages pages of the chunk at an offset that moves each interval (as the
   // soft-dirty source): fewer pages protected means fewer write faults for the program.
@@ -674,6 +743,10 @@ class write_protect_source final : public source {
   // default: about 2% of a core on the development VM's host for 2 GiB of GUPS, against 4.4%
   // when all 1024 were scanned each interval).
   std::size_t max_slices_ = 512;
+  std::size_t configured_slices_ = 512;
+  double interval_seconds_ = 1, max_overhead_ = 0.05;
+  double fault_seconds_ = 0;  // calibrate_fault_cost()
+  double overhead_ = 0;       // the program's share, last interval
   write_window window_;
   std::vector<std::pair<std::uintptr_t, std::uintptr_t>> within_;
   int uffd_ = -1, pagemap_ = -1;
@@ -1068,6 +1141,13 @@ std::string tiering_statistics::summary() const {
       std::snprintf(parts, sizeof parts, " (observing %.2f s, moving pages %.2f s)", observe_cpu_seconds,
                     migrate_cpu_seconds);
     s += parts;
+  }
+  if (write_fault_seconds > 0) {
+    char cost[160];
+    std::snprintf(cost, sizeof cost,
+                  "; write faults %.1f us each, about %.1f%% of the program's time, %zu chunks scanned",
+                  write_fault_seconds * 1e6, source_overhead * 100, scan_chunks);
+    s += cost;
   }
   if (site_knowledge) {
     s += "; sites " + std::to_string(sites) + " (" + std::to_string(sites_hot) + " hot, " + std::to_string(sites_cold) +
@@ -1491,6 +1571,9 @@ struct tiering_engine::impl {
       stats.source_cpu_seconds = hotness->cpu_seconds();
       stats.window_seconds = hotness->window_seconds();
       stats.sample_period = hotness->sample_period();
+      stats.write_fault_seconds = hotness->write_fault_seconds();
+      stats.source_overhead = hotness->program_overhead();
+      stats.scan_chunks = hotness->scan_chunks();
       stats.elapsed_seconds = monotonic_seconds() - started;
       if (!error_text.empty()) stats.last_error = error_text;
       if (options.sites) site_statistics(stats);
@@ -1601,7 +1684,8 @@ result<std::unique_ptr<tiering_engine>> tiering_engine::create(tiering_options o
     }
     // Best first: DAMON, soft-dirty bits, userfaultfd write-protect bits (this process only),
     // hardware sampling.
-    std::vector<std::string> tried;  // why the better ones were not used
+    std::vector<std::string> tried;              // why the better ones were not used
+    std::unique_ptr<source> slow_write_protect;  // opened, but its faults are costly here: the last resort
     if (options.source == hotness_source::automatic || options.source == hotness_source::damon) {
       std::string note;
       auto d = damon_source::open(options.damon_admin, note);
@@ -1634,9 +1718,24 @@ result<std::unique_ptr<tiering_engine>> tiering_engine::create(tiering_options o
       if (!only_self) {
         tried.push_back(wp_self_only);
       } else if (auto w = write_protect_source::open(options.soft_dirty_window_seconds, options.write_protect_within,
-                                                     options.write_protect_chunks_per_interval);
+                                                     options.write_protect_chunks_per_interval,
+                                                     options.interval_seconds, options.write_protect_max_overhead);
                  w) {
-        p->hotness = std::move(*w);
+        // Chosen automatically only where a write fault is cheap: elsewhere (a paravirtualized
+        // guest, say) the next source goes first, and this one stays the last resort.
+        const double fault = (*w)->write_fault_seconds();
+        if (options.source == hotness_source::automatic && fault > options.write_protect_auto_max_fault_seconds) {
+          char why[200];
+          std::snprintf(why, sizeof why,
+                        "userfaultfd write-protect bits: a write fault costs %.1f µs here (over %.1f µs): tried "
+                        "after the other sources",
+                        fault * 1e6, options.write_protect_auto_max_fault_seconds * 1e6);
+          tried.push_back(why);
+          p->stats.kernel_notes.push_back(std::string("hotness: ") + why);
+          slow_write_protect = std::move(*w);
+        } else {
+          p->hotness = std::move(*w);
+        }
       } else if (options.source == hotness_source::write_protect) {
         return error{w.error().code, "tiering: " + w.error().message};
       } else {
@@ -1652,6 +1751,7 @@ result<std::unique_ptr<tiering_engine>> tiering_engine::create(tiering_options o
         tried.push_back(h.error().message);
       }
     }
+    if (!p->hotness && slow_write_protect) p->hotness = std::move(slow_write_protect);  // held to its share
     if (!p->hotness) {
       std::string why = "tiering: no source of hotness on this machine";
       for (std::size_t i = 0; i < tried.size(); ++i) why += (i == 0 ? ": " : "; ") + tried[i];
@@ -1663,6 +1763,8 @@ result<std::unique_ptr<tiering_engine>> tiering_engine::create(tiering_options o
       p->stats.source += ", with the allocator's knowledge of its large blocks' call sites";
     }
     p->stats.window_seconds = p->hotness->window_seconds();
+    p->stats.write_fault_seconds = p->hotness->write_fault_seconds();
+    p->stats.scan_chunks = p->hotness->scan_chunks();
     return std::unique_ptr<tiering_engine>(new tiering_engine(std::move(p)));
   } catch (const std::bad_alloc &) {
     return error{ENOMEM, "tiering: out of memory"};

@@ -38,6 +38,7 @@ constexpr number_setting number_settings[] = {
     {"hysteresis", 0, 1, &tiering_options::hysteresis},
     {"cooldown", 0, 86400, &tiering_options::cooldown_seconds},
     {"window", 0.001, 60, &tiering_options::soft_dirty_window_seconds},
+    {"max-overhead", 0, 1, &tiering_options::write_protect_max_overhead},
 };
 
 }  // namespace

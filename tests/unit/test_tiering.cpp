@@ -87,6 +87,9 @@ tiering_options write_protect_options() {
   o.soft_dirty_window_seconds = 0.05;
   o.interval_seconds = 0.2;
   o.smoothing = 1.0;
+  // These tests are about what the source sees: no limit on what it may cost the program (the
+  // limit has a test of its own).
+  o.write_protect_max_overhead = 0;
   return o;
 }
 
@@ -504,6 +507,59 @@ TEST_CASE("tiering engine: the write window shortens while nearly every watched 
   // Nothing is written any more: the window grows back towards its configured length.
   REQUIRE((*e)->step());
   CHECK((*e)->statistics().window_seconds == std::min(previous * 2, o.soft_dirty_window_seconds));
+}
+
+TEST_CASE("tiering engine: the write-protect source holds what its faults cost the program to its share", "[tiering]") {
+  // What one fault costs here decides the share: a limit set to afford about two slices of 64
+  // written pages per interval must bring the scan down to about two chunks, and the source's
+  // own estimate within the limit; once nothing is written, the scan grows back.
+  const std::size_t bytes = 32 * MiB;  // 16 chunks
+  busy_region region(bytes);
+  region.write(0, bytes);
+  tiering_options o = watching_only(region);
+  o.write_protect_max_overhead = 0.05;
+  auto probe = tiering_engine::create(o);
+  if (!probe && probe.error().code == ENOTSUP) SKIP("SKIPPED: " << probe.error().message);
+  REQUIRE(probe);
+  const double fault = (*probe)->statistics().write_fault_seconds;
+  probe->reset();
+  INFO("a write fault costs " << fault * 1e6 << " us here");
+  REQUIRE(fault > 0);
+  REQUIRE(fault < 0.01);
+  o.write_protect_max_overhead = std::min(1.0, 2.0 * 2 * 64 * fault / o.interval_seconds);
+  auto e = tiering_engine::create(o);
+  REQUIRE(e);
+  CHECK((*e)->statistics().scan_chunks <= 3);  // from the first interval on
+  CHECK((*e)->statistics().scan_chunks >= 1);
+  for (int i = 0; i < 6; ++i) REQUIRE((*e)->step());
+  auto s = (*e)->statistics();
+  INFO(s.summary());
+  CHECK(s.scan_chunks <= 3);
+  CHECK(s.source_overhead <= o.write_protect_max_overhead * 1.5);  // its own estimate, last interval
+  CHECK_THAT(s.summary(), ContainsSubstring("of the program's time"));
+  region.stop();
+  for (int i = 0; i < 8; ++i) REQUIRE((*e)->step());
+  CHECK((*e)->statistics().source_overhead == 0);
+  CHECK((*e)->statistics().scan_chunks > s.scan_chunks);  // grows back while nothing is written
+}
+
+TEST_CASE("tiering engine: auto passes the write-protect source over where a write fault is costly", "[tiering]") {
+  // Every fault "costly" (a limit of 0 s): auto tries every other source first and says why;
+  // with none of them here, the write-protect source runs all the same, held to its share.
+  tiering_options o = write_protect_options();
+  o.source = hotness_source::automatic;
+  o.write_protect_auto_max_fault_seconds = 0;
+  o.write_protect_max_overhead = 0.05;
+  o.write_protect_within = {{0, 1}};
+  auto e = tiering_engine::create(o);
+  if (!e) SKIP("SKIPPED: no source of hotness here: " << e.error().message);
+  const auto s = (*e)->statistics();
+  bool noted = false;
+  for (const auto &n : s.kernel_notes) noted = noted || n.find("a write fault costs") != std::string::npos;
+  if (s.source.find("write-protect") == std::string::npos && !noted)
+    SKIP("SKIPPED: auto chose " << s.source << " before trying write-protect bits");
+  CHECK(noted);
+  if (s.source.find("write-protect") != std::string::npos) CHECK(s.write_fault_seconds > 0);
 }
 
 TEST_CASE("tiering engine: past its scan budget the write-protect source lets chunks take turns", "[tiering]") {
