@@ -86,7 +86,8 @@ result<hwloc_report> load_in_process(const std::string &root) {
 }
 
 // The first file of a captured tree that an open() could block on or that is not a file at
-// all (a FIFO, a socket, a device), as a path relative to the tree; "" when there is none. hwloc
+// all (a FIFO, a socket, a device, or a link to one), as a path relative to the tree; "" when
+// there is none. hwloc
 // opens what it finds with a plain, blocking open(); hetmem's reader opens nothing but regular
 // files. At most `limit` entries are looked at (a captured tree holds a few thousand).
 thread_local std::string first_special;
@@ -100,7 +101,12 @@ std::string special_file_in(const std::string &root, std::size_t limit) {
   root_length = root.size();
   auto visit = [](const char *path, const struct stat *st, int type, FTW *) -> int {
     if (++entries_seen > max_entries) return 1;
-    if (type == FTW_F && st && !S_ISREG(st->st_mode) && !S_ISLNK(st->st_mode)) {
+    bool special = type == FTW_F && st && !S_ISREG(st->st_mode);
+    // A link is followed by hwloc, possibly out of the tree (an absolute target): what it
+    // points at must be a file or a folder too. stat() follows it without opening anything.
+    struct stat target {};
+    if (type == FTW_SL && ::stat(path, &target) == 0) special = !S_ISREG(target.st_mode) && !S_ISDIR(target.st_mode);
+    if (special) {
       first_special = path + root_length;
       return 1;
     }
@@ -113,6 +119,7 @@ std::string special_file_in(const std::string &root, std::size_t limit) {
 // Text for a file type, for the message that names it.
 const char *file_type_name(const std::string &path) {
   struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) return "link to a special file";
   if (::lstat(path.c_str(), &st) != 0) return "special file";
   if (S_ISFIFO(st.st_mode)) return "FIFO";
   if (S_ISSOCK(st.st_mode)) return "socket";

@@ -1,21 +1,29 @@
 // fuzz_parsers.cpp — libFuzzer target for every text parser: the sysfs-reader's, the node-kind
 // override string, the saved probe report, the policy language (HETMEM_POLICY and config
 // files, resolved against a three-node machine), memkind's and autohbw's variables, sizes and
-// tiers, and HETMEM_TIERING. The first input byte picks the parser (modulo parser_count); the
+// tiers, HETMEM_TIERING, and (structure-aware) a whole sysfs tree: made on disk from the input,
+// FIFOs and links included, then read end to end by the reader, classify() and hwloc's
+// cross-check, none of which may crash or hang. The first input byte picks the parser (modulo parser_count); the
 // rest is the content. With HETMEM_FUZZ_PARSER=N every input goes to parser N (its first byte
 // still skipped), so that a run can give each parser a time budget of its own (check.sh does).
 //
 // Build with clang: cmake -DHETMEM_BUILD_FUZZERS=ON -DCMAKE_CXX_COMPILER=clang++ (see README).
 // The same entry point is linked into the unit tests, which replay tests/fuzz/corpus/ (seeds
 // and every crash ever found), so regressions are caught without clang.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "hetmem/hwloc_check.hpp"
 #include "hetmem/policy.hpp"
 #include "hetmem/probe_report.hpp"
 #include "hetmem/sysfs/parse.hpp"
@@ -24,7 +32,7 @@
 
 namespace {
 
-constexpr unsigned parser_count = 20;
+constexpr unsigned parser_count = 21;
 
 // HETMEM_FUZZ_PARSER as a parser number, or -1 (the first byte picks).
 int only_parser() {
@@ -92,6 +100,49 @@ void resolved(const hetmem::result<hetmem::policy::policy> &p, const char *origi
     (void)hetmem::policy::explain(*plan);
   else
     expect_named_error(plan.error());
+}
+
+// Parser 20's tree. The input is records separated by NUL bytes, each "T PATH\nCONTENT": T is
+// 'd' (a folder), 'p' (a FIFO), 'l' (a symbolic link to CONTENT, which may point anywhere,
+// outside the tree too), anything else a file holding CONTENT. PATH is taken relative to the
+// tree with "." and ".." components dropped. A fresh tree per input, in a folder of this process.
+void build_tree(const std::filesystem::path &root, std::string_view text) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::remove_all(root, ec);
+  fs::create_directories(root / "sys/devices/system/node", ec);
+  unsigned records = 0;
+  while (!text.empty() && records++ < 96) {
+    const std::size_t end = std::min(text.find('\0'), text.size());
+    const std::string_view rec = text.substr(0, end);
+    text.remove_prefix(end < text.size() ? end + 1 : end);
+    if (rec.size() < 2) continue;
+    const char type = rec[0];
+    const std::size_t nl = std::min(rec.find('\n'), rec.size());
+    const std::string_view content = nl < rec.size() ? rec.substr(nl + 1) : std::string_view{};
+    fs::path rel;
+    for (const auto &part : fs::path(std::string(rec.substr(1, nl - 1))))
+      if (part != "/" && part != "." && part != ".." && !part.empty()) rel /= part;
+    if (rel.empty() || rel.string().size() > 200) continue;
+    const fs::path at = root / rel;
+    fs::create_directories(at.parent_path(), ec);
+    if (type == 'd') {
+      fs::create_directories(at, ec);
+    } else if (type == 'p') {
+      (void)::mkfifo(at.c_str(), 0600);
+    } else if (type == 'l') {
+      fs::create_symlink(std::string(content.substr(0, 200)), at, ec);
+    } else {
+      std::ofstream(at, std::ios::binary)
+          .write(content.data(), static_cast<std::streamsize>(std::min<std::size_t>(content.size(), 4096)));
+    }
+  }
+}
+
+const std::filesystem::path &tree_root() {
+  static const std::filesystem::path p =
+      std::filesystem::temp_directory_path() / ("hetmem-fuzz-tree-" + std::to_string(::getpid()));
+  return p;
 }
 
 }  // namespace
@@ -202,6 +253,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     case 19: {  // HETMEM_TIERING
       auto o = hetmem::parse_tiering_options(std::string(text));
       if (!o) expect_named_error(o.error());
+      break;
+    }
+    case 20: {  // a whole tree, read as `hetmem topo --root TREE` reads it, hwloc's cross-check too
+      build_tree(tree_root(), text);
+      hetmem::load_options lo;
+      lo.root = tree_root().string();
+      auto t = hetmem::load_topology(lo);
+      if (!t) {
+        expect_named_error(t.error());
+      } else if (auto hw = hetmem::hwloc_view(lo.root); hw) {
+        hetmem::crosscheck(*t, *hw);
+      } else {
+        expect_named_error(hw.error());
+      }
+      std::error_code ec;
+      std::filesystem::remove_all(tree_root(), ec);
       break;
     }
   }
