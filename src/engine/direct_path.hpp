@@ -48,10 +48,14 @@ void *hetmem_je_malloc(std::size_t size) noexcept;
 void *hetmem_je_calloc(std::size_t count, std::size_t size) noexcept;
 void *hetmem_je_realloc(void *p, std::size_t size) noexcept;
 void *hetmem_je_mallocx(std::size_t size, int flags) noexcept;
+void *hetmem_je_rallocx(void *p, std::size_t size, int flags) noexcept;
 void hetmem_je_free(void *p) noexcept;
 }
 
 namespace hetmem::detail::direct_path {
+
+// MALLOCX_TCACHE_NONE, as jemalloc's header defines it (not included here).
+constexpr int tcache_none = 1 << 8;
 
 // What the fast paths serve: nothing, free only, or malloc and free.
 enum : unsigned char { mode_off = 0, mode_free = 1, mode_all = 2 };
@@ -95,7 +99,13 @@ inline void *allocate_aligned(std::size_t bytes, std::size_t alignment) noexcept
   return p;
 }
 inline void *reallocate(void *p, std::size_t bytes) noexcept {
-  void *q = hetmem_je_realloc(p, bytes);
+  // Small sizes: jemalloc's realloc through the thread's cache, as jemalloc itself does. Larger
+  // ones bypass the cache (rallocx, in place where the extent can grow), as the full path does.
+  // Measured on hetmem_bench_preload: without the cache, small-realloc took twice jemalloc's time;
+  // keeping the size class or freeing the old block past the cache, 1.3x; through the cache,
+  // jemalloc's time, and realloc-growth jemalloc's memory too (the old path's was half of it).
+  constexpr std::size_t cached_max = 32 * 1024;  // jemalloc's default tcache_max
+  void *q = bytes <= cached_max ? hetmem_je_realloc(p, bytes) : hetmem_je_rallocx(p, bytes, tcache_none);
   if (!q) [[unlikely]]
     errno = ENOMEM;  // jemalloc's realloc leaves errno alone when the size is past its largest class
   return q;

@@ -36,6 +36,10 @@
 // mallctl, which hetmem always makes (arenas.create).
 const char *hetmem_je_malloc_conf = "narenas:1";  // declared extern "C" by jemalloc.h
 
+// direct_path.hpp spells two of jemalloc's flags without its header.
+static_assert(hetmem::detail::direct_path::tcache_none == MALLOCX_TCACHE_NONE);
+static_assert(MALLOCX_LG_ALIGN(6) == 6, "direct_path::allocate_aligned passes log2(alignment) as the flags");
+
 namespace hetmem::detail {
 
 // direct_path.hpp's state: the direct arena's id (0: none), which fast paths are on, and which

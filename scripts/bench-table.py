@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""bench-table.py — the docs' benchmark tables, made from the benchmarks' JSON, never pasted.
+
+Usage: bench-table.py RESULTS.json                 print the Markdown table
+       bench-table.py RESULTS.json --update DOC.md  replace the table between DOC's markers
+       bench-table.py RESULTS.json --check DOC.md   exit 1 when DOC's table is not this one
+
+RESULTS.json is what `hetmem_bench_preload --json FILE` writes (schema hetmem.bench.preload/1).
+The markers in DOC are `<!-- bench-preload: begin -->` and `<!-- bench-preload: end -->`.
+"""
+import json
+import sys
+
+BEGIN, END = "<!-- bench-preload: begin -->", "<!-- bench-preload: end -->"
+
+
+def cell(r):
+    if r is None:
+        return "failed"
+    return f"{r['seconds']:.3f} s {r['max_rss_mib']:.1f}M"
+
+
+def ratio(a, b, key):
+    if a is None or b is None or not b[key]:
+        return "-"
+    return f"{a[key] / b[key]:.2f}x"
+
+
+def table(data):
+    if data.get("schema") != "hetmem.bench.preload/1":
+        sys.exit(f"bench-table.py: not a hetmem.bench.preload/1 file (schema {data.get('schema')!r})")
+    configs = list(data["workloads"][0]["results"].keys())
+    baseline = "hetmem-baseline" in configs
+    shown = [c for c in configs if c != "hetmem-baseline"]
+    head = ["workload"] + shown + ["hetmem / jemalloc (time, RSS)", "memtier / hetmem"]
+    if baseline:
+        head.append("hetmem / baseline build (time, RSS)")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for w in data["workloads"]:
+        r = w["results"]
+        h, j, m = r.get("hetmem"), r.get("jemalloc"), r.get("memtier")
+        row = [w["name"]] + [cell(r.get(c)) for c in shown]
+        row.append(f"{ratio(h, j, 'seconds')} {ratio(h, j, 'max_rss_mib')}")
+        row.append(ratio(m, h, "seconds"))
+        if baseline:
+            b = r.get("hetmem-baseline")
+            row.append(f"{ratio(h, b, 'seconds')} {ratio(h, b, 'max_rss_mib')}")
+        lines.append("| " + " | ".join(row) + " |")
+    startup = data.get("startup_ms", {})
+    if startup:
+        parts = [f"{k} {v:.2f} ms" for k, v in startup.items()]
+        extra = ""
+        if "hetmem" in startup and "jemalloc" in startup:
+            extra = f" (hetmem {startup['hetmem'] - startup['jemalloc']:+.2f} ms against jemalloc)"
+        lines.append("")
+        lines.append(f"Start-up on `/bin/true`: {', '.join(parts)}{extra}.")
+    reps = data.get("reps")
+    lines.append("")
+    lines.append(f"Medians of {reps} interleaved run(s) per cell{' (--quick)' if data.get('quick') else ''}; "
+                 "made by `scripts/bench-table.py` from the JSON.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    if len(argv) not in (2, 4) or (len(argv) == 4 and argv[2] not in ("--update", "--check")):
+        sys.exit(__doc__)
+    with open(argv[1]) as f:
+        text = table(json.load(f))
+    if len(argv) == 2:
+        sys.stdout.write(text)
+        return 0
+    with open(argv[3]) as f:
+        doc = f.read()
+    if BEGIN not in doc or END not in doc:
+        sys.exit(f"bench-table.py: {argv[3]} has no {BEGIN} ... {END} markers")
+    head, rest = doc.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = head + BEGIN + "\n" + text + END + tail
+    if argv[2] == "--check":
+        if new != doc:
+            print(f"bench-table.py: the table in {argv[3]} is not the one {argv[1]} makes; "
+                  f"run scripts/bench-table.py {argv[1]} --update {argv[3]}")
+            return 1
+        print(f"ok   the table in {argv[3]} is made from {argv[1]}")
+        return 0
+    with open(argv[3], "w") as f:
+        f.write(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
