@@ -10,7 +10,8 @@
 #   3. asan    build/asan: ASan+UBSan; ctest -L unit
 #      tsan    build/tsan: ThreadSanitizer; ctest -L unit (both skipped by --no-sanitize)
 #   4. fuzz    build/fuzz (clang, libFuzzer): each parser of the fuzz target for HETMEM_FUZZ_SECONDS
-#              (default 10) s
+#              (default 10) s; then counts the inputs that would grow the committed corpus
+#              (libFuzzer's merge: new coverage only), which HETMEM_FUZZ_SAVE=1 adds to it
 #   --quick runs stage 1 only, without the VM tests. Needs the packages of scripts/setup.sh --vm.
 # Exit status: 0 when every stage passed; otherwise that of the first failing stage.
 set -euo pipefail
@@ -113,7 +114,27 @@ if [ "$fuzz" = 1 ]; then
     fi
     printf 'parser %2d: %s runs, %s coverage points\n' "$n" "$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log")" \
       "$(grep -o 'cov: [0-9]*' "$work/log" | tail -1 | cut -d' ' -f2)"
+    # This run's inputs, their first byte set to pick parser n as the committed corpus's do.
+    mkdir -p "$work/found"
+    for f in "$work/$n"/*; do
+      [ -f "$f" ] || continue
+      { printf "\\$(printf '%03o' "$n")"; tail -c +2 "$f"; } > "$work/found/$n-$(basename "$f")"
+    done
   done
+  # The corpus grows, minimized: libFuzzer's merge keeps only the inputs that reach coverage the
+  # committed corpus does not. Counted here; HETMEM_FUZZ_SAVE=1 adds them to tests/fuzz/corpus/.
+  mkdir -p "$work/grown"
+  cp tests/fuzz/corpus/* "$work/grown/"
+  before=$(ls "$work/grown" | wc -l)
+  build/fuzz/tests/fuzz_parsers -merge=1 -timeout=5 -rss_limit_mb=1024 "$work/grown" "$work/found" > "$work/merge.log" 2>&1 ||
+    { tail -20 "$work/merge.log"; echo "the corpus merge failed"; exit 1; }
+  grown=$(( $(ls "$work/grown" | wc -l) - before ))
+  if [ "${HETMEM_FUZZ_SAVE:-0}" = 1 ] && [ "$grown" -gt 0 ]; then
+    for f in "$work/grown"/*; do [ -e "tests/fuzz/corpus/$(basename "$f")" ] || cp "$f" "tests/fuzz/corpus/found-$(basename "$f")"; done
+    echo "corpus: $grown input(s) with new coverage added to tests/fuzz/corpus/ (commit them)"
+  else
+    echo "corpus: $grown input(s) of this run reach coverage the committed corpus does not (HETMEM_FUZZ_SAVE=1 adds them)"
+  fi
   summary+=("fuzz: passed")
 fi
 
