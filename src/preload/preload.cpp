@@ -9,11 +9,15 @@
 //   from glibc directly) are recognised in O(1) by the address window and handed back to
 //   glibc: free, realloc and malloc_usable_size work on them at any time.
 // - Inside malloc: no exceptions, no iostreams, no system allocator, no locks beyond the
-//   engine's; overflow-checked sizes (calloc, reallocarray, pvalloc); errno ENOMEM/EINVAL as
+//   engine's; overflow-checked sizes (calloc, reallocarray, pvalloc; any request past
+//   PTRDIFF_MAX fails with ENOMEM before a size is rounded); errno ENOMEM/EINVAL as
 //   POSIX says. Only operator new throws (std::bad_alloc, after the new-handler), as C++ says.
 // - A bad configuration prints one message naming the cause and runs the default policy,
 //   unless strict mode was asked for (HETMEM_STRICT=1 or `strict` in the policy): then the
 //   program stops with that message, exit status 1.
+// - calloc writes no memory fresh from the kernel (it reads as zeros): only memory used before
+//   is cleared. On the direct fast path, aligned allocation, calloc and realloc are jemalloc's
+//   own entry points through the thread's cache, as malloc and free are.
 // - Fork: the engine's fork handlers keep its mutexes consistent; the child goes on allocating.
 // - HETMEM_EXPLAIN=1 prints the effective policy on stderr at start.
 // - HETMEM_TIERING=1 (or settings, see parse_tiering_options in tiering.hpp) runs the automatic
