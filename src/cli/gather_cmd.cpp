@@ -185,6 +185,7 @@ void collect(gatherer &g) {
 std::string run_tar(const std::string &stage, const std::string &out, const std::string &name) {
   std::vector<std::string> args = {"tar", "-C", stage, "-czf", out, "--", name};
   std::vector<char *> argv;
+  argv.reserve(args.size() + 1);
   for (auto &a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = 0;

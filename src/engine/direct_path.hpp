@@ -104,7 +104,7 @@ inline void *reallocate(void *p, std::size_t bytes) noexcept {
   // Measured on hetmem_bench_preload: without the cache, small-realloc took twice jemalloc's time;
   // keeping the size class or freeing the old block past the cache, 1.3x; through the cache,
   // jemalloc's time, and realloc-growth jemalloc's memory too (the old path's was half of it).
-  constexpr std::size_t cached_max = 32 * 1024;  // jemalloc's default tcache_max
+  constexpr std::size_t cached_max = std::size_t{32} * 1024;  // jemalloc's default tcache_max
   void *q = bytes <= cached_max ? hetmem_je_realloc(p, bytes) : hetmem_je_rallocx(p, bytes, tcache_none);
   if (!q) [[unlikely]]
     errno = ENOMEM;  // jemalloc's realloc leaves errno alone when the size is past its largest class
