@@ -126,17 +126,22 @@ inline bool site_block(const void *p) noexcept {
   return id != 0 && (id == site_fast_id || id == site_slow_id);
 }
 
+// No object may be larger than PTRDIFF_MAX (pointer differences inside it must be defined; glibc
+// refuses the same): true, errno ENOMEM, for such a request. Every way past the direct fast path
+// asks before any size is rounded, and before the sites' floor is compared (SIZE_MAX is its
+// "off" marker, so a request of SIZE_MAX must never reach that compare).
+inline bool oversized(std::size_t bytes) noexcept {
+  if (bytes <= static_cast<std::size_t>(PTRDIFF_MAX)) [[likely]]
+    return false;
+  errno = ENOMEM;
+  return true;
+}
+
 // The policy's way (and glibc's before start-up), out of line: malloc and free below keep only
 // the direct fast path inline, so they need no stack frame.
-// No object may be larger than PTRDIFF_MAX (pointer differences inside it must be defined; glibc
-// refuses the same): such a request fails here, before any size is rounded, and before the
-// sites' floor is compared (SIZE_MAX is its "off" marker, so a request of SIZE_MAX must never
-// reach that compare).
 [[gnu::noinline]] void *allocate_by_policy(std::size_t bytes, std::size_t alignment, const void *site) noexcept {
-  if (bytes > static_cast<std::size_t>(PTRDIFF_MAX)) [[unlikely]] {
-    errno = ENOMEM;
+  if (oversized(bytes)) [[unlikely]]
     return nullptr;
-  }
   if (policy_runtime *rt = ready()) [[likely]] {
     if (alignment == 0 && bytes >= site_floor.load(std::memory_order_acquire))
       if (void *p = allocate_at_site(bytes, site, false)) return p;
@@ -161,10 +166,8 @@ inline bool site_block(const void *p) noexcept {
 // followed by site), as jemalloc's own aligned allocation; else the policy's way.
 void *allocate_aligned(std::size_t bytes, std::size_t alignment, const void *site) noexcept {
   if (direct_path::thread_mode == direct_path::mode_all) [[likely]] {
-    if (bytes > static_cast<std::size_t>(PTRDIFF_MAX)) [[unlikely]] {
-      errno = ENOMEM;
+    if (oversized(bytes)) [[unlikely]]
       return nullptr;
-    }
     return direct_path::allocate_aligned(bytes, alignment);
   }
   return allocate_by_policy(bytes, alignment, site);
@@ -176,10 +179,7 @@ void *allocate_zeroed(std::size_t bytes, const void *site) noexcept {
   if (direct_path::thread_mode == direct_path::mode_all && bytes < site_floor.load(std::memory_order_relaxed))
       [[likely]]
     return direct_path::allocate_zeroed(bytes);
-  if (bytes > static_cast<std::size_t>(PTRDIFF_MAX)) {
-    errno = ENOMEM;
-    return nullptr;
-  }
+  if (oversized(bytes)) return nullptr;
   if (policy_runtime *rt = ready()) [[likely]] {
     if (bytes >= site_floor.load(std::memory_order_acquire))
       if (void *p = allocate_at_site(bytes, site, true)) return p;
@@ -213,10 +213,8 @@ void *reallocate(void *p, std::size_t bytes, const void *site) noexcept {
     release(p);
     return nullptr;
   }
-  if (bytes > static_cast<std::size_t>(PTRDIFF_MAX)) [[unlikely]] {
-    errno = ENOMEM;
+  if (oversized(bytes)) [[unlikely]]
     return nullptr;
-  }
   // A block of the direct arena, on a thread its fast paths serve: jemalloc's own realloc (in
   // place, or moved within the direct arena through the thread's cache), whose failure is
   // final as malloc's is (the arena overflows to the chain's later tiers by itself). Counting
