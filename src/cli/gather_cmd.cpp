@@ -8,7 +8,6 @@
 // and of each of its ancestors.
 #include "gather_cmd.hpp"
 
-#include <fcntl.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -22,7 +21,9 @@
 #include <vector>
 
 #include "common.hpp"
+#include "hetmem/placement.hpp"
 #include "hetmem/sysfs/environment.hpp"
+#include "hetmem/sysfs/reader.hpp"
 
 extern char **environ;  // NOLINT(readability-redundant-declaration): for posix_spawnp
 
@@ -60,29 +61,19 @@ class gatherer {
       return;
     }
     if (!S_ISREG(st.st_mode)) return;  // FIFOs, devices, sockets: never opened
-    const int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
-    if (in < 0) return;  // write-only sysfs attributes, files we may not read
-    std::string data;
-    char buf[65536];
-    bool ok = true;
-    for (;;) {
-      const ssize_t n = ::read(in, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) ok = false;
-      if (n <= 0) break;
-      data.append(buf, static_cast<std::size_t>(n));
-      if (data.size() > (std::size_t{16} << 20)) break;  // no file hetmem reads is this large
-    }
-    ::close(in);
-    if (!ok) return;  // an attribute that refuses reads (EIO, EINVAL): as if absent
+    // Write-only sysfs attributes, files we may not read, reads that fail (EIO, EINVAL): as if
+    // absent. No file hetmem reads comes near the limit.
+    auto data = sysfs::read_text_file(src, std::size_t{16} << 20);
+    if (!data) return;
     std::FILE *out = std::fopen(to.c_str(), "wb");
     if (!out) {
-      failed_ = "cannot write " + to.string() + ": " + std::strerror(errno);
+      failed_ = "cannot write " + to.string() + ": " + detail::error_text(errno);
       return;
     }
-    if (std::fwrite(data.data(), 1, data.size(), out) != data.size())
-      failed_ = "cannot write " + to.string() + ": " + std::strerror(errno);
-    if (std::fclose(out) != 0 && failed_.empty()) failed_ = "cannot write " + to.string() + ": " + std::strerror(errno);
+    if (std::fwrite(data->data(), 1, data->size(), out) != data->size())
+      failed_ = "cannot write " + to.string() + ": " + detail::error_text(errno);
+    if (std::fclose(out) != 0 && failed_.empty())
+      failed_ = "cannot write " + to.string() + ": " + detail::error_text(errno);
   }
 
   // Files and links below folder `rel`, at most `depth` levels down, links not followed.
@@ -190,10 +181,10 @@ std::string run_tar(const std::string &stage, const std::string &out, const std:
   argv.push_back(nullptr);
   pid_t pid = 0;
   if (const int rc = ::posix_spawnp(&pid, "tar", nullptr, nullptr, argv.data(), environ); rc != 0)
-    return std::string("cannot run tar: ") + std::strerror(rc);
+    return std::string("cannot run tar: ") + detail::error_text(rc);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) return std::string("waiting for tar: ") + std::strerror(errno);
+    if (errno != EINTR) return std::string("waiting for tar: ") + detail::error_text(errno);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return "";
   return WIFEXITED(status) ? "tar failed with status " + std::to_string(WEXITSTATUS(status))
                            : "tar was killed by signal " + std::to_string(WTERMSIG(status));
@@ -230,7 +221,7 @@ int run_gather(const gather_args &a) {
   std::string stage_template = (out_dir / ".hetmem-gather-XXXXXX").string();
   if (!::mkdtemp(stage_template.data())) {
     std::fprintf(stderr, "hetmem gather: cannot make a staging folder in %s: %s\n", out_dir.c_str(),
-                 std::strerror(errno));
+                 detail::error_text(errno));
     return exit_failure;
   }
   const fs::path stage = stage_template;
