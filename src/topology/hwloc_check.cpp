@@ -1,7 +1,6 @@
 #include "hetmem/hwloc_check.hpp"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <hwloc.h>
 #include <poll.h>
 #include <signal.h>
@@ -14,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <sstream>
 
 #include "hetmem/sysfs/environment.hpp"
@@ -90,30 +90,23 @@ result<hwloc_report> load_in_process(const std::string &root) {
 // there is none. hwloc
 // opens what it finds with a plain, blocking open(); hetmem's reader opens nothing but regular
 // files. At most `limit` entries are looked at (a captured tree holds a few thousand).
-thread_local std::string first_special;
-thread_local std::size_t entries_seen;
 std::string special_file_in(const std::string &root, std::size_t limit) {
-  first_special.clear();
-  entries_seen = 0;
-  static std::size_t max_entries;
-  static std::size_t root_length;
-  max_entries = limit;
-  root_length = root.size();
-  auto visit = [](const char *path, const struct stat *st, int type, FTW *) -> int {
-    if (++entries_seen > max_entries) return 1;
-    bool special = type == FTW_F && st && !S_ISREG(st->st_mode);
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::size_t seen = 0;
+  for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator() && ++seen <= limit; it.increment(ec)) {
+    std::error_code entry_ec;  // an entry that cannot be stat'ed ends nothing: the walk goes on
+    const auto own = it->symlink_status(entry_ec).type();
+    if (own == fs::file_type::directory || own == fs::file_type::regular) continue;
     // A link is followed by hwloc, possibly out of the tree (an absolute target): what it
-    // points at must be a file or a folder too. stat() follows it without opening anything.
-    struct stat target {};
-    if (type == FTW_SL && ::stat(path, &target) == 0) special = !S_ISREG(target.st_mode) && !S_ISDIR(target.st_mode);
-    if (special) {
-      first_special = path + root_length;
-      return 1;
-    }
-    return 0;
-  };
-  (void)::nftw(root.c_str(), visit, 16, FTW_PHYS);
-  return first_special;
+    // points at must be a file or a folder too. status() follows it without opening anything.
+    const auto target = own == fs::file_type::symlink ? it->status(entry_ec).type() : own;
+    if (target == fs::file_type::directory || target == fs::file_type::regular || target == fs::file_type::not_found)
+      continue;
+    return it->path().string().substr(root.size());
+  }
+  return "";
 }
 
 // Text for a file type, for the message that names it.
