@@ -63,14 +63,15 @@ class gatherer {
     if (!S_ISREG(st.st_mode)) return;  // FIFOs, devices, sockets: never opened
     // Write-only sysfs attributes, files we may not read, reads that fail (EIO, EINVAL): as if
     // absent. No file hetmem reads comes near the limit.
-    auto data = sysfs::read_text_file(src, std::size_t{16} << 20);
-    if (!data) return;
+    auto read = sysfs::read_text_file(src, std::size_t{16} << 20);
+    if (!read) return;
+    const std::string data = std::move(*read);
     std::FILE *out = std::fopen(to.c_str(), "wb");
     if (!out) {
       failed_ = "cannot write " + to.string() + ": " + detail::error_text(errno);
       return;
     }
-    if (std::fwrite(data->data(), 1, data->size(), out) != data->size())
+    if (std::fwrite(data.data(), 1, data.size(), out) != data.size())
       failed_ = "cannot write " + to.string() + ": " + detail::error_text(errno);
     if (std::fclose(out) != 0 && failed_.empty())
       failed_ = "cannot write " + to.string() + ": " + detail::error_text(errno);
