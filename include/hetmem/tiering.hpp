@@ -30,6 +30,9 @@
 //   the preload places the site's next blocks by it), and a younger block's chunks take their
 //   site's heat (raised for a hot site, capped for a cold one), so a new block from a hot site is
 //   promoted at once and one from a cold site is not promoted for the writes that fill it.
+//   The chunks of a block freed since the last interval turn cold (unless a live block shares
+//   them): its memory stays resident in the allocator and is handed out again where it is, so
+//   promoting it for its old writes would put the next block (a cold site's too) on the fast tier.
 //   5. hardware sampling (perf_event_open, after the write-bit sources when automatic): the data
 //   addresses of sampled memory operations, which sees reads too: Intel's mem-loads (PEBS load
 //   latency, loads of at least 64 cycles; with its mem-loads-aux leader where the PMU has one)
@@ -200,10 +203,11 @@ struct tiering_statistics {
   double elapsed_seconds = 0;
   // The allocator's knowledge (with options.sites): sites with live large blocks or a verdict,
   // of which hot and cold; live blocks tracked; chunks that took their site's heat (in all);
-  // blocks (bytes) the preload placed straight on the slow tier because their site was cold.
+  // chunks of freed blocks made cold (in all); blocks (bytes) the preload placed straight on
+  // the slow tier because their site was cold.
   bool site_knowledge = false;
   std::size_t sites = 0, sites_hot = 0, sites_cold = 0, site_blocks = 0;
-  std::uint64_t site_prior_chunks = 0, cold_placed_blocks = 0, cold_placed_bytes = 0;
+  std::uint64_t site_prior_chunks = 0, site_freed_chunks = 0, cold_placed_blocks = 0, cold_placed_bytes = 0;
   struct site_report {
     const void *address = nullptr;
     std::string where;  // "gups+0x1a2b (/usr/bin/gups)" when the loader knows, else the address

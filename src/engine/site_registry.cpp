@@ -24,7 +24,8 @@ std::size_t slot_of(std::uintptr_t key, unsigned shift, std::size_t slots) noexc
 
 result<site_registry *> site_registry::create() {
   constexpr std::size_t head = (sizeof(site_registry) + 63) & ~std::size_t{63};
-  constexpr std::size_t bytes = head + block_slots * sizeof(block_entry) + site_slots * sizeof(site_entry);
+  constexpr std::size_t bytes =
+      head + block_slots * sizeof(block_entry) + site_slots * sizeof(site_entry) + freed_slots * sizeof(freed_entry);
   void *m = os().mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (m == MAP_FAILED) {
     const int e = errno;
@@ -34,6 +35,7 @@ result<site_registry *> site_registry::create() {
   auto *r = new (m) site_registry();
   r->blocks_ = reinterpret_cast<block_entry *>(static_cast<char *>(m) + head);
   r->sites_ = reinterpret_cast<site_entry *>(static_cast<char *>(m) + head + block_slots * sizeof(block_entry));
+  r->freed_ = reinterpret_cast<freed_entry *>(reinterpret_cast<char *>(r->sites_) + site_slots * sizeof(site_entry));
   return r;
 }
 
@@ -89,11 +91,24 @@ unsigned site_registry::forget(const void *block) noexcept {
     if (seen == empty_key) return 0;  // never used: the block is not further on
     if (seen != key) continue;
     const auto site = std::atomic_ref<std::uint32_t>(e.site).load(std::memory_order_relaxed);
+    const auto bytes = std::atomic_ref<std::uint64_t>(e.bytes).load(std::memory_order_relaxed);
     // Only the block's owner frees it, so nobody else changes this entry now.
     k.store(freed_key, std::memory_order_release);
+    note_freed(key, bytes);
     return site;
   }
   return 0;
+}
+
+void site_registry::note_freed(std::uintptr_t start, std::uint64_t bytes) noexcept {
+  const std::uint64_t n = freed_count_.fetch_add(1, std::memory_order_relaxed);
+  freed_entry &e = freed_[n % freed_slots];
+  std::atomic_ref<std::uint64_t> ticket(e.ticket);
+  ticket.store(0, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);  // the 0 is seen before the new range
+  std::atomic_ref<std::uintptr_t>(e.start).store(start, std::memory_order_relaxed);
+  std::atomic_ref<std::uint64_t>(e.bytes).store(bytes, std::memory_order_relaxed);
+  ticket.store(n + 1, std::memory_order_release);
 }
 
 }  // namespace hetmem::detail

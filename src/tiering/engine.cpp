@@ -1208,6 +1208,8 @@ struct tiering_engine::impl {
   std::unordered_map<unsigned, site_state> site_states;
   std::uint64_t steps = 0;
   std::uint64_t prior_chunks = 0;
+  std::uint64_t freed_cursor = 0;  // the registry's ring of freed blocks, read up to here
+  std::uint64_t freed_chunks = 0;  // chunks of freed blocks cooled (in all)
 
   std::thread worker;
   std::mutex wake_lock;
@@ -1371,6 +1373,7 @@ struct tiering_engine::impl {
       }
     }
     block_seen = std::move(seen);
+    if (self) cool_freed(reg, blocks, *self);
     for (auto &[site, s] : site_states) s.bytes = 0, s.blocks = 0;
     for (const auto &[site, t] : per_site) {
       site_state &s = site_states[site];
@@ -1385,6 +1388,37 @@ struct tiering_engine::impl {
         reg.set_verdict(site, detail::site_registry::verdict::hot);
       else if (s.heat < options.promote_threshold / 2)
         reg.set_verdict(site, detail::site_registry::verdict::cold);
+    }
+  }
+
+  // Memory of a block freed since the last interval is free, whatever was written to it while
+  // the block lived: jemalloc keeps it resident (and hands it out again as it is, on the node
+  // it is on), so promoting it for those writes would put the next block there on the fast
+  // tier. Each chunk mostly inside a freed block and overlapping no live one is cold now.
+  template <class Block>
+  void cool_freed(const detail::site_registry &reg, std::vector<Block> &live, process_state &self) {
+    std::vector<std::pair<std::uintptr_t, std::uintptr_t>> freed;
+    (void)reg.for_each_freed(
+        freed_cursor, [&](std::uintptr_t start, std::size_t bytes) { freed.emplace_back(start, start + bytes); });
+    if (freed.empty()) return;
+    std::sort(live.begin(), live.end(), [](const Block &a, const Block &b) { return a.start < b.start; });
+    const auto overlaps_live = [&](std::uintptr_t lo, std::uintptr_t hi) {
+      // The last live block starting before hi (live blocks never overlap each other).
+      auto it =
+          std::lower_bound(live.begin(), live.end(), hi, [](const Block &b, std::uintptr_t a) { return b.start < a; });
+      return it != live.begin() && std::prev(it)->start + std::prev(it)->bytes > lo;
+    };
+    for (const auto &[start, end] : freed) {
+      auto c = std::lower_bound(self.chunks.begin(), self.chunks.end(), start,
+                                [](const chunk_range &r, std::uintptr_t a) { return r.end <= a; });
+      for (; c != self.chunks.end() && c->start < end; ++c) {
+        const std::uintptr_t lo = std::max(c->start, start), hi = std::min(c->end, end);
+        if (2 * (hi - lo) < c->end - c->start || overlaps_live(c->start, c->end)) continue;
+        const auto st = self.state.find(c->start);
+        if (st == self.state.end() || st->second.heat == 0) continue;
+        st->second.heat = 0;
+        ++freed_chunks;
+      }
     }
   }
 
@@ -1422,6 +1456,7 @@ struct tiering_engine::impl {
       st.site_reports.push_back(std::move(r));
     }
     st.site_prior_chunks = prior_chunks;
+    st.site_freed_chunks = freed_chunks;
     st.cold_placed_blocks = reg.cold_placed_blocks();
     st.cold_placed_bytes = reg.cold_placed_bytes();
   }

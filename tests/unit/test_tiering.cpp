@@ -819,7 +819,8 @@ TEST_CASE("site registry: threads record and forget while the engine reads", "[t
           if (reg.forget(reinterpret_cast<void *>(((t << 16) + i + 1) << 20)) != site) ++failures;
       }
     });
-  std::size_t passes = 0, inconsistent = 0;
+  std::size_t passes = 0, inconsistent = 0, freed_seen = 0;
+  std::uint64_t freed_cursor = 0;
   std::thread reader([&] {
     reading = true;
     do {  // at least one pass, however the threads are scheduled
@@ -828,12 +829,21 @@ TEST_CASE("site registry: threads record and forget while the engine reads", "[t
         const std::uintptr_t t = (start >> 20) >> 16, i = ((start >> 20) & 0xffff) - 1;
         if (bytes != ((i + 1) << 12) || site != reg.site_of(&code[t])) ++inconsistent;
       });
+      (void)reg.for_each_freed(freed_cursor, [&](std::uintptr_t start, std::size_t bytes) {
+        const std::uintptr_t i = ((start >> 20) & 0xffff) - 1;
+        ++freed_seen;
+        if (bytes != ((i + 1) << 12)) ++inconsistent;  // a freed range is read whole too
+      });
       ++passes;
     } while (!done.load());
   });
   for (auto &t : threads) t.join();
   done = true;
   reader.join();
+  std::uint64_t lost = reg.for_each_freed(freed_cursor, [&](std::uintptr_t, std::size_t) { ++freed_seen; });
+  CHECK(lost <= 4 * 200 * 256);
+  CHECK(freed_seen > 0);
+  CHECK(freed_cursor == 4 * 200 * 256);  // every free of the threads was counted
   CHECK(failures == 0);
   CHECK(passes > 0);
   CHECK(inconsistent == 0);
@@ -943,6 +953,85 @@ TEST_CASE("tiering engine: the allocator's knowledge learns hot and cold sites a
   REQUIRE((*e)->step());
   CHECK((*e)->statistics().site_prior_chunks >= prior_before + block / chunk);
   region.stop();
+}
+
+TEST_CASE("tiering engine: a freed block's chunks turn cold at once, unless a live block took them",
+          "[tiering][sites]") {
+  // Blocks 0 and 2 of six are written all the time (the rest never: the written ones stay a
+  // minority, so the window keeps its length). Once both are hot, block 0 is freed and block 2
+  // freed and allocated again at the same start, between two intervals: after one interval
+  // block 0's chunks are cold (not half as hot, as smoothing alone gives), block 2's still hot.
+  // Block 0 is written on (freed memory is not, in a program): that makes "cold" the cooling's
+  // doing, not the window's.
+  const std::size_t block = 8 * MiB;
+  busy_region region(6 * block);
+  region.write(0, block);
+  region.write(2 * block, 3 * block);
+  auto reg = detail::site_registry::create();
+  REQUIRE(reg);
+  static const char code[1] = {};
+  const unsigned a = (*reg)->site_of(&code[0]);
+  const auto at = [&](std::size_t k) { return reinterpret_cast<void *>(region.address() + k * block); };
+  REQUIRE((*reg)->record(at(0), block, a));
+  REQUIRE((*reg)->record(at(2), block, a));
+  tiering_options o = watching_only(region);
+  o.sites = *reg;
+  o.smoothing = 0.5;
+  auto e = tiering_engine::create(o);
+  if (!e && e.error().code == ENOTSUP) SKIP("SKIPPED: " << e.error().message);
+  REQUIRE(e);
+  // Hot enough that one interval's halving would leave them hot (heat 0.8 and up each).
+  CHECK(step_until(**e, [&] { return (*e)->statistics().hot_bytes >= 2 * block; }));
+  for (int i = 0; i < 3; ++i) REQUIRE((*e)->step());
+  auto s = (*e)->statistics();
+  INFO(s.summary());
+  REQUIRE(s.hot_bytes >= 2 * block);
+  CHECK(s.site_freed_chunks == 0);
+  CHECK((*reg)->forget(at(0)) == a);
+  CHECK((*reg)->forget(at(2)) == a);
+  REQUIRE((*reg)->record(at(2), block, a));
+  REQUIRE((*e)->step());
+  s = (*e)->statistics();
+  INFO(s.summary());
+  CHECK(s.site_freed_chunks == block / chunk);  // block 0's, not block 2's
+  CHECK(s.hot_bytes >= block);
+  CHECK(s.hot_bytes < 2 * block);
+  CHECK(s.site_blocks == 1);
+  region.stop();
+}
+
+TEST_CASE("site registry: freed blocks are listed once, the oldest lost past the ring", "[tiering][sites]") {
+  auto r = detail::site_registry::create();
+  REQUIRE(r);
+  detail::site_registry &reg = **r;
+  static const char code[1] = {};
+  const unsigned a = reg.site_of(&code[0]);
+  std::uint64_t cursor = 0;
+  std::vector<std::pair<std::uintptr_t, std::size_t>> seen;
+  const auto read = [&] {
+    seen.clear();
+    return reg.for_each_freed(cursor,
+                              [&](std::uintptr_t start, std::size_t bytes) { seen.emplace_back(start, bytes); });
+  };
+  CHECK(read() == 0);
+  CHECK(seen.empty());
+  REQUIRE(reg.record(reinterpret_cast<void *>(0x100000), 3 * MiB, a));
+  REQUIRE(reg.record(reinterpret_cast<void *>(0x800000), MiB, a));
+  CHECK(reg.forget(reinterpret_cast<void *>(0x800000)) == a);
+  CHECK(reg.forget(reinterpret_cast<void *>(0x900000)) == 0);  // never recorded: not a freed block
+  CHECK(read() == 0);
+  CHECK(seen == std::vector<std::pair<std::uintptr_t, std::size_t>>{{0x800000, MiB}});
+  CHECK(read() == 0);
+  CHECK(seen.empty());  // each once
+  const std::size_t n = detail::site_registry::freed_slots + 10;
+  for (std::uintptr_t i = 0; i < n; ++i) {
+    REQUIRE(reg.record(reinterpret_cast<void *>((i + 16) << 21), MiB + i, a));
+    REQUIRE(reg.forget(reinterpret_cast<void *>((i + 16) << 21)) == a);
+  }
+  CHECK(read() == 10);  // the ten oldest were overwritten
+  REQUIRE(seen.size() == detail::site_registry::freed_slots);
+  CHECK(seen.front() == std::pair<std::uintptr_t, std::size_t>{std::uintptr_t{10 + 16} << 21, MiB + 10});
+  CHECK(seen.back() == std::pair<std::uintptr_t, std::size_t>{std::uintptr_t{n - 1 + 16} << 21, MiB + n - 1});
 }
 
 TEST_CASE("tiering engine: allocation sites only for the engine's own process", "[tiering][sites]") {

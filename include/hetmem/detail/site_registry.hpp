@@ -14,9 +14,13 @@
 //   forgotten before its memory can be handed out again (free calls forget first).
 // - Sites are return addresses, numbered 1..site_slots in the order they are first seen; 0
 //   means "no site" (the table is full), whose verdict is always unknown.
-// - The engine side (for_each_block, set_verdict, site_address) may run on another thread
-//   concurrently with the allocator side: a block entry that changes while it is read is
-//   skipped for that pass, never reported half-written.
+// - The engine side (for_each_block, for_each_freed, set_verdict, site_address) may run on
+//   another thread concurrently with the allocator side: a block entry that changes while it
+//   is read is skipped for that pass, never reported half-written.
+// - forget() also notes the freed block's range in a ring of the latest freed_slots ones, so
+//   that the engine knows the memory is free (jemalloc keeps it resident until it decays) and
+//   does not promote it for the writes it had while alive; a ring that wraps between two reads
+//   loses its oldest entries (for_each_freed says how many).
 #pragma once
 
 #include <atomic>
@@ -33,6 +37,7 @@ class site_registry {
   static constexpr std::size_t block_slots = std::size_t{1} << 16;
   static constexpr std::size_t site_slots = std::size_t{1} << 12;
   static constexpr unsigned probe_limit = 64;
+  static constexpr std::size_t freed_slots = 256;
 
   // A registry for the whole process; ENOMEM (naming mmap's error) when the tables cannot be mapped.
   [[nodiscard]] static result<site_registry *> create();
@@ -74,6 +79,33 @@ class site_registry {
       f(key, static_cast<std::size_t>(bytes), static_cast<unsigned>(site), serial);
     }
   }
+  // f(start, bytes) for each block forgotten since `cursor` (0 at first; advanced past what was
+  // read). The number of freed blocks that were lost to the ring's wrapping, or overwritten
+  // while read, is returned.
+  template <class F>
+  std::uint64_t for_each_freed(std::uint64_t &cursor, F &&f) const {
+    const std::uint64_t end = freed_count_.load(std::memory_order_acquire);
+    std::uint64_t lost = 0;
+    if (end - cursor > freed_slots) {
+      lost = end - cursor - freed_slots;
+      cursor = end - freed_slots;
+    }
+    for (; cursor != end; ++cursor) {
+      freed_entry &e = freed_[cursor % freed_slots];
+      // A seqlock read: ticket n + 1 is stored (release) after the entry of the n-th free, and
+      // set to 0 (followed by a release fence) before another free rewrites it.
+      const std::uint64_t ticket = std::atomic_ref<std::uint64_t>(e.ticket).load(std::memory_order_acquire);
+      const std::uintptr_t start = std::atomic_ref<std::uintptr_t>(e.start).load(std::memory_order_relaxed);
+      const std::uint64_t bytes = std::atomic_ref<std::uint64_t>(e.bytes).load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (ticket != cursor + 1 || std::atomic_ref<std::uint64_t>(e.ticket).load(std::memory_order_relaxed) != ticket) {
+        ++lost;  // not written yet (its free is under way), or rewritten by a later one
+        continue;
+      }
+      f(start, static_cast<std::size_t>(bytes));
+    }
+    return lost;
+  }
   void set_verdict(unsigned site, verdict v) noexcept {
     if (site == 0 || site > site_slots) return;
     std::atomic_ref<std::uint32_t>(sites_[site - 1].verdict)
@@ -107,10 +139,18 @@ class site_registry {
     std::uint32_t verdict;
     std::uint32_t unused;
   };
+  struct freed_entry {
+    std::uintptr_t start;
+    std::uint64_t bytes;
+    std::uint64_t ticket;  // n + 1 once the n-th freed block's range is written here; 0 while written
+  };
+  void note_freed(std::uintptr_t start, std::uint64_t bytes) noexcept;
   // The tables live in the mapping right after the object (not constructed: zero pages are
   // empty entries), so that create() touches none of them.
   block_entry *blocks_ = nullptr;
   site_entry *sites_ = nullptr;
+  freed_entry *freed_ = nullptr;
+  std::atomic<std::uint64_t> freed_count_{0};
   std::atomic<std::uint64_t> untracked_{0};
   std::atomic<std::uint32_t> serial_{0};
   std::atomic<std::uint64_t> cold_placed_bytes_{0}, cold_placed_blocks_{0};
