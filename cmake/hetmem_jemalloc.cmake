@@ -40,20 +40,50 @@ set(_hetmem_je_vaddr "")
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
   set(_hetmem_je_vaddr "--with-lg-vaddr=48")
 endif()
+# Each build is kept in a cache shared by the build directories of this machine
+# (HETMEM_JEMALLOC_CACHE, default ~/.cache/hetmem-build; empty: none), under a key made of
+# everything that makes it: the source tarball's hash, configure's options, CFLAGS and the C
+# compiler with its version. A build directory finding its key there links that build instead
+# of configuring and compiling jemalloc again (scripts/check.sh's ci, asan and tsan builds
+# share one: jemalloc's flags are its own, never the sanitizers'). A build is published whole
+# or not at all (copied beside, then renamed into place).
+file(SHA1 "${_hetmem_je_tarball}" _hetmem_je_tarball_sha1)
+set(HETMEM_JEMALLOC_CACHE "${_hetmem_cache}/hetmem-build" CACHE PATH
+    "Where built jemalloc libraries are kept for other build directories (empty: not kept)")
 function(hetmem_add_jemalloc name dir tls_options cflags)
-  set(_je_prefix "${CMAKE_BINARY_DIR}/${dir}")
-  set(_je_lib "${_je_prefix}/lib/libjemalloc_pic.a")
-  ExternalProject_Add(${name}_build
-    URL "${_hetmem_je_tarball}"
-    PREFIX "${_je_prefix}/work"
-    INSTALL_DIR "${_je_prefix}"
-    CONFIGURE_COMMAND <SOURCE_DIR>/configure --prefix=<INSTALL_DIR> --with-jemalloc-prefix=hetmem_je_
-                      --with-private-namespace=hetmem_je_int_ --disable-cxx ${tls_options} ${_hetmem_je_vaddr} --disable-doc
-                      --disable-libdl CC=${CMAKE_C_COMPILER} "CFLAGS=${cflags}"
-    BUILD_COMMAND ${HETMEM_MAKE} -j2 build_lib_static
-    INSTALL_COMMAND ${HETMEM_MAKE} install_include install_lib_static
-    BUILD_BYPRODUCTS "${_je_lib}"
-    LOG_CONFIGURE ON LOG_BUILD ON LOG_INSTALL ON LOG_OUTPUT_ON_FAILURE ON)
+  set(_je_options --with-jemalloc-prefix=hetmem_je_ --with-private-namespace=hetmem_je_int_ --disable-cxx
+                  ${tls_options} ${_hetmem_je_vaddr} --disable-doc --disable-libdl)
+  string(SHA1 _key "${_hetmem_je_tarball_sha1}|${_je_options}|${cflags}|${CMAKE_C_COMPILER}|${CMAKE_C_COMPILER_ID}|${CMAKE_C_COMPILER_VERSION}")
+  string(SUBSTRING "${_key}" 0 16 _key)
+  set(_cached "")
+  if(HETMEM_JEMALLOC_CACHE)
+    set(_cached "${HETMEM_JEMALLOC_CACHE}/jemalloc-5.3.0-${_key}")
+  endif()
+  if(_cached AND EXISTS "${_cached}/.complete" AND EXISTS "${_cached}/lib/libjemalloc_pic.a")
+    message(STATUS "jemalloc for ${name}: the build in ${_cached}")
+    set(_je_prefix "${_cached}")
+    set(_je_lib "${_cached}/lib/libjemalloc_pic.a")
+    add_custom_target(${name}_build)
+  else()
+    set(_je_prefix "${CMAKE_BINARY_DIR}/${dir}")
+    set(_je_lib "${_je_prefix}/lib/libjemalloc_pic.a")
+    ExternalProject_Add(${name}_build
+      URL "${_hetmem_je_tarball}"
+      PREFIX "${_je_prefix}/work"
+      INSTALL_DIR "${_je_prefix}"
+      CONFIGURE_COMMAND <SOURCE_DIR>/configure --prefix=<INSTALL_DIR> ${_je_options}
+                        CC=${CMAKE_C_COMPILER} "CFLAGS=${cflags}"
+      BUILD_COMMAND ${HETMEM_MAKE} -j2 build_lib_static
+      INSTALL_COMMAND ${HETMEM_MAKE} install_include install_lib_static
+      BUILD_BYPRODUCTS "${_je_lib}"
+      LOG_CONFIGURE ON LOG_BUILD ON LOG_INSTALL ON LOG_OUTPUT_ON_FAILURE ON)
+    if(_cached)
+      ExternalProject_Add_Step(${name}_build publish
+        COMMAND ${CMAKE_COMMAND} -DFROM=${_je_prefix} -DTO=${_cached}
+                -P ${PROJECT_SOURCE_DIR}/cmake/hetmem_publish_build.cmake
+        DEPENDEES install)
+    endif()
+  endif()
   file(MAKE_DIRECTORY "${_je_prefix}/include")
   add_library(${name} STATIC IMPORTED GLOBAL)
   set_target_properties(${name} PROPERTIES IMPORTED_LOCATION "${_je_lib}"
