@@ -123,11 +123,35 @@ double node_used_percent(std::uint32_t node, std::size_t extra) {
   return 100.0 * static_cast<double>(total - std::min(total, available) + extra) / static_cast<double>(total);
 }
 
-// Occupies all but 24 MiB of `node` (above the kernel's watermarks, below what the requests
-// that follow need) with bound, faulted-in memory; nullptr (reported) if that fails.
+// The kernel's high watermarks of `node`'s zones together, in bytes (/proc/zoneinfo, whose
+// "high" lines count pages). Below them kswapd reclaims; near "min", a fault bound to the node
+// reclaims directly or, with only anonymous memory there, calls the OOM killer (Linux 7.3 did,
+// on a 512 MiB node whose "high" is 34 MiB).
+std::uint64_t node_high_watermark(std::uint32_t node) {
+  std::ifstream in("/proc/zoneinfo");
+  std::string line;
+  const std::string header = "Node " + std::to_string(node) + ",";
+  bool ours = false;
+  std::uint64_t pages = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind("Node ", 0) == 0) {
+      ours = line.rfind(header, 0) == 0;
+      continue;
+    }
+    std::istringstream fields(line);
+    std::string key;
+    std::uint64_t value = 0;
+    if (ours && fields >> key >> value && key == "high") pages += value;
+  }
+  return pages * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// Occupies `node` but for its high watermark and 24 MiB (above what the kernel keeps free,
+// below what the requests that follow need) with bound, faulted-in memory; nullptr (reported)
+// if that fails.
 void *fill_node(std::uint32_t node, std::size_t *bytes) {
-  const std::uint64_t avail = node_free(node);
-  const std::size_t fill = avail > (24u << 20) ? static_cast<std::size_t>(avail - (24u << 20)) : 0;
+  const std::uint64_t avail = node_free(node), keep = node_high_watermark(node) + (24u << 20);
+  const std::size_t fill = avail > keep ? static_cast<std::size_t>(avail - keep) : 0;
   void *filler = ::mmap(nullptr, fill, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   placement b;
   b.mode = policy_mode::bind;
