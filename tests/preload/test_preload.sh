@@ -185,11 +185,13 @@ threads = [threading.Thread(target=work, args=(n,)) for n in (100, 1000, 10000)]
 [t.start() for t in threads]; [t.join() for t in threads]
 print("python ok")
 PY
-  # heap: what is resident in hetmem's window at exit. The main thread's 200000 objects and
-  # their JSON stay live (about 35 MiB); what the three threads freed may have been purged by
-  # then (each thread has a shard of its own, whose dirty pages jemalloc gives back).
+  # heap: what is resident in hetmem's window at exit. Small objects live in Python's own
+  # arenas; what reaches malloc and stays live to the end is the JSON text (7 MiB) and the two
+  # lists of 200000 pointers (3 MiB), freed only as the interpreter exits, too late for
+  # jemalloc's decay. The rest (32-36 MiB here when idle, 17 MiB on a loaded CI machine) is what
+  # the threads freed and jemalloc may have purged by then: not counted on.
   under python3 alloc.py
-  [ $rc = 0 ] && [ "$out" = "python ok" ] && [ "$heap" -gt 25000 ]; expect $? "python3: a script that allocates ($heap KiB on hetmem's heap)"
+  [ $rc = 0 ] && [ "$out" = "python ok" ] && [ "$heap" -gt 8000 ]; expect $? "python3: a script that allocates ($heap KiB on hetmem's heap)"
   under sqlite3 db.sqlite "create table t(a integer primary key, b text); with recursive c(x) as (select 1 union all select x+1 from c where x < 200000) insert into t select x, hex(randomblob(40)) from c; create index tb on t(b); select count(*), sum(a) from t;"
   [ $rc = 0 ] && [ "$out" = "200000|20000100000" ]; expect $? "sqlite3: a generated database of 200000 rows, indexed and queried ($heap KiB)"
   git init -q repo && for i in $(seq 1 200); do echo "line $i $RANDOM" >"repo/f$i.txt"; done
