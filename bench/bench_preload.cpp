@@ -29,6 +29,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace {
 
 bool quick = false;
@@ -365,8 +367,9 @@ int main(int argc, char **argv) {
   // Each target on its own line at the end, naming the workloads that miss it.
   std::string jemalloc_misses, memtier_misses, hetmem_failures, other_failures;
   bool startup_met = true;
-  std::string json = "{\"schema\": \"hetmem.bench.preload/1\", \"reps\": " + std::to_string(reps) +
-                     ", \"quick\": " + (quick ? "true" : "false") + ", \"workloads\": [";
+  // ordered_json: the docs' table takes its columns in the order of the configurations here.
+  nlohmann::ordered_json json = {{"schema", "hetmem.bench.preload/1"}, {"reps", reps}, {"quick", quick}};
+  nlohmann::ordered_json json_workloads = nlohmann::ordered_json::array();
   auto note_miss = [](std::string &list, const char *name, double ratio) {
     char text[64];
     std::snprintf(text, sizeof text, "%s%s %.2fx", list.empty() ? "" : ", ", name, ratio);
@@ -391,20 +394,17 @@ int main(int argc, char **argv) {
         m[c].push_back(static_cast<double>(s.max_rss_kib) / 1024.0);
       }
     std::printf("%-18s", wl.name);
-    json += std::string(&wl == workloads ? "" : ", ") + "{\"name\": \"" + wl.name + "\", \"results\": {";
+    nlohmann::ordered_json results = nlohmann::ordered_json::object();
     for (std::size_t c = 0; c < configs.size(); ++c) {
-      char cell[160];
       if (failed[c]) {
         std::printf(" %17s", "failed");
-        std::snprintf(cell, sizeof cell, "\"%s\": null", configs[c].name.c_str());
+        results[configs[c].name] = nullptr;
       } else {
         std::printf(" %8.3fs %6.1fM", median(t[c]), median(m[c]));
-        std::snprintf(cell, sizeof cell, "\"%s\": {\"seconds\": %.6f, \"max_rss_mib\": %.2f}", configs[c].name.c_str(),
-                      median(t[c]), median(m[c]));
+        results[configs[c].name] = {{"seconds", median(t[c])}, {"max_rss_mib", median(m[c])}};
       }
-      json += std::string(c ? ", " : "") + cell;
     }
-    json += "}}";
+    json_workloads.push_back({{"name", wl.name}, {"results", results}});
     const double ht = median(t[3]), hm = median(m[3]), jt = median(t[1]), jm = median(m[1]);
     if (!failed[1] && !failed[3]) {
       std::printf("   %5.2fx %5.2fx", ht / jt, hm / jm);
@@ -432,9 +432,9 @@ int main(int argc, char **argv) {
   // Start-up: /bin/true, many times, per configuration.
   const int starts = quick ? 20 : 200;
   std::printf("start-up (/bin/true, mean of %d runs):", starts);
-  json += "], \"startup_ms\": {";
+  json["workloads"] = json_workloads;
+  nlohmann::ordered_json startup_ms = nlohmann::ordered_json::object();
   double jemalloc_ms = 0;
-  bool first_startup = true;
   for (std::size_t c = 0; c < configs.size(); ++c) {
     if (configs[c].name == "hetmem-ratio") continue;
     double total = 0;
@@ -447,17 +447,14 @@ int main(int argc, char **argv) {
     const double mean_ms = total / starts * 1000;
     if (configs[c].name == "jemalloc") jemalloc_ms = mean_ms;
     std::printf(" %s %.2f ms%s", configs[c].name.c_str(), mean_ms, ok ? "" : " (failed)");
-    char cell[96];
-    std::snprintf(cell, sizeof cell, "%s\"%s\": %.4f", first_startup ? "" : ", ", configs[c].name.c_str(), mean_ms);
-    json += cell;
-    first_startup = false;
+    startup_ms[configs[c].name] = mean_ms;
     if (configs[c].name == "hetmem") {
       std::printf(" (+%.2f ms over jemalloc)", mean_ms - jemalloc_ms);
       if (mean_ms - jemalloc_ms > 0.5) startup_met = false;
     }
     std::printf(";");
   }
-  json += "}}\n";
+  json["startup_ms"] = startup_ms;
   std::printf("\ntarget: hetmem within 1.1x of jemalloc's time and memory: %s%s\n",
               jemalloc_misses.empty() ? "met on every workload" : "NOT met: ", jemalloc_misses.c_str());
   std::printf("target: at least 4x memtier's speed: %s%s\n",
@@ -467,7 +464,7 @@ int main(int argc, char **argv) {
   if (!hetmem_failures.empty()) std::printf("hetmem's runs that FAILED: %s\n", hetmem_failures.c_str());
   if (!json_path.empty()) {
     std::FILE *f = std::fopen(json_path.c_str(), "w");
-    if (!f || std::fputs(json.c_str(), f) < 0 || std::fclose(f) != 0) {
+    if (!f || std::fputs((json.dump(1) + "\n").c_str(), f) < 0 || std::fclose(f) != 0) {
       std::fprintf(stderr, "hetmem_bench_preload: cannot write %s\n", json_path.c_str());
       return 1;
     }

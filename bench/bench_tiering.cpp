@@ -24,8 +24,10 @@
 // ended), which takes a few intervals, hence runs of several.
 //
 //   hetmem_bench_tiering [--size 2G] [--hot 256M] [--hot-share 0.9] [--seconds 8] [--interval 1]
-//                        [--window S] [--reps 3] [--quick]
+//                        [--window S] [--reps 3] [--quick] [--json FILE]
 // --window: the write-bit sources' longest window (default: the engine's, 100 ms at a 1 s interval).
+// --json FILE also writes the medians as JSON (schema hetmem.bench.tiering/1), which the docs'
+// table is made from (scripts/bench-table.py).
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -43,6 +45,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "hetmem/policy.hpp"
 #include "hetmem/tiering.hpp"
@@ -167,6 +171,7 @@ hetmem::tier node_tier(std::uint32_t n, std::string name) {
 
 int main(int argc, char **argv) {
   settings s;
+  std::string json_path;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> const char * {
@@ -190,6 +195,8 @@ int main(int argc, char **argv) {
       s.window = number_arg(a, value());
     else if (a == "--reps")
       s.reps = static_cast<int>(std::min(number_arg(a, value()), 1000.0));
+    else if (a == "--json")
+      json_path = value();
     else if (a == "--quick") {
       s.size = 128ULL << 20;
       s.hot = 16ULL << 20;
@@ -199,7 +206,7 @@ int main(int argc, char **argv) {
     } else {
       std::fprintf(stderr,
                    "usage: hetmem_bench_tiering [--size 2G] [--hot 256M] [--hot-share 0.9] [--seconds 8] "
-                   "[--interval 1] [--window S] [--reps 3] [--quick]\n");
+                   "[--interval 1] [--window S] [--reps 3] [--quick] [--json FILE]\n");
       return 2;
     }
   }
@@ -310,7 +317,9 @@ int main(int argc, char **argv) {
   std::printf("\n%-14s %12s %9s %11s %11s %11s %11s %9s %10s\n", "mode", "updates/s", "vs none", "engine cpu",
               "observing", "kdamond", "the rest", "hot MiB", "window");
   std::string missed, found_wrong;
+  nlohmann::json json_modes = nlohmann::json::array();
   for (const auto &m : modes) {
+    if (!m.unavailable.empty()) json_modes.push_back({{"name", m.name}, {"unavailable", m.unavailable}});
     if (!m.unavailable.empty() || !runs.count(m.name)) continue;
     std::vector<double> ups, cpu, obs, kd, rest, hot, win;
     for (const auto &x : runs[m.name]) {
@@ -327,8 +336,23 @@ int main(int argc, char **argv) {
     if (!m.source) {
       std::printf("%-14s %10.2f M %8.2fx %11s %11s %11s %11s %9s %10s\n", m.name.c_str(), u / 1e6, 1.0, "-", "-", "-",
                   "-", "-", "-");
+      json_modes.push_back({{"name", m.name}, {"updates_per_second", u}, {"speed_vs_none", 1.0}});
       continue;
     }
+    const auto &last = runs[m.name].back();
+    json_modes.push_back({{"name", m.name},
+                          {"source", last.source},
+                          {"updates_per_second", u},
+                          {"speed_vs_none", base > 0 ? u / base : 0.0},
+                          {"engine_cpu_pct", median(cpu)},
+                          {"observing_pct", median(obs)},
+                          {"kdamond_pct", median(kd)},
+                          {"rest_pct", median(rest)},
+                          {"hot_mib", median(hot)},
+                          {"window_ms", median(win)},
+                          {"write_fault_us", last.fault_us},
+                          {"own_overhead_estimate_pct", last.overhead * 100},
+                          {"chunks_per_interval", last.chunks}});
     char window_text[32] = "-";
     if (median(win) > 0) std::snprintf(window_text, sizeof window_text, "%.1f ms", median(win));
     std::printf("%-14s %10.2f M %8.2fx %10.2f%% %10.2f%% %10.2f%% %10.2f%% %9.0f %10s\n", m.name.c_str(), u / 1e6,
@@ -360,5 +384,26 @@ int main(int argc, char **argv) {
               missed.empty() ? "met by every source" : ("not by" + missed).c_str());
   std::printf("hot set found: %s\n",
               found_wrong.empty() ? "by every source" : ("not by" + found_wrong + ", see the table").c_str());
+  if (!json_path.empty()) {
+    const nlohmann::json out = {
+        {"schema", "hetmem.bench.tiering/1"},
+        {"table_mib", static_cast<double>(s.size) / (1 << 20)},
+        {"hot_mib", static_cast<double>(s.hot) / (1 << 20)},
+        {"hot_share", s.hot_share},
+        {"seconds", s.seconds},
+        {"interval", s.interval},
+        {"window_ms", window * 1000},
+        {"reps", s.reps},
+        {"tiers", tiers_note},
+        {"modes", json_modes},
+        {"targets",
+         {{"speed_0_9x", slowed.empty()}, {"cpu_under_5pct", missed.empty()}, {"hot_set_found", found_wrong.empty()}}}};
+    std::FILE *out_file = std::fopen(json_path.c_str(), "w");
+    if (!out_file || std::fputs((out.dump(2) + "\n").c_str(), out_file) < 0 || std::fclose(out_file) != 0) {
+      std::fprintf(stderr, "hetmem_bench_tiering: cannot write %s\n", json_path.c_str());
+      return 2;
+    }
+    std::printf("results written to %s\n", json_path.c_str());
+  }
   return found_wrong.empty() ? 0 : 1;
 }

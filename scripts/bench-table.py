@@ -5,13 +5,14 @@ Usage: bench-table.py RESULTS.json                 print the Markdown table
        bench-table.py RESULTS.json --update DOC.md  replace the table between DOC's markers
        bench-table.py RESULTS.json --check DOC.md   exit 1 when DOC's table is not this one
 
-RESULTS.json is what `hetmem_bench_preload --json FILE` writes (schema hetmem.bench.preload/1).
-The markers in DOC are `<!-- bench-preload: begin -->` and `<!-- bench-preload: end -->`.
+RESULTS.json is what `hetmem_bench_preload --json FILE` writes (schema hetmem.bench.preload/1;
+markers in DOC `<!-- bench-preload: begin -->` and `<!-- bench-preload: end -->`) or
+`hetmem_bench_tiering --json FILE` (schema hetmem.bench.tiering/1; markers `bench-tiering`).
 """
 import json
 import sys
 
-BEGIN, END = "<!-- bench-preload: begin -->", "<!-- bench-preload: end -->"
+MARKERS = {"hetmem.bench.preload/1": "bench-preload", "hetmem.bench.tiering/1": "bench-tiering"}
 
 
 def cell(r):
@@ -26,9 +27,42 @@ def ratio(a, b, key):
     return f"{a[key] / b[key]:.2f}x"
 
 
+def tiering_table(data):
+    head = ["source", "program speed", "engine CPU (of one core)", "of it reading the source", "kdamond",
+            "hot set found", "window", "write fault", "chunks per interval"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in data["modes"]:
+        if "unavailable" in m:
+            lines.append(f"| {m['name']} | not here: {m['unavailable']} |" + " |" * (len(head) - 2))
+            continue
+        if m["name"] == "none":
+            lines.append(f"| none | {m['updates_per_second'] / 1e6:.1f} M updates/s |" + " — |" * (len(head) - 2))
+            continue
+        fault = f"{m['write_fault_us']:.1f} µs" if m.get("write_fault_us", 0) > 0 else "—"
+        chunks = str(m["chunks_per_interval"]) if m.get("chunks_per_interval", 0) > 0 else "—"
+        window = f"{m['window_ms']:.0f} ms" if m.get("window_ms", 0) > 0 else "—"
+        lines.append(f"| {m['name']} | {m['speed_vs_none']:.2f}x | {m['engine_cpu_pct']:.2f}% | "
+                     f"{m['observing_pct']:.2f}% | {m['kdamond_pct']:.2f}% | "
+                     f"{m['hot_mib']:.0f} of {data['hot_mib']:.0f} MiB | {window} | {fault} | {chunks} |")
+    t = data["targets"]
+    yes = {True: "met", False: "**not met**"}
+    lines.append("")
+    lines.append(f"GUPS on one thread, {data['table_mib']:.0f} MiB table, {data['hot_mib']:.0f} MiB hot set with "
+                 f"{data['hot_share'] * 100:.0f}% of the updates; {data['tiers']}. Targets: program speed 0.9x "
+                 f"beside every source {yes[t['speed_0_9x']]}; engine under 5% of a core {yes[t['cpu_under_5pct']]}; "
+                 f"hot set found by every source {yes[t['hot_set_found']]}.")
+    lines.append("")
+    lines.append(f"Medians of {data['reps']} interleaved round(s) of {data['seconds']:g} s per mode; "
+                 "made by `scripts/bench-table.py` from the JSON.")
+    return "\n".join(lines) + "\n"
+
+
 def table(data):
-    if data.get("schema") != "hetmem.bench.preload/1":
-        sys.exit(f"bench-table.py: not a hetmem.bench.preload/1 file (schema {data.get('schema')!r})")
+    schema = data.get("schema")
+    if schema == "hetmem.bench.tiering/1":
+        return tiering_table(data)
+    if schema != "hetmem.bench.preload/1":
+        sys.exit(f"bench-table.py: not a file of {', '.join(MARKERS)} (schema {schema!r})")
     configs = list(data["workloads"][0]["results"].keys())
     baseline = "hetmem-baseline" in configs
     shown = [c for c in configs if c != "hetmem-baseline"]
@@ -65,7 +99,10 @@ def main(argv):
     if len(argv) not in (2, 4) or (len(argv) == 4 and argv[2] not in ("--update", "--check")):
         sys.exit(__doc__)
     with open(argv[1]) as f:
-        text = table(json.load(f))
+        data = json.load(f)
+    text = table(data)
+    name = MARKERS[data["schema"]]
+    BEGIN, END = f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
     if len(argv) == 2:
         sys.stdout.write(text)
         return 0
