@@ -3,9 +3,11 @@
 #
 # Usage: scripts/setup.sh [--vm]
 #   (no flag)  build + unit-test dependencies
-#   --vm       also the VM test harness: QEMU, busybox, cpio, and the guest kernel .deb
-#              (linux-image-6.12 from bookworm-backports, downloaded into $HETMEM_VM_CACHE,
-#              default ~/.cache/hetmem-vm; nothing is installed into /boot)
+#   --vm       also the VM test harness: QEMU, busybox, cpio, and the guest kernels' .debs
+#              (linux-image-6.12 from bookworm-backports, and the current kernel of Debian's
+#              trixie-backports, 7.x, read through an apt configuration of its own in the cache:
+#              the system's sources stay as they are), downloaded into $HETMEM_VM_CACHE,
+#              default ~/.cache/hetmem-vm; nothing is installed into /boot
 #
 # Contract: safe to run any number of times; installs only what is missing; enables
 # bookworm-backports (hwloc 2.12, Catch2 v3, the VM guest kernel) and deb-src (jemalloc's
@@ -20,7 +22,7 @@ want_vm=0
 for arg in "$@"; do
   case "$arg" in
     --vm) want_vm=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -111,9 +113,38 @@ fetch_guest_kernel() {
   (cd "$vm_cache" && apt-get download -q "$pkg")
 }
 
+# The current guest kernel: trixie-backports' linux-image-amd64 (7.x), whose image package
+# names two others, the kernel (linux-binary-VERSION) and its modules (linux-modules-VERSION).
+# apt reads trixie-backports through a sources list, state and cache of its own under the VM
+# cache, so this bookworm system never sees that suite.
+fetch_current_guest_kernel() {
+  [ "$want_vm" = 1 ] || return 0
+  if ls "$vm_cache"/linux-binary-7.*.deb >/dev/null 2>&1 && ls "$vm_cache"/linux-modules-7.*.deb >/dev/null 2>&1; then
+    return 0
+  fi
+  local dir="$vm_cache/apt-trixie-backports"
+  mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
+  echo "deb http://deb.debian.org/debian trixie-backports main" > "$dir/sources.list"
+  local apt_opts=(-o "Dir::Etc::SourceList=$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+                  -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache" -o APT::Architecture=amd64
+                  -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
+  apt-get "${apt_opts[@]}" update -q >/dev/null ||
+    { echo "setup.sh: cannot read trixie-backports (for the current guest kernel)" >&2; exit 1; }
+  local image binary modules
+  image=$(apt-cache "${apt_opts[@]}" depends linux-image-amd64 | awk '/Depends: linux-image-7\./{print $2; exit}')
+  [ -n "$image" ] || { echo "setup.sh: trixie-backports' linux-image-amd64 names no 7.x kernel" >&2; exit 1; }
+  binary=$(apt-cache "${apt_opts[@]}" depends "$image" | awk '/Depends: linux-binary-/{print $2; exit}')
+  modules=$(apt-cache "${apt_opts[@]}" depends "$image" | awk '/Depends: linux-modules-/{print $2; exit}')
+  [ -n "$binary" ] && [ -n "$modules" ] ||
+    { echo "setup.sh: cannot find the kernel and modules packages of $image" >&2; exit 1; }
+  echo "setup.sh: downloading guest kernel $binary and $modules into $vm_cache"
+  (cd "$vm_cache" && apt-get "${apt_opts[@]}" download -q "$binary" "$modules")
+}
+
 if [ ${#missing_main[@]} -eq 0 ] && [ ${#missing_bpo[@]} -eq 0 ] && [ "$added_source" = 0 ]; then
   fetch_jemalloc_source
   fetch_guest_kernel
+  fetch_current_guest_kernel
   echo "setup.sh: all packages present"
   exit 0
 fi
@@ -134,4 +165,5 @@ if [ ${#missing_bpo[@]} -gt 0 ]; then
 fi
 fetch_jemalloc_source
 fetch_guest_kernel
+fetch_current_guest_kernel
 echo "setup.sh: done"

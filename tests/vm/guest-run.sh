@@ -1,9 +1,9 @@
 #!/bin/sh
 # guest-run.sh — what runs inside each VM (one boot per topology, many checks per boot).
-# Usage: guest-run.sh HETMEM PLACE_CHECK POLICY_CHECK TOPOLOGY EXAMPLE  (cwd = the work dir)
-# Writes topo.json, topo.txt, place.txt, policy.txt, example.txt and vm-TOPOLOGY.tar.gz; exits
-# non-zero if a step failed.
-hetmem=$1 place=$2 policy=$3 topo=$4 example=$5
+# Usage: guest-run.sh HETMEM PLACE_CHECK POLICY_CHECK TOPOLOGY EXAMPLE [TREE]  (cwd = the work dir)
+# Writes topo.json, topo.txt, place.txt, policy.txt, example.txt and TREE.tar.gz (the gathered
+# tree; TREE is vm-TOPOLOGY unless given); exits non-zero if a step failed.
+hetmem=$1 place=$2 policy=$3 topo=$4 example=$5 tree=${6:-vm-$4}
 rc=0
 case "$topo" in
   pmem-kmem)  # NVDIMM -> devdax namespace -> system RAM through kmem: a CPU-less PMEM node
@@ -24,7 +24,7 @@ for n in /sys/devices/system/node/node*/hugepages/hugepages-2048kB/nr_hugepages;
 "$hetmem" topo --json --no-hwloc > topo.json || { echo "hetmem topo --json failed"; rc=1; }
 "$hetmem" topo --explain > topo.txt 2>&1 || { echo "hetmem topo --explain failed"; rc=1; }
 "$place" > place.txt 2>&1 || { echo "place_check failed"; rc=1; }
-"$hetmem" gather "vm-$topo" --out . > /dev/null || { echo "hetmem gather failed"; rc=1; }
+"$hetmem" gather "$tree" --out . > /dev/null || { echo "hetmem gather failed"; rc=1; }
 "$policy" > policy.txt 2>&1 || { echo "policy_check failed"; rc=1; }
 "$example" > example.txt 2>&1 || { echo "containers_on_tiers example failed"; rc=1; }
 if [ "$topo" = pmem-kmem ]; then

@@ -11,9 +11,11 @@
 #
 # WORKDIR is shared read-write with the guest at the same path. The guest has its own /tmp:
 # host paths under /tmp named in CMD (and in $HETMEM_VM_KEEP, colon-separated) are bound
-# back into it, so a build tree under /tmp works too. The guest kernel .deb comes from
-# `scripts/setup.sh --vm` ($HETMEM_VM_CACHE, default ~/.cache/hetmem-vm). Exit status 125
-# (with the reason and the console's tail on stderr) when the VM could not start or finish.
+# back into it, so a build tree under /tmp works too. The guest kernel's .debs come from
+# `scripts/setup.sh --vm` ($HETMEM_VM_CACHE, default ~/.cache/hetmem-vm). HETMEM_VM_KERNEL picks
+# it: 6.12 (the default: the LTS, linux-image-6.12 from bookworm-backports) or 7 (the newest
+# 7.x of trixie-backports: linux-binary and linux-modules). Exit status 125 (with the reason and
+# the console's tail on stderr) when the VM could not start or finish.
 # Recipe: ../shared/docs/vm-recipe.md (TCG; KVM hung nested).
 set -euo pipefail
 # Caches live under $HOME; find it from the password database when the environment lacks it.
@@ -98,34 +100,67 @@ topology_args() {
 topologies="ddr-hbm-slow two-socket-hbm slit-only memside-cache pmem-kmem ddr-cxl tiering"
 
 # --- guest image --------------------------------------------------------------------------------
+guest_kernel=${HETMEM_VM_KERNEL:-6.12}
+# The modules the guest loads (9p for the host's root and the work folder, NVDIMM and dax for
+# the pmem topologies, ext4 for fsdax), each after those it depends on (the .ko's own
+# `depends=`); one that the kernel has built in, or lacks, is left out. crc32c's provider is a
+# soft dependency of ext4 that `depends=` does not name: its module under either name.
+guest_modules=(netfs 9pnet 9pnet_virtio 9p libnvdimm nfit nd_btt nd_pmem device_dax dax_pmem kmem
+               crc32c_generic crc32c-cryptoapi ext4)
+# module_text KO: the module's uncompressed bytes.
+module_text() {
+  case "$1" in *.xz) xz -dc "$1" ;; *.zst) zstd -qdc "$1" ;; *) cat "$1" ;; esac
+}
+# add_module MODDIR NAME OUT ORDERFILE: NAME and what it depends on, uncompressed into OUT, in
+# load order (dependencies first) in ORDERFILE.
+add_module() {
+  local moddir=$1 name=$2 out=$3 order=$4 ko dep
+  grep -qx "$name" "$order" 2>/dev/null && return 0
+  ko=$(find "$moddir/kernel" \( -name "$name.ko" -o -name "$name.ko.xz" -o -name "$name.ko.zst" \) -print -quit)
+  [ -n "$ko" ] || ko=$(find "$moddir/kernel" \( -name "${name//_/-}.ko*" -o -name "${name//-/_}.ko*" \) -print -quit)
+  [ -n "$ko" ] || return 0  # built in, or not in this kernel
+  for dep in $(module_text "$ko" | tr '\0' '\n' | sed -n 's/^depends=//p' | tr ',' ' '); do
+    add_module "$moddir" "$dep" "$out" "$order"
+  done
+  module_text "$ko" > "$out/$name.ko"
+  echo "$name" >> "$order"
+}
 build_image() {
-  local deb
-  deb=$(ls "$cache"/linux-image-6.12*.deb 2>/dev/null | sort -V | tail -1 || true)
-  [ -n "$deb" ] || die "no guest kernel in $cache: run scripts/setup.sh --vm"
+  local debs=() img vmlinuz moddir
+  case "$guest_kernel" in
+    6.12)
+      debs=("$(ls "$cache"/linux-image-6.12*.deb 2>/dev/null | sort -V | tail -1 || true)")
+      img="$cache/guest" ;;
+    7)
+      local bin; bin=$(ls "$cache"/linux-binary-7.*.deb 2>/dev/null | sort -V | tail -1 || true)
+      local ver=${bin##*/linux-binary-}; ver=${ver%%_*}
+      debs=("$bin" "$(ls "$cache"/linux-modules-"$ver"_*.deb 2>/dev/null | tail -1 || true)")
+      img="$cache/guest-7" ;;
+    *) die "HETMEM_VM_KERNEL=$guest_kernel: 6.12 or 7" ;;
+  esac
+  for deb in "${debs[@]}"; do
+    [ -n "$deb" ] && [ -f "$deb" ] || die "no $guest_kernel guest kernel in $cache: run scripts/setup.sh --vm"
+  done
   command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is missing: run scripts/setup.sh --vm"
   [ -x /bin/busybox ] || die "/bin/busybox is missing: run scripts/setup.sh --vm"
-  local img="$cache/guest" stamp="$cache/guest/.stamp"
-  local want; want="$(basename "$deb") $(sha1sum "$here/vm.sh" | cut -c1-12)"
+  local stamp="$img/.stamp" want
+  want="$(for d in "${debs[@]}"; do basename "$d"; done | tr '\n' ' ')$(sha1sum "$here/vm.sh" | cut -c1-12)"
+  guest_image=$img
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
   rm -rf "$img" && mkdir -p "$img/deb" "$img/root"/{bin,dev,proc,sys,host,lib/modules}
-  dpkg-deb -x "$deb" "$img/deb"
-  cp "$img"/deb/boot/vmlinuz-* "$img/vmlinuz"
-  local moddir; moddir=$(echo "$img"/deb/lib/modules/*)
-  for m in fs/netfs/netfs net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p drivers/nvdimm/libnvdimm drivers/acpi/nfit/nfit \
-           drivers/nvdimm/nd_btt drivers/nvdimm/nd_pmem drivers/dax/device_dax drivers/dax/dax_pmem drivers/dax/kmem \
-           lib/crc16 fs/mbcache fs/jbd2/jbd2 crypto/crc32c_generic fs/ext4/ext4; do
-    local ko="$moddir/kernel/$m.ko.xz"
-    if [ -f "$ko" ]; then xz -dc "$ko" > "$img/root/lib/modules/$(basename "$m").ko"; fi
-  done
+  for deb in "${debs[@]}"; do dpkg-deb -x "$deb" "$img/deb"; done
+  vmlinuz=$({ ls "$img"/deb/boot/vmlinuz-* "$img"/deb/usr/lib/modules/*/vmlinuz 2>/dev/null || true; } | head -1)
+  [ -n "$vmlinuz" ] || die "no vmlinuz in ${debs[*]}"
+  cp "$vmlinuz" "$img/vmlinuz"
+  moddir=$({ ls -d "$img"/deb/lib/modules/* "$img"/deb/usr/lib/modules/* 2>/dev/null || true; } | head -1)
+  : > "$img/root/lib/modules/order"
+  for m in "${guest_modules[@]}"; do add_module "$moddir" "$m" "$img/root/lib/modules" "$img/root/lib/modules/order"; done
   cp /bin/busybox "$img/root/bin/busybox"
   cat > "$img/root/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc && mount -t sysfs sys /sys && mount -t devtmpfs dev /dev
-for m in netfs 9pnet 9pnet_virtio 9p libnvdimm nfit nd_btt nd_pmem device_dax dax_pmem kmem \
-         crc16 mbcache jbd2 crc32c_generic ext4; do
-  [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko
-done
+for m in $(cat /lib/modules/order); do insmod /lib/modules/$m.ko; done
 work=$(sed -n 's/.*hetmem\.work=\([^ ]*\).*/\1/p' /proc/cmdline)
 keep=$(sed -n 's/.*hetmem\.keep=\([^ ]*\).*/\1/p' /proc/cmdline)
 o=trans=virtio,version=9p2000.L,msize=512000
@@ -170,26 +205,50 @@ run() {
   # A guest kernel that panics while booting, before the command started, is booted once more:
   # under TCG this 6.12 kernel now and then hits an int3 oops in early boot (patching code on
   # one CPU while the other runs it). Nothing of the test has run, so a second boot is safe.
+  # A guest that has not started the command within $boot_timeout_s (a boot takes 10-30 s under
+  # TCG) hangs in early boot: seen once in 14 boots of Linux 7.3, silent after SeaBIOS. It is
+  # stopped and booted once more, as a panic is.
+  local boot_timeout_s=${HETMEM_VM_BOOT_TIMEOUT:-150} hung=0
   for attempt in 1 2; do
     rc=0
     # shellcheck disable=SC2086
     timeout "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -nographic -no-reboot -nodefaults -serial stdio \
-      -kernel "$cache/guest/vmlinuz" -initrd "$cache/guest/initramfs.gz" \
+      -kernel "$guest_image/vmlinuz" -initrd "$guest_image/initramfs.gz" \
       -append "console=ttyS0 quiet panic=-1 hetmem.work=$work${keep:+ hetmem.keep=$keep}" \
       -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
       -virtfs "local,path=$work,mount_tag=work,security_model=none,multidevs=remap" \
-      $args > "$log" 2>&1 < /dev/null || rc=$?
+      $args > "$log" 2>&1 < /dev/null &
+    local qemu_pid=$! waited=0
+    hung=0
+    while kill -0 "$qemu_pid" 2>/dev/null; do
+      if ! grep -aq 'HETMEM-VM-START' "$log"; then
+        if [ "$waited" -ge "$boot_timeout_s" ]; then hung=1; kill "$qemu_pid" 2>/dev/null; break; fi
+      else
+        waited=-1000000  # started: the overall timeout alone from now on
+      fi
+      sleep 1; waited=$((waited + 1))
+    done
+    wait "$qemu_pid" || rc=$?
     tr -d '\r' < "$log" > "$log.tmp" && mv "$log.tmp" "$log"
     if [ "$attempt" = 1 ] && ! grep -aq 'HETMEM-VM-START$' "$log" && grep -aq 'Kernel panic' "$log"; then
       mv "$log" "$work/console.boot-panic.log"
       echo "vm.sh: the $topo guest kernel panicked while booting, before the test started ($(grep -a -m1 -o 'Oops: [^[]*' "$work/console.boot-panic.log" || echo 'see console.boot-panic.log')); booting it again" >&2
       continue
     fi
+    if [ "$attempt" = 1 ] && [ "$hung" = 1 ]; then
+      mv "$log" "$work/console.boot-hang.log"
+      echo "vm.sh: the $topo guest had not started the test ${boot_timeout_s}s after it was launched (a hang in early boot; console in console.boot-hang.log); booting it again" >&2
+      continue
+    fi
     break
   done
   local marker; marker=$(grep -a -m1 '^HETMEM-VM-EXIT ' "$log" || true)
   if [ -z "$marker" ]; then
-    echo "vm.sh: the $topo VM did not finish (qemu exit $rc$([ "$rc" = 124 ] && echo ", timed out after ${timeout_s}s")); console tail:" >&2
+    if [ "$hung" = 1 ]; then
+      echo "vm.sh: the $topo guest had not started the test ${boot_timeout_s}s after it was launched, twice; console tail:" >&2
+    else
+      echo "vm.sh: the $topo VM did not finish (qemu exit $rc$([ "$rc" = 124 ] && echo ", timed out after ${timeout_s}s")); console tail:" >&2
+    fi
     tail -25 "$log" >&2
     exit 125
   fi
@@ -199,7 +258,7 @@ run() {
 }
 
 case "${1:-}" in
-  image) build_image; echo "guest image: $cache/guest" ;;
+  image) build_image; echo "guest image: $guest_image" ;;
   topologies) echo "$topologies" ;;
   run) shift; [ $# -ge 3 ] || die "usage: vm.sh run TOPOLOGY WORKDIR CMD..."; run "$@" ;;
   *) sed -n '2,14p' "$0"; exit 2 ;;
