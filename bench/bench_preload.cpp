@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <thread>
 #include <vector>
@@ -310,7 +311,7 @@ std::string self_path() {
 
 }  // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv) try {
   int reps = 5;
   std::string preload = HETMEM_PRELOAD_PATH;
   std::string json_path, baseline;
@@ -471,4 +472,7 @@ int main(int argc, char **argv) {
     std::printf("results written to %s\n", json_path.c_str());
   }
   return 0;
+} catch (const std::exception &e) {  // out of memory, or a JSON value the library refused
+  std::fprintf(stderr, "hetmem_bench_preload: %s\n", e.what());
+  return 2;
 }

@@ -40,6 +40,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <optional>
 #include <string>
@@ -169,7 +170,7 @@ hetmem::tier node_tier(std::uint32_t n, std::string name) {
 
 }  // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv) try {
   settings s;
   std::string json_path;
   for (int i = 1; i < argc; ++i) {
@@ -406,4 +407,7 @@ int main(int argc, char **argv) {
     std::printf("results written to %s\n", json_path.c_str());
   }
   return found_wrong.empty() ? 0 : 1;
+} catch (const std::exception &e) {  // out of memory, or a JSON value the library refused
+  std::fprintf(stderr, "hetmem_bench_tiering: %s\n", e.what());
+  return 2;
 }
