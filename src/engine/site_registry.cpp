@@ -105,9 +105,9 @@ void site_registry::note_freed(std::uintptr_t start, std::uint64_t bytes) noexce
   freed_entry &e = freed_[n % freed_slots];
   std::atomic_ref<std::uint64_t> ticket(e.ticket);
   ticket.store(0, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);  // the 0 is seen before the new range
-  std::atomic_ref<std::uintptr_t>(e.start).store(start, std::memory_order_relaxed);
-  std::atomic_ref<std::uint64_t>(e.bytes).store(bytes, std::memory_order_relaxed);
+  // Release: whoever sees the new range sees the 0 before it (for_each_freed).
+  std::atomic_ref<std::uintptr_t>(e.start).store(start, std::memory_order_release);
+  std::atomic_ref<std::uint64_t>(e.bytes).store(bytes, std::memory_order_release);
   ticket.store(n + 1, std::memory_order_release);
 }
 

@@ -92,12 +92,13 @@ class site_registry {
     }
     for (; cursor != end; ++cursor) {
       freed_entry &e = freed_[cursor % freed_slots];
-      // A seqlock read: ticket n + 1 is stored (release) after the entry of the n-th free, and
-      // set to 0 (followed by a release fence) before another free rewrites it.
+      // A seqlock read without fences (ThreadSanitizer has none), as for_each_block's: ticket
+      // n + 1 is stored (release) after the entry of the n-th free; another free sets it to 0
+      // before it stores a new range (release), so seeing a new start or size (acquire) means
+      // seeing that 0 too, and the second look at the ticket reads differently.
       const std::uint64_t ticket = std::atomic_ref<std::uint64_t>(e.ticket).load(std::memory_order_acquire);
-      const std::uintptr_t start = std::atomic_ref<std::uintptr_t>(e.start).load(std::memory_order_relaxed);
-      const std::uint64_t bytes = std::atomic_ref<std::uint64_t>(e.bytes).load(std::memory_order_relaxed);
-      std::atomic_thread_fence(std::memory_order_acquire);
+      const std::uintptr_t start = std::atomic_ref<std::uintptr_t>(e.start).load(std::memory_order_acquire);
+      const std::uint64_t bytes = std::atomic_ref<std::uint64_t>(e.bytes).load(std::memory_order_acquire);
       if (ticket != cursor + 1 || std::atomic_ref<std::uint64_t>(e.ticket).load(std::memory_order_relaxed) != ticket) {
         ++lost;  // not written yet (its free is under way), or rewritten by a later one
         continue;
