@@ -220,12 +220,9 @@ run() {
       $args > "$log" 2>&1 < /dev/null &
     local qemu_pid=$! waited=0
     hung=0
-    while kill -0 "$qemu_pid" 2>/dev/null; do
-      if ! grep -aq 'HETMEM-VM-START' "$log"; then
-        if [ "$waited" -ge "$boot_timeout_s" ]; then hung=1; kill "$qemu_pid" 2>/dev/null; break; fi
-      else
-        waited=-1000000  # started: the overall timeout alone from now on
-      fi
+    # Until the command starts; from then on the overall timeout alone.
+    while kill -0 "$qemu_pid" 2>/dev/null && ! grep -aq 'HETMEM-VM-START' "$log"; do
+      if [ "$waited" -ge "$boot_timeout_s" ]; then hung=1; kill "$qemu_pid" 2>/dev/null; break; fi
       sleep 1; waited=$((waited + 1))
     done
     wait "$qemu_pid" || rc=$?
