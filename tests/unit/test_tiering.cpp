@@ -164,6 +164,16 @@ tiering_options watching_only(const busy_region &region) {
   return o;
 }
 
+// watching_only(region) with the allocator's knowledge from `sites`, heat smoothed as by
+// default (a window the writer was not scheduled in, on a loaded machine, does not make its
+// block cold at once).
+tiering_options watching_with_sites(const busy_region &region, detail::site_registry *sites) {
+  tiering_options o = watching_only(region);
+  o.sites = sites;
+  o.smoothing = 0.5;
+  return o;
+}
+
 // A directory standing for `/` (proc and sys files written by the test), removed at the end.
 class made_up_root {
  public:
@@ -870,12 +880,7 @@ TEST_CASE("tiering engine: the allocator's knowledge learns hot and cold sites a
   const auto at = [&](std::size_t k) { return reinterpret_cast<void *>(region.address() + k * block); };
   REQUIRE((*reg)->record(at(0), block, a));
   REQUIRE((*reg)->record(at(2), block, b));
-  tiering_options o = watching_only(region);
-  o.sites = *reg;
-  // Heat smoothed as by default, so that a window the writer was not scheduled in (a loaded
-  // machine) does not make its block cold at once.
-  o.smoothing = 0.5;
-  auto e = tiering_engine::create(o);
+  auto e = tiering_engine::create(watching_with_sites(region, *reg));
   if (!e && e.error().code == ENOTSUP) SKIP("SKIPPED: " << e.error().message);
   REQUIRE(e);
   CHECK_THAT((*e)->statistics().source, ContainsSubstring("allocator's knowledge"));
@@ -974,10 +979,7 @@ TEST_CASE("tiering engine: a freed block's chunks turn cold at once, unless a li
   const auto at = [&](std::size_t k) { return reinterpret_cast<void *>(region.address() + k * block); };
   REQUIRE((*reg)->record(at(0), block, a));
   REQUIRE((*reg)->record(at(2), block, a));
-  tiering_options o = watching_only(region);
-  o.sites = *reg;
-  o.smoothing = 0.5;
-  auto e = tiering_engine::create(o);
+  auto e = tiering_engine::create(watching_with_sites(region, *reg));
   if (!e && e.error().code == ENOTSUP) SKIP("SKIPPED: " << e.error().message);
   REQUIRE(e);
   // Hot enough that one interval's halving would leave them hot (heat 0.8 and up each).
