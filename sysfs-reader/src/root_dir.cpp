@@ -164,6 +164,11 @@ result<std::string> read_regular_file(int fd, const char *path, std::size_t limi
   std::string out;
   // sysfs reports st_size 4096 for every attribute; procfs reports 0: read until EOF.
   out.resize(limit + 1 < 4096 ? limit + 1 : 4096);
+  // A file reporting at most a page that gives less than was asked has been read whole: a sysfs
+  // attribute (its text is at most a page and comes in one read) or a small file of a captured
+  // tree. No read for the EOF then: a system call fewer per attribute (a fifth of what reading
+  // a machine's topology costs, in every program started under the preload).
+  const bool whole_in_one_read = st.st_size > 0 && st.st_size <= 4096;
   std::size_t used = 0;
   while (true) {
     if (used == out.size()) {
@@ -178,7 +183,9 @@ result<std::string> read_regular_file(int fd, const char *path, std::size_t limi
       return os_error(errno, "read failed");
     }
     if (n == 0) break;
+    const std::size_t asked = out.size() - used;
     used += static_cast<std::size_t>(n);
+    if (whole_in_one_read && static_cast<std::size_t>(n) < asked) break;
   }
   if (used > limit) {
     if (!truncate) return error{EFBIG, "file is larger than " + std::to_string(limit) + " bytes"};

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -212,4 +213,54 @@ TEST_CASE("with no injector the seam is transparent, and the previous one comes 
     CHECK(sysfs::detail::injected_fault(file_access::open_file, "x") == EIO);
   }
   CHECK(sysfs::detail::injected_fault(file_access::open_file, "x") == 0);
+}
+
+namespace {
+// Counts the read() calls the reader makes, per path.
+struct read_counter {
+  std::mutex mutex;
+  std::map<std::string, int> reads;
+  static int inject(void *self, file_access a, const char *path) noexcept {
+    auto *c = static_cast<read_counter *>(self);
+    if (a != file_access::read_file) return 0;
+    std::lock_guard<std::mutex> lock(c->mutex);
+    try {
+      ++c->reads[path];
+    } catch (...) {
+    }
+    return 0;
+  }
+};
+}  // namespace
+
+// Every program under the preload reads its machine's topology at start-up, some thirty small
+// files: a read() at end of file after each would be a fifth of their system calls.
+TEST_CASE("a file of at most a page is read in one read(); larger ones and /proc's to their end", "[reader][faults]") {
+  test::temp_tree t;
+  t.file("small", "0-3\n").file("page", std::string(4096, 'x')).file("big", std::string(5000, 'y'));
+  read_counter counter;
+  const fault_injector inj{&read_counter::inject, &counter};
+  scoped_fault_injector scope(&inj);
+  auto read = [&](const std::string &path) {
+    auto r = sysfs::read_text_file(path, 1 << 20);
+    REQUIRE(r);
+    return std::pair{*r, counter.reads[path]};
+  };
+  CHECK(read(t.root() + "/small") == std::pair{std::string("0-3\n"), 1});
+  // Exactly a page: the read filled what was asked, so the end is not known yet.
+  CHECK(read(t.root() + "/page") == std::pair{std::string(4096, 'x'), 2});
+  CHECK(read(t.root() + "/big") == std::pair{std::string(5000, 'y'), 3});
+  // procfs reports size 0: read until a read returns nothing.
+  auto [status, status_reads] = read("/proc/self/status");
+  CHECK(status.find("VmRSS") != std::string::npos);
+  CHECK(status_reads >= 2);
+  // A live sysfs attribute (st_size 4096, the text shorter): one read, the text whole.
+  const std::string online = "/sys/devices/system/node/online";
+  if (!std::filesystem::exists(online)) {
+    SKIP(online << " is absent (a kernel without NUMA): the live sysfs half did not run");
+  }
+  auto [text, reads] = read(online);
+  CHECK(reads == 1);
+  REQUIRE_FALSE(text.empty());
+  CHECK(text.back() == '\n');
 }
