@@ -1401,11 +1401,18 @@ std::size_t tier_arena::usable_size(const void *p) noexcept {
 
 arena_counters tier_arena::counters() const noexcept {
   arena_counters c;
+  static const bool statistics = [] {
+    bool on = false;
+    std::size_t len = sizeof on;
+    return hetmem_je_mallctl("config.stats", &on, &len, nullptr, 0) == 0 && on;
+  }();
+  c.jemalloc_statistics = statistics;
   std::uint64_t epoch = 1;
   std::size_t sz = sizeof epoch;
-  hetmem_je_mallctl("epoch", &epoch, &sz, &epoch, sz);
+  if (statistics) hetmem_je_mallctl("epoch", &epoch, &sz, &epoch, sz);
   char name[64];
-  auto stat = [&](const char *what, unsigned je_arena) {
+  auto stat = [&](const char *what, unsigned je_arena) -> std::int64_t {
+    if (!statistics) return 0;
     std::snprintf(name, sizeof name, "stats.arenas.%u.%s", je_arena, what);
     std::size_t v = 0, len = sizeof v;
     return hetmem_je_mallctl(name, &v, &len, nullptr, 0) == 0 ? static_cast<std::int64_t>(v) : 0;
