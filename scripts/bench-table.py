@@ -82,9 +82,9 @@ def table(data):
         lines.append("| " + " | ".join(row) + " |")
     startup = data.get("startup_ms", {})
     if startup:
-        parts = [f"{k} {v:.2f} ms" for k, v in startup.items()]
+        parts = [f"{k} {v:.2f} ms" if v is not None else f"{k} failed" for k, v in startup.items()]
         extra = ""
-        if "hetmem" in startup and "jemalloc" in startup:
+        if startup.get("hetmem") is not None and startup.get("jemalloc") is not None:
             extra = f" (hetmem {startup['hetmem'] - startup['jemalloc']:+.2f} ms against jemalloc)"
         lines.append("")
         lines.append(f"Start-up on `/bin/true`: {', '.join(parts)}{extra}.")
