@@ -541,11 +541,24 @@ TEST_CASE("tiering engine: the write-protect source holds what its faults cost t
   REQUIRE(e);
   CHECK((*e)->statistics().scan_chunks <= 3);  // from the first interval on
   CHECK((*e)->statistics().scan_chunks >= 1);
-  for (int i = 0; i < 6; ++i) REQUIRE((*e)->step());
+  // Its own estimate never passes the limit by half. The scan may grow for a while on a loaded
+  // machine, where the writer gets part of a CPU and writes fewer pages than the limit was sized
+  // for (the source can afford more chunks then: 4 seen beside two busy loops); it must come
+  // back to about two chunks while the writer writes.
+  double worst = 0;
+  auto note = [&] {
+    worst = std::max(worst, (*e)->statistics().source_overhead);
+    return (*e)->statistics().scan_chunks <= 3;
+  };
+  for (int i = 0; i < 6; ++i) {
+    REQUIRE((*e)->step());
+    (void)note();
+  }
+  const bool down = note() || step_until(**e, note);
   auto s = (*e)->statistics();
   INFO(s.summary());
-  CHECK(s.scan_chunks <= 3);
-  CHECK(s.source_overhead <= o.write_protect_max_overhead * 1.5);  // its own estimate, last interval
+  CHECK(down);
+  CHECK(worst <= o.write_protect_max_overhead * 1.5);
   CHECK_THAT(s.summary(), ContainsSubstring("of the program's time"));
   region.stop();
   for (int i = 0; i < 8; ++i) REQUIRE((*e)->step());
