@@ -164,7 +164,8 @@ inline bool oversized(std::size_t bytes) noexcept {
 // An allocation with an alignment (a power of two above 8). Through the thread's automatic
 // cache on the direct arena when the fast paths serve this thread (aligned blocks are never
 // followed by site), as jemalloc's own aligned allocation; else the policy's way.
-void *allocate_aligned(std::size_t bytes, std::size_t alignment, const void *site) noexcept {
+[[gnu::always_inline]] inline void *allocate_aligned(std::size_t bytes, std::size_t alignment,
+                                                     const void *site) noexcept {
   if (direct_path::thread_mode == direct_path::mode_all) [[likely]] {
     if (oversized(bytes)) [[unlikely]]
       return nullptr;
@@ -249,7 +250,7 @@ void *reallocate(void *p, std::size_t bytes, const void *site) noexcept {
 
 bool power_of_two(std::size_t a) noexcept { return a != 0 && (a & (a - 1)) == 0; }
 
-void *aligned(std::size_t alignment, std::size_t bytes, const void *site) noexcept {
+[[gnu::always_inline]] inline void *aligned(std::size_t alignment, std::size_t bytes, const void *site) noexcept {
   // (The engine gives a small request with an alignment of 16 the 16-byte class.)
   if (alignment <= 8) return allocate(bytes, 0, site);
   return allocate_aligned(bytes, alignment, site);
