@@ -89,7 +89,8 @@ class gatherer {
         continue;
       }
       const std::string name = it->path().filename().string();
-      if (name == "power" && it->is_directory(ec)) {
+      // power/: device power state; tried_regions/: a DAMON scheme's last regions (thousands).
+      if ((name == "power" || name == "tried_regions") && it->is_directory(ec)) {
         it.disable_recursion_pending();
         continue;
       }
@@ -137,6 +138,12 @@ void collect(gatherer &g) {
   g.copy("sys/kernel/mm/numa/demotion_enabled");
   g.tree("sys/kernel/mm/mempolicy");
   g.copy("sys/kernel/mm/transparent_hugepage/enabled");
+  // DAMON: the kdamonds configured through sysfs (their contexts, targets, schemes and goals)
+  // and the kernel's own DAMON modules, whose running kdamond keeps any other from starting.
+  g.tree("sys/kernel/mm/damon/admin", 12);
+  for (const char *m : {"damon_stat", "damon_reclaim", "damon_lru_sort"})
+    g.tree(std::string("sys/module/") + m + "/parameters", 1);
+  g.copy("proc/sys/kernel/numa_balancing_promote_rate_limit_MBps");
   // dax devices: the link, and the files of the device folder it points to.
   for (const auto &link : g.entries("sys/bus/dax/devices", "")) {
     g.copy(link);
