@@ -7,7 +7,10 @@
 //      when no kdamond is configured there already, or only abandoned ones (off, their target
 //      processes gone): DAMON's sysfs interface cannot add one without rebuilding the others,
 //      so hetmem never touches a live one. hetmem sets each target's regions to the process's
-//      populated mappings itself (DAMON's own guess swallows hetmem's reserved window);
+//      populated mappings itself (DAMON's own guess swallows hetmem's reserved window). While
+//      one of the kernel's own DAMON modules runs (DAMON_STAT, DAMON_RECLAIM, DAMON_LRU_SORT),
+//      the kernel starts no other kdamond: the source says which holds DAMON, and stops
+//      DAMON_STAT for its own run only when told to (damon_takeover);
 //   2. soft-dirty bits (/proc/PID/clear_refs and pagemap; the process's owner may use them): a
 //      page written during a short window is hot. It sees writes only, and the clearing makes
 //      each page's first write in a window take a minor fault.
@@ -92,6 +95,7 @@ struct kernel_tiering_state {
   int damon_running = 0;             // ... of which running
   std::vector<std::string> damon_schemes;  // "kdamond 0: paddr pageout" for each scheme configured
   bool damon_reclaim = false;              // the DAMON_RECLAIM module is enabled
+  bool damon_stat = false;                 // the DAMON_STAT module is enabled (it holds DAMON, see damon_takeover)
   bool damon_lru_sort = false;             // the DAMON_LRU_SORT module is enabled
   bool psi = false;                        // /proc/pressure/memory readable
   [[nodiscard]] bool kernel_promotes() const noexcept { return numa_balancing > 0 && (numa_balancing & 2) != 0; }
@@ -151,6 +155,17 @@ struct tiering_options {
   double write_protect_max_overhead = 0.05;
   double write_protect_auto_max_fault_seconds = 10e-6;
   std::string damon_admin = "/sys/kernel/mm/damon/admin";
+  // The kernel's own DAMON modules (DAMON_STAT, DAMON_RECLAIM, DAMON_LRU_SORT) start their
+  // kdamond exclusively: while one runs, a kdamond set up through sysfs stays off (writing 'on'
+  // fails with EBUSY), so the DAMON source cannot run. DAMON_STAT (a monitor only, which Debian's
+  // 7.x kernels start at boot) is stopped for as long as the DAMON source runs when
+  // damon_takeover is set (the setting `damon-takeover=on`, `tierd --damon-takeover`) and
+  // started again when the source closes (the engine's end, or a fall-back to another source);
+  // not after a crash or SIGKILL, which leave it off. Without it, or for the other two (they
+  // reclaim and sort memory for the whole system), the DAMON source says which module holds
+  // DAMON and `auto` takes the next source. damon_modules: where the modules' parameters are.
+  bool damon_takeover = false;
+  std::string damon_modules = "/sys/module";
   // The perf source (see the contract, 5): "auto" (mem-loads, then ibs-op), "mem-loads", "ibs-op"
   // or "page-faults"; events per sample (0: 1000 loads, 65536 IBS ops, every page fault); the
   // root below which /sys is read for the PMUs' descriptions ("" the real one).

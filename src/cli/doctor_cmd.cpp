@@ -180,6 +180,12 @@ std::vector<finding> diagnose(const topology &t, const kernel_tiering_state &k, 
         "no DAMON sysfs (CONFIG_DAMON_SYSFS)" + absent +
             ": hetmem's tiering samples soft-dirty or write-protect bits instead (more CPU, coarser, writes only)");
   }
+  if (k.damon_stat)
+    add("damon_stat", finding_status::warn,
+        "DAMON_STAT is running (the kernel's own monitor, started at boot by Debian's 7.x kernels): while it runs the "
+        "kernel starts no other kdamond, so hetmem's DAMON source cannot; hetmem stops it only when told to",
+        "hetmem tierd --damon-takeover (HETMEM_TIERING=...,damon-takeover=on) stops it while hetmem uses DAMON and "
+        "starts it again at exit; or echo N > /sys/module/damon_stat/parameters/enabled");
   if (k.damon_reclaim || k.damon_lru_sort)
     add("damon_modules", finding_status::note,
         fmt::format("DAMON modules active:{}{}: they reclaim/sort pages on their own; hetmem does not fight them",

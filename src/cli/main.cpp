@@ -359,6 +359,9 @@ int main(int argc, char **argv) try {
                     "inside a program, see HETMEM_TIERING)");
   tierd->add_option("--coexist", da.coexist,
                     "With the kernel's NUMA-balancing tiering on: coexist (only demote), yield (do nothing), force");
+  tierd->add_flag("--damon-takeover", da.damon_takeover,
+                  "Stop the kernel's DAMON_STAT monitor while tierd uses DAMON (the kernel starts no other kdamond "
+                  "while it runs) and start it again at exit");
   tierd->add_option("--duration", da.duration, "Stop after this many seconds (default: until a signal)");
   tierd->add_flag("--json", da.json, "One JSON object per interval (schema hetmem.tierd/1)");
   tierd->add_flag("--quiet", da.quiet, "Print nothing");

@@ -58,6 +58,7 @@ int run_tierd(const tierd_args &a) {
   std::string spec = "rate=" + a.rate + ",interval=" + std::to_string(a.interval) + ",source=" + a.source +
                      ",coexist=" + a.coexist + ",threshold=" + std::to_string(a.threshold);
   if (!a.fast_limit.empty()) spec += ",fast-limit=" + a.fast_limit;
+  if (a.damon_takeover) spec += ",damon-takeover=on";
   if (a.interval <= 0.1) spec += ",window=" + std::to_string(a.interval / 2);
   auto o = parse_tiering_options(spec);
   if (!o) {

@@ -20,6 +20,7 @@ struct tierd_args {
   std::string source = "auto";
   std::string coexist = "coexist";
   double threshold = 0.05;
+  bool damon_takeover = false;  // stop DAMON_STAT while DAMON is used, start it again at exit
   bool json = false;
   bool quiet = false;
 };

@@ -129,12 +129,43 @@ class damon_source final : public source {
   static constexpr std::size_t max_target_regions = 64;
   static constexpr double max_accesses = static_cast<double>(aggr_us) / sample_us;
 
-  static result<std::unique_ptr<damon_source>> open(const std::string &admin, std::string &note) {
+  // The kernel's DAMON modules that run their kdamond exclusively (see damon_takeover);
+  // DAMON_STAT, the one that may be stopped, last: the others refuse before it is touched.
+  struct exclusive_module {
+    const char *name, *title;
+  };
+  static constexpr exclusive_module exclusive_modules[] = {
+      {"damon_reclaim", "DAMON_RECLAIM"}, {"damon_lru_sort", "DAMON_LRU_SORT"}, {"damon_stat", "DAMON_STAT"}};
+
+  static result<std::unique_ptr<damon_source>> open(const std::string &admin, const std::string &modules, bool takeover,
+                                                    std::string &note) {
     std::uint64_t n = 0;
     const std::string nr = admin + "/kdamonds/nr_kdamonds";
     if (::access(nr.c_str(), F_OK) != 0)
       return error{ENOTSUP, "DAMON's sysfs interface is absent (" + nr + "; needs CONFIG_DAMON_SYSFS)"};
     if (!read_u64(nr, n)) return error{EACCES, "cannot read " + nr + " (DAMON needs root)"};
+    // A module of the kernel's own holding DAMON: stopped only when told to, and only DAMON_STAT.
+    std::string stopped;  // the parameter file of the module stopped here, to start it again
+    for (const auto &m : exclusive_modules) {
+      const std::string enabled = modules + "/" + m.name + "/parameters/enabled";
+      std::string v;
+      if (!read_text(enabled, v) || v != "Y") continue;
+      const std::string held = std::string(m.title) + " is running (" + enabled +
+                               " = Y), and the kernel starts no other kdamond while it does";
+      if (std::string_view(m.name) != "damon_stat")
+        return error{EBUSY, held + "; it reclaims or sorts memory for the whole system, so hetmem leaves it running"};
+      if (!takeover)
+        return error{EBUSY, held +
+                                "; damon-takeover=on (tierd --damon-takeover) stops it while hetmem uses DAMON "
+                                "and starts it again after"};
+      if (auto w = write_file(enabled, "N"); !w)
+        return error{w.error().code, "DAMON: cannot stop " + std::string(m.title) + ": " + w.error().message};
+      stopped = enabled;
+      note = "stopped " + std::string(m.title) + " (damon-takeover=on); started again when hetmem stops using DAMON";
+    }
+    auto give_back = [&] {
+      if (!stopped.empty()) (void)write_file(stopped, "Y");
+    };
     if (n > 0) {
       // Reuse only what is plainly abandoned: every kdamond off and every target process gone.
       for (std::uint64_t k = 0; k < n; ++k) {
@@ -144,19 +175,28 @@ class damon_source final : public source {
         std::uint64_t target = 0;
         const bool dead_target = read_u64(kd + "/contexts/0/targets/0/pid_target", target) && target > 0 &&
                                  !process_exists(static_cast<pid_t>(target));
-        if (state != "off" || !dead_target)
+        if (state != "off" || !dead_target) {
+          give_back();
           return error{EBUSY, "DAMON is in use: " + std::to_string(n) + " kdamond(s) configured in " + admin +
                                   " by someone else (kdamond " + std::to_string(k) + " is " + state +
                                   "); hetmem does not rebuild them"};
+        }
       }
-      note = "reused " + std::to_string(n) + " abandoned kdamond(s) (off, targets gone)";
+      note += std::string(note.empty() ? "" : "; ") + "reused " + std::to_string(n) +
+              " abandoned kdamond(s) (off, targets gone)";
     }
-    if (auto w = write_file(nr, "0"); !w)
+    if (auto w = write_file(nr, "0"); !w) {
+      give_back();
       return error{w.error().code, "DAMON: " + w.error().message + " (configuring DAMON needs root)"};
-    return std::unique_ptr<damon_source>(new damon_source(admin));
+    }
+    return std::unique_ptr<damon_source>(new damon_source(admin, stopped));
   }
 
-  ~damon_source() override { shut_down(); }
+  ~damon_source() override {
+    shut_down();
+    // The module stopped by open(), started again once this source's kdamonds are gone.
+    if (!restart_.empty()) (void)write_file(restart_, "Y");
+  }
 
   [[nodiscard]] std::string describe() const override {
     std::string s = "DAMON (sysfs, vaddr; sampling every " + std::to_string(sample_us / 1000) + " ms";
@@ -226,7 +266,7 @@ class damon_source final : public source {
   }
 
  private:
-  explicit damon_source(std::string admin) : admin_(std::move(admin)) {}
+  damon_source(std::string admin, std::string restart) : admin_(std::move(admin)), restart_(std::move(restart)) {}
 
   [[nodiscard]] std::string kdamond(std::size_t k) const { return admin_ + "/kdamonds/" + std::to_string(k); }
 
@@ -325,7 +365,11 @@ class damon_source final : public source {
     for (std::size_t k = 0; k < pids.size(); ++k) {
       if (auto ok = w(kdamond(k) + "/state", "on"); !ok) {
         if (!process_exists(pids[k])) continue;  // it went away meanwhile
-        return error{ok.error().code, "DAMON: " + ok.error().message};
+        return error{ok.error().code,
+                     "DAMON: " + ok.error().message +
+                         (ok.error().code == EBUSY ? " (a DAMON user the kernel runs exclusively holds it: DAMON_STAT, "
+                                                     "DAMON_RECLAIM or DAMON_LRU_SORT started since, or another tool)"
+                                                   : "")};
       }
       std::uint64_t kp = 0;
       if (read_u64(kdamond(k) + "/pid", kp) && kp > 0) kdamond_pids_.push_back(static_cast<pid_t>(kp));
@@ -334,6 +378,7 @@ class damon_source final : public source {
   }
 
   std::string admin_;
+  std::string restart_;  // a module's `enabled` parameter to set to Y at the end (damon_takeover)
   std::vector<pid_t> pids_;
   std::vector<pid_t> kdamond_pids_;
   std::vector<std::vector<std::pair<std::uintptr_t, std::uintptr_t>>> regions_;
@@ -1723,7 +1768,7 @@ result<std::unique_ptr<tiering_engine>> tiering_engine::create(tiering_options o
     std::unique_ptr<source> slow_write_protect;  // opened, but its faults are costly here: the last resort
     if (options.source == hotness_source::automatic || options.source == hotness_source::damon) {
       std::string note;
-      auto d = damon_source::open(options.damon_admin, note);
+      auto d = damon_source::open(options.damon_admin, options.damon_modules, options.damon_takeover, note);
       if (d) {
         p->hotness = std::move(*d);
         if (!note.empty()) p->stats.kernel_notes.push_back("DAMON: " + note);

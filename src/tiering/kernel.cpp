@@ -68,6 +68,7 @@ kernel_tiering_state detect_kernel_tiering(const std::string &root, const sysfs:
   }
   s.damon_reclaim = read_int(root + "/sys/module/damon_reclaim/parameters/enabled", 0) == 1;
   s.damon_lru_sort = read_int(root + "/sys/module/damon_lru_sort/parameters/enabled", 0) == 1;
+  s.damon_stat = read_int(root + "/sys/module/damon_stat/parameters/enabled", 0) == 1;
   std::string psi;
   s.psi = tiering_detail::read_text(root + "/proc/pressure/memory", psi) && psi.rfind("some", 0) == 0;
   return s;
@@ -109,6 +110,11 @@ std::vector<std::string> kernel_tiering_state::notes() const {
     n.push_back("DAMON: " + std::to_string(damon_kdamonds) + " kdamond(s) configured by someone else, " +
                 std::to_string(damon_running) + " running; hetmem leaves them alone");
   for (const auto &sc : damon_schemes) n.push_back("DAMON scheme " + sc);
+  if (damon_stat)
+    n.emplace_back(
+        "DAMON_STAT is running (/sys/module/damon_stat/parameters/enabled = Y): while it does, the kernel starts no "
+        "other kdamond, so hetmem's DAMON source cannot run; the tiering setting damon-takeover=on (tierd "
+        "--damon-takeover) stops it while hetmem uses DAMON and starts it again after");
   if (damon_reclaim) n.emplace_back("DAMON_RECLAIM is enabled: the kernel pages out cold memory itself");
   if (damon_lru_sort) n.emplace_back("DAMON_LRU_SORT is enabled: the kernel sorts LRU lists by access itself");
   if (!psi) n.emplace_back("PSI (/proc/pressure/memory): unavailable; pressure is judged by free memory only");

@@ -24,7 +24,7 @@ result<double> number(std::string_view key, std::string_view v, double lo, doubl
 
 constexpr const char *known_keys =
     "fast-limit, rate, interval, threshold, hysteresis, cooldown, reserve, chunk, window, source, coexist, sites, "
-    "perf-event, perf-period";
+    "perf-event, perf-period, damon-takeover";
 
 // The settings that are plain numbers in a range.
 struct number_setting {
@@ -133,6 +133,13 @@ result<tiering_options> parse_tiering_options(const std::string &spec) {
           return error{EINVAL, "tiering: sites=" + std::string(value) + ": blocks under 4K are not followed by site"};
         o.site_min_bytes = static_cast<std::size_t>(*v);
       }
+    } else if (key == "damon-takeover") {
+      if (value == "on" || value == "1")
+        o.damon_takeover = true;
+      else if (value == "off" || value == "0")
+        o.damon_takeover = false;
+      else
+        return error{EINVAL, "tiering: damon-takeover=" + std::string(value) + ": expected on or off"};
     } else if (key == "coexist") {
       if (value == "coexist" || value == "auto")
         o.coexist = kernel_coexistence::coexist;

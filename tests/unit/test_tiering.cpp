@@ -392,6 +392,60 @@ TEST_CASE("the kernel's own tiering is read and explained, from a made-up root",
   }
 }
 
+TEST_CASE("DAMON held by DAMON_STAT: said, taken over only when told, and started again after", "[tiering]") {
+  // Debian's 7.x kernels start DAMON_STAT at boot; while it runs the kernel starts no kdamond
+  // set up through sysfs (writing 'on' fails with EBUSY). A made-up root stands for that kernel.
+  const made_up_root made("hetmem-damon-stat");
+  made.put("sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds", "0");
+  made.put("sys/module/damon_stat/parameters/enabled", "Y");
+  const auto enabled = made.path / "sys/module/damon_stat/parameters/enabled";
+  auto module_state = [&] {
+    std::ifstream f(enabled);
+    std::string v;
+    f >> v;
+    return v;
+  };
+  const auto k = detect_kernel_tiering(made.path.string());
+  CHECK(k.damon_stat);
+  std::string said;
+  for (const auto &n : k.notes()) said += n + "\n";
+  CHECK_THAT(said, ContainsSubstring("DAMON_STAT is running"));
+  CHECK_THAT(said, ContainsSubstring("damon-takeover=on"));
+
+  tiering_options o;
+  o.fast = node_tier(0);
+  o.slow = node_tier(1);
+  o.source = hotness_source::damon;
+  o.damon_admin = (made.path / "sys/kernel/mm/damon/admin").string();
+  o.damon_modules = (made.path / "sys/module").string();
+  auto refused = tiering_engine::create(o);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == EBUSY);
+  CHECK_THAT(refused.error().message, ContainsSubstring("DAMON_STAT is running"));
+  CHECK_THAT(refused.error().message, ContainsSubstring("damon-takeover=on"));
+  CHECK(module_state() == "Y");  // not told to: left running
+
+  REQUIRE(parse_tiering_options("damon-takeover=on")->damon_takeover);
+  CHECK(parse_tiering_options("damon-takeover=maybe").error().code == EINVAL);
+  o.damon_takeover = true;
+  {
+    auto e = tiering_engine::create(o);
+    REQUIRE(e);
+    CHECK(module_state() == "N");  // stopped while hetmem's DAMON source runs
+    std::string notes;
+    for (const auto &n : (*e)->statistics().kernel_notes) notes += n + "\n";
+    CHECK_THAT(notes, ContainsSubstring("stopped DAMON_STAT"));
+  }
+  CHECK(module_state() == "Y");  // started again at the engine's end
+
+  // The modules that do work for the whole system are never stopped, told or not.
+  made.put("sys/module/damon_reclaim/parameters/enabled", "Y");
+  auto reclaim = tiering_engine::create(o);
+  REQUIRE_FALSE(reclaim);
+  CHECK_THAT(reclaim.error().message, ContainsSubstring("DAMON_RECLAIM is running"));
+  CHECK(module_state() == "Y");
+}
+
 TEST_CASE("tiering engine: soft-dirty bits find the chunks this process writes", "[tiering]") {
   // 64 MiB present, 8 MiB of it rewritten all the time by a thread: after two intervals the
   // engine's hot bytes cover the 8 MiB and not the rest. Everything is on node 0 already (the

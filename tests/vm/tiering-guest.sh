@@ -38,10 +38,27 @@ summary kernel
 
 echo "== hetmem: the preload's engine (HETMEM_TIERING, fast tier limited to 512 MiB)"
 set_kernel 0 0; settle
-HETMEM_TIERING="fast-limit=512M,rate=512M" HETMEM_EXPLAIN=1 HETMEM_REPORT=stderr LD_PRELOAD="$preload" \
+# Debian's 7.x kernels start DAMON_STAT at boot, and while it runs the kernel starts no other
+# kdamond: damon-takeover=on stops it for the program's run, and it must be running again after.
+damon_stat=/sys/module/damon_stat/parameters/enabled
+stat_before=$(cat "$damon_stat" 2> /dev/null || echo absent)
+echo "DAMON_STAT before: $stat_before"
+HETMEM_TIERING="fast-limit=512M,rate=512M,damon-takeover=on" HETMEM_EXPLAIN=1 HETMEM_REPORT=stderr LD_PRELOAD="$preload" \
   "$gups" "${args[@]}" --label hetmem > hetmem.txt 2>&1 || fail "gups under hetmem's preload engine (exit $?)"
 summary hetmem
 grep -a "automatic tiering\|hetmem:   \|tiering interval" hetmem.txt | sed 's/^/     /'
+if [ -d /sys/kernel/mm/damon/admin ]; then
+  grep -qa "hotness from DAMON" hetmem.txt && ok "hetmem: the engine says it uses DAMON" ||
+    fail "hetmem: DAMON sysfs is present but the engine does not say it uses DAMON"
+fi
+if [ "$stat_before" = Y ]; then
+  grep -qa "stopped DAMON_STAT" hetmem.txt && ok "hetmem: DAMON_STAT was stopped for the run (damon-takeover=on)" ||
+    fail "hetmem: no 'stopped DAMON_STAT' note though DAMON_STAT was running"
+  [ "$(cat "$damon_stat")" = Y ] && ok "DAMON_STAT is running again after the program" ||
+    fail "DAMON_STAT was left $(cat "$damon_stat") after the program"
+else
+  echo "SKIP: DAMON_STAT is $stat_before in this kernel: its take-over is not exercised here"
+fi
 
 echo "== hetmem: the preload's engine with userfaultfd write-protect bits (source=write-protect, as where soft-dirty bits do not exist)"
 set_kernel 0 0; settle
