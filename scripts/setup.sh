@@ -42,7 +42,7 @@ main_pkgs=(build-essential cmake ninja-build pkg-config git bzip2 tar xz-utils
            clang-format clang-tidy python3
            lld  # the preload's code layout (src/preload/CMakeLists.txt)
            libbenchmark-dev libjemalloc-dev libmemkind-dev  # side-by-side benchmarks
-           gdb valgrind sqlite3 redis-server redis-tools  # programs the preload tests run under it
+           gdb valgrind strace sqlite3 redis-server redis-tools  # programs the preload tests run under it
            graphviz man-db)  # dot and man: check the DOT and the man page the CLI writes
 bpo_pkgs=(libhwloc-dev catch2)
 [ "$want_vm" = 1 ] && main_pkgs+=(qemu-system-x86 busybox-static cpio ndctl daxctl e2fsprogs

@@ -20,6 +20,9 @@
 //   own entry points through the thread's cache, as malloc and free are.
 // - Fork: the engine's fork handlers keep its mutexes consistent; the child goes on allocating.
 // - HETMEM_EXPLAIN=1 prints the effective policy on stderr at start.
+// - The topology is read at start only where it can change something: several memory nodes, a
+//   policy or tiering asked for, or an explanation. With one memory node and none of those the
+//   default policy is the kernel's own placement, and one sysfs file (has_memory) says so.
 // - HETMEM_TIERING=1 (or settings, see parse_tiering_options in tiering.hpp) runs the automatic
 //   tiering engine for this process on a thread of its own ("hetmem-tiering"). Off by default.
 //   A setting it cannot use prints one message and leaves tiering off. At exit the thread is
@@ -50,6 +53,9 @@
 #include "hetmem/format.hpp"
 #include "hetmem/policy.hpp"
 #include "hetmem/sysfs/environment.hpp"
+#include "hetmem/sysfs/model.hpp"
+#include "hetmem/sysfs/parse.hpp"
+#include "hetmem/sysfs/reader.hpp"
 #include "hetmem/tiering.hpp"
 #include "hetmem/topology.hpp"
 
@@ -258,6 +264,20 @@ bool power_of_two(std::size_t a) noexcept { return a != 0 && (a & (a - 1)) == 0;
 
 void start_tiering(bool explain, bool strict, const hetmem::topology &t) noexcept;
 
+// Whether sysfs (below HETMEM_SYSFS_ROOT, as the topology is read) lists exactly one node with
+// memory; false when that cannot be told.
+bool one_memory_node() noexcept {
+  try {
+    auto text =
+        hetmem::sysfs::read_text_file(hetmem::sysfs::default_root() + "/sys/devices/system/node/has_memory", 4096);
+    if (!text) return false;
+    auto nodes = hetmem::sysfs::parse_id_list(*text, hetmem::sysfs::max_node_id);
+    return nodes && nodes->count() == 1;
+  } catch (...) {
+    return false;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Set-up: runs once, from the constructor, with every allocation going to glibc meanwhile.
 void start() noexcept {
@@ -272,7 +292,15 @@ void start() noexcept {
         std::_Exit(1);
       }
     };
-    auto topo = hetmem::load_topology();
+    const char *explain_env = hetmem::sysfs::environment("HETMEM_EXPLAIN");
+    bool explain = explain_env && *explain_env && std::strcmp(explain_env, "0") != 0;
+    // The default policy on a machine with one memory node is the kernel's own placement,
+    // whatever the topology says: read it only when something else asks (a policy, tiering,
+    // an explanation) or there are several memory nodes (half a millisecond of every start-up).
+    const bool topology_needed = env.policy || env.config || env.memkind_tiers || env.autohbw_size || env.autohbw_log ||
+                                 explain || hetmem::sysfs::environment("HETMEM_TIERING") || !one_memory_node();
+    hetmem::result<hetmem::topology> topo = hetmem::topology{};
+    if (topology_needed) topo = hetmem::load_topology();
     if (!topo) {
       complain("cannot read the memory topology: " + topo.error().message + "; using the kernel's default placement");
     }
@@ -291,8 +319,6 @@ void start() noexcept {
       complain("the default policy cannot be set up (" + rt.error().message + "); hetmem stays out of the way");
       return;
     }
-    const char *explain_env = hetmem::sysfs::environment("HETMEM_EXPLAIN");
-    bool explain = explain_env && *explain_env && std::strcmp(explain_env, "0") != 0;
     // autohbw's AUTO_HBW_LOG: its INFO lines (level 0 and up) are hetmem's explanation.
     std::string autohbw_note;
     if (auto level = hetmem::policy::autohbw_log_level(env); !level) {

@@ -54,6 +54,24 @@ lifecycle)
   else
     ok "the preload was not linked by lld: no code layout to check (skipped)"
   fi
+  # Start-up: with one memory node and no policy the topology is not read (the default policy is
+  # the kernel's placement whatever it says: one file, has_memory); with two nodes, or a policy
+  # asked for, it is. The opens are counted by strace, from outside.
+  if command -v strace >/dev/null; then
+    node_opens() {  # HAS_MEMORY [VAR=VALUE...]: the sysfs node files /bin/true opens at start-up
+      local root="$work/root-$1"
+      mkdir -p "$root/sys/devices/system/node"
+      echo "$1" >"$root/sys/devices/system/node/has_memory"
+      env HETMEM_SYSFS_ROOT="$root" "${@:2}" strace -f -qq -e trace=open,openat,openat2 -o "$work/trace" \
+        env LD_PRELOAD="$preload" /bin/true 2>/dev/null
+      grep -c 'devices/system/node' "$work/trace"
+    }
+    one=$(node_opens 0) two=$(node_opens 0-1) asked=$(node_opens 0 HETMEM_POLICY="any -> anywhere")
+    [ "$one" = 1 ] && [ "$two" -gt 2 ] && [ "$asked" -gt 2 ]
+    expect $? "start-up reads one sysfs file on one memory node without a policy ($one opens), the topology otherwise ($two with two nodes, $asked with a policy)"
+  else
+    echo "SKIP start-up's sysfs reads: no strace here"
+  fi
   # fork beside the preload's tiering engine with the write-protect source (a userfaultfd on
   # this process's memory): the children keep no userfaultfd (the atfork child handler closes
   # the engine's descriptors) and the parent goes on.
