@@ -3,6 +3,7 @@
 // libmemtier.so with a one-tier STATIC_RATIO, and libhetmem-preload.so with the default policy
 // and with a ratio policy. Each workload is this program re-executed (`--workload NAME`) in a
 // child; wall time and peak RSS (getrusage of the child) are the medians of interleaved runs.
+// The single-threaded workloads and the start-up runs are pinned to one CPU, the same for all.
 // Also the preload's start-up cost on /bin/true.
 //
 // Usage: hetmem_bench_preload [--quick] [--reps N] [--preload PATH] [--baseline PATH] [--json FILE]
@@ -14,6 +15,7 @@
 // --json FILE also writes every median as JSON (schema hetmem.bench.preload/1), which the docs'
 // tables are made from.
 #include <malloc.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -250,11 +252,17 @@ void small_realloc() {
 struct workload {
   const char *name;
   void (*run)();
+  bool threaded;  // runs threads of its own (else pinned to one CPU, see run_child)
 };
-const workload workloads[] = {
-    {"larson-churn", larson},       {"producer-consumer", producer_consumer}, {"small-objects", small_objects},
-    {"mixed-sizes", mixed_sizes},   {"realloc-growth", realloc_growth},       {"malloc-free-pairs", malloc_free_pairs},
-    {"calloc-fresh", calloc_fresh}, {"aligned-pairs", aligned_pairs},         {"small-realloc", small_realloc}};
+const workload workloads[] = {{"larson-churn", larson, true},
+                              {"producer-consumer", producer_consumer, true},
+                              {"small-objects", small_objects, false},
+                              {"mixed-sizes", mixed_sizes, false},
+                              {"realloc-growth", realloc_growth, false},
+                              {"malloc-free-pairs", malloc_free_pairs, false},
+                              {"calloc-fresh", calloc_fresh, false},
+                              {"aligned-pairs", aligned_pairs, false},
+                              {"small-realloc", small_realloc, false}};
 
 struct config {
   std::string name;
@@ -268,12 +276,22 @@ struct sample {
   std::string why;  // when not ok: "exit 1", "signal 11"
 };
 
-sample run_child(const std::vector<std::string> &argv, const config &c, bool quiet) {
+// `cpu` >= 0: the child runs on that CPU alone. A single-threaded workload and the start-up
+// runs are pinned, every configuration to the same CPU: on a shared machine one CPU can run a
+// third slower than another for minutes (aligned-pairs pinned, one run: 0.208 against 0.190 s
+// on one CPU, 0.320 against 0.258 on the other), which unpinned runs turned into ratios.
+sample run_child(const std::vector<std::string> &argv, const config &c, bool quiet, int cpu = -1) {
   sample out;
   std::fflush(stdout);  // or the child's freopen would print our buffer again
   const auto start = std::chrono::steady_clock::now();
   const pid_t pid = ::fork();
   if (pid == 0) {
+    if (cpu >= 0) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(static_cast<std::size_t>(cpu), &one);
+      (void)::sched_setaffinity(0, sizeof one, &one);
+    }
     for (const auto &e : c.env) ::putenv(const_cast<char *>(e.c_str()));  // NOLINT
     if (quiet) {
       std::freopen("/dev/null", "w", stdout);
@@ -368,6 +386,11 @@ int main(int argc, char **argv) try {
   // Each target on its own line at the end, naming the workloads that miss it.
   std::string jemalloc_misses, memtier_misses, hetmem_failures, other_failures;
   bool startup_met = true;
+  // The CPU the single-threaded runs are pinned to: the first this process may use.
+  int pin_cpu = -1;
+  if (cpu_set_t mine; ::sched_getaffinity(0, sizeof mine, &mine) == 0)
+    for (int k = 0; k < CPU_SETSIZE && pin_cpu < 0; ++k)
+      if (CPU_ISSET(static_cast<std::size_t>(k), &mine)) pin_cpu = k;
   // ordered_json: the docs' table takes its columns in the order of the configurations here.
   nlohmann::ordered_json json = {{"schema", "hetmem.bench.preload/1"}, {"reps", reps}, {"quick", quick}};
   nlohmann::ordered_json json_workloads = nlohmann::ordered_json::array();
@@ -384,7 +407,7 @@ int main(int argc, char **argv) try {
     for (int r = 0; r < reps; ++r)
       for (std::size_t c = 0; c < configs.size(); ++c) {
         if (failed[c]) continue;
-        sample s = run_child(args, configs[c], configs[c].name == "memtier");
+        sample s = run_child(args, configs[c], configs[c].name == "memtier", wl.threaded ? -1 : pin_cpu);
         if (!s.ok) {
           failed[c] = true;
           std::string &list = configs[c].name.rfind("hetmem", 0) == 0 ? hetmem_failures : other_failures;
@@ -441,7 +464,7 @@ int main(int argc, char **argv) try {
   for (int i = 0; i < starts; ++i)
     for (std::size_t c = 0; c < configs.size(); ++c) {
       if (configs[c].name == "hetmem-ratio" || !start_ok[c]) continue;
-      sample s = run_child({"/bin/true"}, configs[c], false);
+      sample s = run_child({"/bin/true"}, configs[c], false, pin_cpu);
       start_ok[c] = s.ok;
       start_total[c] += s.seconds;
     }
