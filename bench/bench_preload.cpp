@@ -477,7 +477,7 @@ int main(int argc, char **argv) try {
     std::printf(" %s %.2f ms%s", configs[c].name.c_str(), mean_ms, start_ok[c] ? "" : " (failed)");
     startup_ms[configs[c].name] = start_ok[c] ? nlohmann::ordered_json(mean_ms) : nlohmann::ordered_json(nullptr);
     if (configs[c].name == "hetmem") {
-      std::printf(" (+%.2f ms over jemalloc)", mean_ms - jemalloc_ms);
+      std::printf(" (%+.2f ms against jemalloc)", mean_ms - jemalloc_ms);
       if (mean_ms - jemalloc_ms > 0.5) startup_met = false;
     }
     std::printf(";");
