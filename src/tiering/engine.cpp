@@ -1771,6 +1771,9 @@ result<std::unique_ptr<tiering_engine>> tiering_engine::create(tiering_options o
       auto d = damon_source::open(options.damon_admin, options.damon_modules, options.damon_takeover, note);
       if (d) {
         p->hotness = std::move(*d);
+        if (note.rfind("stopped DAMON_STAT", 0) == 0)  // the kernel's state read before: no longer so
+          std::erase_if(p->stats.kernel_notes,
+                        [](const std::string &n) { return n.rfind("DAMON_STAT is running", 0) == 0; });
         if (!note.empty()) p->stats.kernel_notes.push_back("DAMON: " + note);
       } else if (options.source == hotness_source::damon) {
         return d.error();

@@ -54,6 +54,8 @@ fi
 if [ "$stat_before" = Y ]; then
   grep -qa "stopped DAMON_STAT" hetmem.txt && ok "hetmem: DAMON_STAT was stopped for the run (damon-takeover=on)" ||
     fail "hetmem: no 'stopped DAMON_STAT' note though DAMON_STAT was running"
+  ! grep -qa "DAMON_STAT is running" hetmem.txt && ok "hetmem: the notes no longer say DAMON_STAT is running once stopped" ||
+    fail "hetmem: a note still says DAMON_STAT is running after the engine stopped it"
   [ "$(cat "$damon_stat")" = Y ] && ok "DAMON_STAT is running again after the program" ||
     fail "DAMON_STAT was left $(cat "$damon_stat") after the program"
 else
