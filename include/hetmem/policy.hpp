@@ -109,6 +109,8 @@ struct environment {
   std::optional<std::string> autohbw_log;         // AUTO_HBW_LOG
 };
 [[nodiscard]] environment read_environment();
+// Whether the environment names a policy of any source load() reads (else the default applies).
+[[nodiscard]] bool names_a_policy(const environment &env) noexcept;
 
 // The policy the environment asks for: HETMEM_POLICY, else the file in HETMEM_CONFIG, else
 // MEMKIND_MEM_TIERS, else AUTO_HBW_SIZE, else none (the default). Sources that lose are noted.

@@ -651,6 +651,10 @@ bool strict_requested(const environment &env) {
   return false;
 }
 
+bool names_a_policy(const environment &env) noexcept {
+  return env.policy || env.config || env.memkind_tiers || env.autohbw_size;
+}
+
 result<loaded_policy> load(const environment &env) {
   loaded_policy out;
   std::vector<std::string> ignored;

@@ -297,8 +297,8 @@ void start() noexcept {
     // The default policy on a machine with one memory node is the kernel's own placement,
     // whatever the topology says: read it only when something else asks (a policy, tiering,
     // an explanation) or there are several memory nodes (half a millisecond of every start-up).
-    const bool topology_needed = env.policy || env.config || env.memkind_tiers || env.autohbw_size || env.autohbw_log ||
-                                 explain || hetmem::sysfs::environment("HETMEM_TIERING") || !one_memory_node();
+    const bool topology_needed = hetmem::policy::names_a_policy(env) || env.autohbw_log || explain ||
+                                 hetmem::sysfs::environment("HETMEM_TIERING") || !one_memory_node();
     hetmem::result<hetmem::topology> topo = hetmem::topology{};
     if (topology_needed) topo = hetmem::load_topology();
     if (!topo) {
