@@ -7,12 +7,14 @@ Usage: bench-table.py RESULTS.json                 print the Markdown table
 
 RESULTS.json is what `hetmem_bench_preload --json FILE` writes (schema hetmem.bench.preload/1;
 markers in DOC `<!-- bench-preload: begin -->` and `<!-- bench-preload: end -->`) or
-`hetmem_bench_tiering --json FILE` (schema hetmem.bench.tiering/1; markers `bench-tiering`).
+`hetmem_bench_tiering --json FILE` (schema hetmem.bench.tiering/1; markers `bench-tiering`) or
+`hetmem_bench_alloc --json FILE` (schema hetmem.bench.alloc/1; markers `bench-alloc`).
 """
 import json
 import sys
 
-MARKERS = {"hetmem.bench.preload/1": "bench-preload", "hetmem.bench.tiering/1": "bench-tiering"}
+MARKERS = {"hetmem.bench.preload/1": "bench-preload", "hetmem.bench.tiering/1": "bench-tiering",
+           "hetmem.bench.alloc/1": "bench-alloc"}
 
 
 def cell(r):
@@ -57,10 +59,65 @@ def tiering_table(data):
     return "\n".join(lines) + "\n"
 
 
+def size_name(n):
+    for unit, shift in (("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} B"
+
+
+def alloc_table(data):
+    pairs = data["pairs"]
+    names = list(pairs[0]["ns_per_pair"].keys()) if pairs else []
+    lines = ["| pair, threads | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    small_met = large_met = True
+    for p in pairs:
+        ns = p["ns_per_pair"]
+        je = ns.get("jemalloc")
+        row = [f"{size_name(p['bytes'])}, {p['threads']}"]
+        for n in names:
+            v = ns.get(n)
+            if v is None or not je:
+                row.append("-")
+            elif n == "jemalloc":
+                row.append(f"1.00x ({v:.1f} ns)")
+            else:
+                row.append(f"{v / je:.2f}x")
+        h = ns.get("hetmem")
+        if h and je:
+            if p["bytes"] <= 4096 and h / je > 1.5:
+                small_met = False
+            if p["bytes"] > 4096 and h / je > 1.2:
+                large_met = False
+        lines.append("| " + " | ".join(row) + " |")
+    yes = {True: "met", False: "**not met**"}
+    peaks = data.get("peak_kib_above_idle", {})
+    lines.append("")
+    lines.append(f"Targets: hetmem within 1.5x jemalloc for the 64 B and 4 KiB pairs {yes[small_met]}; within 1.2x "
+                 f"for the 1 MiB pair {yes[large_met]}.")
+    if peaks:
+        parts = [f"{k} {v / 1024:.0f} MiB" if v is not None else f"{k} failed" for k, v in peaks.items()]
+        extra = ""
+        if peaks.get("hetmem") and peaks.get("jemalloc"):
+            r = peaks["hetmem"] / peaks["jemalloc"]
+            extra = f" (hetmem {r:.2f}x jemalloc's, target 1.1x {yes[r <= 1.1]})"
+        c = data["churn"]
+        lines.append("")
+        lines.append(f"Peak resident memory of a churn of {c['live_slots']} live objects and {c['operations']} "
+                     f"operations, above an idle child: {', '.join(parts)}{extra}.")
+    reps = pairs[0].get("repetitions") if pairs else None
+    lines.append("")
+    lines.append(f"Medians of {reps} interleaved repetition(s) per cell{' (--quick)' if data.get('quick') else ''}; "
+                 "made by `scripts/bench-table.py` from the JSON.")
+    return "\n".join(lines) + "\n"
+
+
 def table(data):
     schema = data.get("schema")
     if schema == "hetmem.bench.tiering/1":
         return tiering_table(data)
+    if schema == "hetmem.bench.alloc/1":
+        return alloc_table(data)
     if schema != "hetmem.bench.preload/1":
         sys.exit(f"bench-table.py: not a file of {', '.join(MARKERS)} (schema {schema!r})")
     configs = list(data["workloads"][0]["results"].keys())

@@ -1196,11 +1196,17 @@ void *tier_arena::allocate_slow(std::size_t bytes, std::size_t alignment, int ze
 }
 
 namespace {
-// Records the size class of the object at `p` on its pages (0 for large objects, so that a page
-// once part of a small slab never misleads a later free) and returns its usable size.
+// Records the size class of the object at `p` on its pages and returns its usable size. A
+// large object gets 0 on its first page only, so that a page once part of a small slab never
+// misleads a later free: marks are looked up only at the page a block starts on (free,
+// usable_size, and refill's check of its objects' first pages), so its other pages' marks are
+// never read while it lives, and whatever takes them after it marks its own first pages.
 std::size_t mark(void *p) noexcept {
   const std::size_t usable = hetmem_je_sallocx(p, 0);
-  va_window::mark_pages(p, usable, usable <= max_cached_bytes ? static_cast<std::uint8_t>(class_of(usable) + 1) : 0);
+  if (usable <= max_cached_bytes)
+    va_window::mark_pages(p, usable, static_cast<std::uint8_t>(class_of(usable) + 1));
+  else
+    va_window::mark_pages(p, 1, 0);  // only a block's first page is ever looked up (free, usable size)
   return usable;
 }
 
