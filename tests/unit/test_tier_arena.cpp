@@ -181,6 +181,46 @@ TEST_CASE("thread caches never hand one tier's memory to another", "[engine][liv
   }
 }
 
+TEST_CASE("pages passed between large blocks and small slabs: every block keeps its own size", "[engine][live]") {
+  // A large block marks only its first page: nothing reads the marks of its other pages while
+  // it lives, and the small slabs that take its pages after it mark their objects' first pages.
+  // Large blocks and small objects take turns on the same pages (jemalloc reuses the dirty
+  // extents), and each block's size and arena must come out as its own, every byte intact.
+  auto a = detail::tier_arena::get(node0("large and small in turn"));
+  REQUIRE(a);
+  const auto before = (*a)->counters().allocated_bytes;
+  const std::size_t large[] = {detail::max_cached_bytes + 1, 40u << 10, 100u << 10, 1u << 20, (1u << 20) + 4096};
+  const std::size_t small[] = {8, 16, 48, 96, 640, 4096, 5000, 16384, detail::max_cached_bytes};
+  for (int round = 0; round < 4; ++round) {
+    std::vector<std::pair<void *, std::size_t>> blocks;
+    for (int i = 0; i < 16; ++i)
+      for (std::size_t n : large) blocks.emplace_back(detail::arena_allocate(*a, n), n);
+    for (auto [p, n] : blocks) {
+      REQUIRE(p != nullptr);
+      CHECK(detail::tier_arena::usable_size(p) == hetmem_je_nallocx(n, 0));
+      std::memset(p, 0x5a, n);
+    }
+    for (auto [p, n] : blocks) detail::tier_arena::deallocate(p);
+    blocks.clear();
+    for (int i = 0; i < 400; ++i)
+      for (std::size_t n : small) blocks.emplace_back(detail::arena_allocate(*a, n), n);
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      auto [p, n] = blocks[i];
+      REQUIRE(p != nullptr);
+      CHECK(detail::tier_arena::of(p) == *a);
+      CHECK(detail::tier_arena::usable_size(p) == hetmem_je_nallocx(n, 0));
+      std::memset(p, static_cast<int>(i & 0xff), n);
+    }
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      auto [p, n] = blocks[i];
+      const auto *c = static_cast<const unsigned char *>(p);
+      CHECK((c[0] == (i & 0xff) && c[n - 1] == (i & 0xff)));
+      detail::tier_arena::deallocate(p);
+    }
+  }
+  CHECK((*a)->counters().allocated_bytes == before);
+}
+
 TEST_CASE("alternating between two tier arenas, every block goes back to its own arena's bins", "[engine][live]") {
   // The fast paths serve the arena the thread used last from thread-locals of their own: a
   // thread that alternates, and frees one arena's blocks while it last used the other, must
