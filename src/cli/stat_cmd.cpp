@@ -36,8 +36,19 @@ struct node_usage {
   [[nodiscard]] std::uint64_t total() const { return anon + file + kernel; }
 };
 
+// The kernel's own tiering moves on one node, whole machine (nodeN/vmstat, pages since boot):
+// promotions are counted on the node pages moved to, demotions on the node they left.
+struct node_moves {
+  std::uint32_t node = 0;
+  std::uint64_t promoted = 0, promote_candidates = 0;
+  std::uint64_t demoted_kswapd = 0, demoted_direct = 0, demoted_other = 0;  // other: khugepaged, proactive
+  [[nodiscard]] std::uint64_t demoted() const { return demoted_kswapd + demoted_direct + demoted_other; }
+};
+
 struct sample {
   std::vector<node_usage> nodes;  // ascending node id
+  std::vector<node_moves> kernel_moves;  // every online node whose vmstat has the counters
+  std::vector<std::string> kernel_moves_unread;  // "node2/vmstat: line 1: ..." for a malformed file
   std::vector<std::pair<std::string, std::uint64_t>> policies;
   std::uint64_t mappings = 0;
   [[nodiscard]] std::uint64_t total() const {
@@ -111,6 +122,32 @@ std::optional<failure> read_cgroup(const stat_args &a, sample &out) {
     add(key, &node_usage::kernel);
   if (!parsed->find("anon") && !parsed->find("file")) return failure{path + ": neither 'anon' nor 'file' is listed"};
   return std::nullopt;
+}
+
+// The kernel's promotion and demotion counters of every node: promotions are NUMA balancing's
+// (tiering mode), demotions reclaim's (kswapd, direct, khugepaged, proactive); pages DAMON's
+// migrate_hot/migrate_cold schemes move count in neither (their schemes' own stats do). Nodes
+// whose vmstat lacks them (kernels before 5.18) are left out.
+void read_kernel_moves(const stat_args &a, const topology &t, sample &out) {
+  for (const auto &n : t.nodes) {
+    auto text = sysfs::read_text_file(under_root(a.root, fmt::format("/sys/devices/system/node/node{}/vmstat", n.id)),
+                                      std::size_t{1} << 16);
+    if (!text) continue;
+    auto v = sysfs::parse_vmstat(*text);
+    if (!v) {
+      out.kernel_moves_unread.push_back(fmt::format("node{}/vmstat: {}", n.id, v.error().message));
+      continue;
+    }
+    if (!v->find("pgpromote_success") && !v->find("pgdemote_kswapd")) continue;
+    node_moves m;
+    m.node = n.id;
+    m.promoted = v->find("pgpromote_success").value_or(0);
+    m.promote_candidates = v->find("pgpromote_candidate").value_or(0);
+    m.demoted_kswapd = v->find("pgdemote_kswapd").value_or(0);
+    m.demoted_direct = v->find("pgdemote_direct").value_or(0);
+    m.demoted_other = v->find("pgdemote_khugepaged").value_or(0) + v->find("pgdemote_proactive").value_or(0);
+    out.kernel_moves.push_back(m);
+  }
 }
 
 // Where a process last ran: field 39 of /proc/PID/stat (after the ')' that ends its name).
@@ -237,6 +274,35 @@ std::string render_text(const stat_args &a, const sample &s, const sample *prev,
       if (bytes) line += (line.empty() ? "" : "; ") + policy + " " + format_bytes(bytes);
     if (!line.empty()) out += "By memory policy: " + line + "\n";
   }
+  const bool any_moves = std::any_of(s.kernel_moves.begin(), s.kernel_moves.end(),
+                                     [](const node_moves &m) { return m.promoted || m.demoted(); });
+  if (s.kernel_moves.size() > 1 || any_moves) {  // one node that never moved anything: nothing to say
+    // Whole machine, not this target: the kernel does not count moves per process.
+    out += "The kernel's own tiering, whole machine (nodeN/vmstat, pages since boot";
+    out += prev ? ", change since the last sample in brackets):\n" : "):\n";
+    std::vector<std::vector<std::string>> moves{{"NODE", "PROMOTED TO", "CANDIDATES", "DEMOTED FROM", "BY KSWAPD",
+                                                 "DIRECT", "OTHER"}};
+    auto cell = [&](std::uint64_t now, std::uint32_t node, std::uint64_t node_moves::*field,
+                    std::uint64_t (node_moves::*total)() const = nullptr) {
+      std::string c = std::to_string(now);
+      if (prev)
+        for (const auto &p : prev->kernel_moves)
+          if (p.node == node) {
+            const std::uint64_t before = total ? (p.*total)() : p.*field;
+            c += fmt::format(" (+{})", now >= before ? now - before : 0);
+          }
+      return c;
+    };
+    for (const auto &m : s.kernel_moves)
+      moves.push_back({std::to_string(m.node), cell(m.promoted, m.node, &node_moves::promoted),
+                       cell(m.promote_candidates, m.node, &node_moves::promote_candidates),
+                       cell(m.demoted(), m.node, nullptr, &node_moves::demoted),
+                       cell(m.demoted_kswapd, m.node, &node_moves::demoted_kswapd),
+                       cell(m.demoted_direct, m.node, &node_moves::demoted_direct),
+                       cell(m.demoted_other, m.node, &node_moves::demoted_other)});
+    out += render_table(moves, 1);
+  }
+  for (const auto &why : s.kernel_moves_unread) out += "Not counted: " + why + "\n";
   return out;
 }
 
@@ -280,6 +346,17 @@ ojson render_json(const stat_args &a, const sample &s, const topology &t, const 
     j["policies"] = pol;
     j["mappings"] = s.mappings;
   }
+  // Whole machine, counted by the kernel since boot (pages).
+  ojson moves = ojson::array();
+  for (const auto &m : s.kernel_moves)
+    moves.push_back({{"node", m.node},
+                     {"pgpromote_success", m.promoted},
+                     {"pgpromote_candidate", m.promote_candidates},
+                     {"pgdemote_kswapd", m.demoted_kswapd},
+                     {"pgdemote_direct", m.demoted_direct},
+                     {"pgdemote_other", m.demoted_other}});
+  j["kernel_moves"] = moves;
+  j["kernel_moves_unread"] = s.kernel_moves_unread;
   return j;
 }
 
@@ -331,6 +408,7 @@ int run_stat(const stat_args &a) {
       std::fprintf(stderr, "hetmem stat: %s\n", fail->message.c_str());
       return exit_failure;
     }
+    read_kernel_moves(a, *topo, s);
     const auto vi = choose_view(a, *topo);
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (a.json) {

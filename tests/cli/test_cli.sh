@@ -94,6 +94,24 @@ if [ -n "$trees" ] && [ -d "$trees/vm-two-socket-hbm" ]; then
   check "stat on a tree: by tier"      0 'rank 2 DDR \(node 0\) 2\.0 MiB 0\.8%; rank 3 HBM \(node 2\) 256 MiB 98\.8%' -- "$hetmem" stat 4242 --root "$tmp/m"
   check "stat on a tree: policies"     0 'bind:2 256 MiB; interleave:0-1 2.0 MiB' -- "$hetmem" stat 4242 --root "$tmp/m"
   check "stat on a tree: node 2 anon"  0 '^2 +HBM +3 +256 MiB +0 B +256 MiB +98\.8%' -- "$hetmem" stat 4242 --root "$tmp/m"
+  # The kernel's own moves, per node from nodeN/vmstat (whole machine): promoted to node 2,
+  # demoted from node 2 by kswapd and directly; node 1 has no counters (an old kernel's file).
+  printf 'nr_free_pages 1\npgpromote_success 0\npgpromote_candidate 0\npgdemote_kswapd 0\npgdemote_direct 0\n' \
+    > "$tmp/m/sys/devices/system/node/node0/vmstat"
+  printf 'nr_free_pages 1\n' > "$tmp/m/sys/devices/system/node/node1/vmstat"
+  printf 'pgpromote_success 1500\npgpromote_candidate 4000\npgdemote_kswapd 700\npgdemote_direct 20\npgdemote_khugepaged 3\npgdemote_proactive 2\n' \
+    > "$tmp/m/sys/devices/system/node/node2/vmstat"
+  check "stat on a tree: the kernel's moves" 0 '^2 +1500 +4000 +725 +700 +20 +5$' -- "$hetmem" stat 4242 --root "$tmp/m"
+  check "stat on a tree: a node without the counters is left out" 1 '' -- sh -c "'$hetmem' stat 4242 --root '$tmp/m' | sed -n '/whole machine/,\$p' | grep -E '^1 +[0-9]'"
+  cat > "$tmp/moves.py" << 'PY'
+import json, sys
+for m in json.load(sys.stdin)["kernel_moves"]:
+    print(m["node"], m["pgpromote_success"], m["pgdemote_kswapd"] + m["pgdemote_direct"] + m["pgdemote_other"])
+PY
+  check "stat json: the kernel's moves" 0 '^2 1500 725$' -- sh -c "'$hetmem' stat 4242 --root '$tmp/m' --json | python3 '$tmp/moves.py'"
+  printf 'pgpromote_success x\n' > "$tmp/m/sys/devices/system/node/node2/vmstat"
+  check "stat: a malformed vmstat is named"   0 'Not counted: node2/vmstat: line 1: ' -- "$hetmem" stat 4242 --root "$tmp/m"
+  check "stat: ... and the rest is shown"     0 'By tier: '                           -- "$hetmem" stat 4242 --root "$tmp/m"
   printf 'oops\n' >> "$tmp/m/proc/4242/numa_maps"
   check "stat: malformed numa_maps"    1 'numa_maps: line 4: expected a hex address' -- "$hetmem" stat 4242 --root "$tmp/m"
 fi

@@ -202,6 +202,24 @@ TEST_CASE("cgroup v1 memory.numa_stat: pages converted to bytes", "[parse][numa_
   CHECK_FALSE(parse_cgroup_numa_stat("anon=1 N0=18446744073709551615\n", 1023));
 }
 
+TEST_CASE("vmstat: counters by name, in the kernel's order; any other line is named", "[parse][vmstat]") {
+  auto r = parse_vmstat("nr_free_pages 12\npgpromote_success 1500\n\npgdemote_kswapd 18446744073709551615\n");
+  REQUIRE(r);
+  REQUIRE(r->entries.size() == 3);
+  CHECK(r->entries[1] == std::pair<std::string, std::uint64_t>{"pgpromote_success", 1500});
+  CHECK(r->find("pgdemote_kswapd") == std::uint64_t{18446744073709551615u});
+  CHECK_FALSE(r->find("pgdemote_direct"));
+  auto two = parse_vmstat("a 1\nb 2 3\n");
+  REQUIRE_FALSE(two);
+  CHECK(two.error().message.find("line 2: expected \"<name> <count>\"") != std::string::npos);
+  auto word = parse_vmstat("a x\n");
+  REQUIRE_FALSE(word);
+  CHECK(word.error().message.find("line 1: ") != std::string::npos);
+  CHECK_FALSE(parse_vmstat("a -1\n"));
+  CHECK_FALSE(parse_vmstat("a 18446744073709551616\n"));
+  CHECK_FALSE(parse_vmstat("a 1\n\x00\x01"s));
+}
+
 TEST_CASE("split_fields gives the fields std::getline would", "[parse]") {
   using v = std::vector<std::string_view>;
   CHECK(split_fields("", ';').empty());

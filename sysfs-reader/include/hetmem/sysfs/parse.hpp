@@ -113,6 +113,14 @@ struct cgroup_numa_stat {
 result<cgroup_numa_stat> parse_cgroup_numa_stat(std::string_view text, std::uint32_t max_node,
                                                 std::uint64_t page_size = 4096);
 
+// /proc/vmstat and /sys/devices/system/node/nodeN/vmstat: lines "<name> <count>", in the
+// kernel's order. A line of any other shape is an error naming it.
+struct vmstat_counters {
+  std::vector<std::pair<std::string, std::uint64_t>> entries;
+  [[nodiscard]] std::optional<std::uint64_t> find(std::string_view key) const noexcept;
+};
+result<vmstat_counters> parse_vmstat(std::string_view text);
+
 // Lines of a text, without their '\n'.
 std::vector<std::string_view> split_lines(std::string_view text);
 // The fields of `text` between `separator`s, as std::getline would give them: "a;;b" gives
