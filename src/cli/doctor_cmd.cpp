@@ -106,7 +106,12 @@ std::vector<finding> diagnose(const topology &t, const kernel_tiering_state &k, 
   if (s.memory_tiers_reported) {
     std::string tiers;
     for (const auto &mt : s.memory_tiers)
-      tiers += fmt::format("{}tier{}: {}", tiers.empty() ? "" : ", ", mt.id, mt.nodes.to_string());
+      tiers += fmt::format("{}tier{}: {} (abstract distance {}-{}{})", tiers.empty() ? "" : ", ", mt.id,
+                           mt.nodes.to_string(), mt.first_abstract_distance(), mt.last_abstract_distance(),
+                           mt.first_abstract_distance() <= sysfs::memory_tier_dram_distance &&
+                                   sysfs::memory_tier_dram_distance <= mt.last_abstract_distance()
+                               ? ", DRAM's default"
+                               : "");
     add("memory_tiers", finding_status::ok, "kernel memory tiers: " + (tiers.empty() ? std::string("none") : tiers));
   } else if (tiered) {
     add("memory_tiers", finding_status::note,

@@ -198,7 +198,10 @@ std::string render_json(const topology &t, const render_options &opt) {
   ojson kernel;
   if (s.memory_tiers_reported) {
     ojson tiers = ojson::array();
-    for (const auto &mt : s.memory_tiers) tiers.push_back({{"id", mt.id}, {"nodes", ids(mt.nodes)}});
+    for (const auto &mt : s.memory_tiers)
+      tiers.push_back({{"id", mt.id},
+                       {"nodes", ids(mt.nodes)},
+                       {"abstract_distance", {mt.first_abstract_distance(), mt.last_abstract_distance()}}});
     kernel["memory_tiers"] = tiers;
   } else {
     kernel["memory_tiers"] = nullptr;

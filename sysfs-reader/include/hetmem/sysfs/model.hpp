@@ -83,9 +83,22 @@ struct node {
 };
 
 // /sys/devices/virtual/memory_tiering/memory_tierN/nodelist.
+// The kernel's memory tier N holds the memory types whose abstract distance falls in
+// [N * 128, N * 128 + 127] (MEMTIER_CHUNK_BITS = 7); DRAM's default is 576, in tier 4. An
+// abstract distance from HMAT is 576 scaled by the node's latency over DRAM's and DRAM's
+// bandwidth over the node's.
+inline constexpr std::uint32_t memory_tier_chunk = 128;
+inline constexpr std::uint32_t memory_tier_dram_distance = 4 * memory_tier_chunk + memory_tier_chunk / 2;
+
 struct memory_tier {
   std::uint32_t id = 0;  // smaller = faster; the values are not stable across kernels
   id_set nodes;
+  [[nodiscard]] std::uint64_t first_abstract_distance() const noexcept {
+    return std::uint64_t{id} * memory_tier_chunk;
+  }
+  [[nodiscard]] std::uint64_t last_abstract_distance() const noexcept {
+    return first_abstract_distance() + memory_tier_chunk - 1;
+  }
 };
 
 enum class dax_driver { unbound, kmem, device_dax, other };
