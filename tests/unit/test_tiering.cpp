@@ -575,8 +575,14 @@ TEST_CASE("tiering engine: the write window shortens while nearly every watched 
 
 TEST_CASE("tiering engine: the write-protect source holds what its faults cost the program to its share", "[tiering]") {
   // What one fault costs here decides the share: a limit set to afford about two slices of 64
-  // written pages per interval must bring the scan down to about two chunks, and the source's
-  // own estimate within the limit; once nothing is written, the scan grows back.
+  // written pages per interval must bring the scan down to about two chunks; once nothing is
+  // written, the scan grows back. The checks are the source's control law, by its own measure
+  // of a fault (taken when it starts, and not the same twice on a loaded machine: 30 us against
+  // 12.7 us seen under TSan beside a build), not wall-clock outcomes:
+  //  - the first interval's scan, written whole, costs at most the share;
+  //  - an interval over the share is followed by a smaller scan (until one chunk);
+  //  - over the run the share is held on average (one interval may pass it when the writer,
+  //    starved of CPU while the scan grew, gets its CPU back).
   const std::size_t bytes = 32 * MiB;  // 16 chunks
   busy_region region(bytes);
   region.write(0, bytes);
@@ -585,34 +591,44 @@ TEST_CASE("tiering engine: the write-protect source holds what its faults cost t
   auto probe = tiering_engine::create(o);
   if (!probe && probe.error().code == ENOTSUP) SKIP("SKIPPED: " << probe.error().message);
   REQUIRE(probe);
-  const double fault = (*probe)->statistics().write_fault_seconds;
+  const double probe_fault = (*probe)->statistics().write_fault_seconds;
   probe->reset();
-  INFO("a write fault costs " << fault * 1e6 << " us here");
-  REQUIRE(fault > 0);
-  REQUIRE(fault < 0.01);
-  o.write_protect_max_overhead = std::min(1.0, 2.0 * 2 * 64 * fault / o.interval_seconds);
+  INFO("a write fault costs " << probe_fault * 1e6 << " us here, by a first measure");
+  REQUIRE(probe_fault > 0);
+  REQUIRE(probe_fault < 0.01);
+  const double limit = std::min(1.0, 2.0 * 2 * 64 * probe_fault / o.interval_seconds);
+  o.write_protect_max_overhead = limit;
   auto e = tiering_engine::create(o);
   REQUIRE(e);
-  CHECK((*e)->statistics().scan_chunks <= 3);  // from the first interval on
-  CHECK((*e)->statistics().scan_chunks >= 1);
-  // Its own estimate never passes the limit by half. The scan may grow for a while on a loaded
-  // machine, where the writer gets part of a CPU and writes fewer pages than the limit was sized
-  // for (the source can afford more chunks then: 4 seen beside two busy loops); it must come
-  // back to about two chunks while the writer writes.
-  double worst = 0;
+  const double fault = (*e)->statistics().write_fault_seconds;
+  INFO("... and " << fault * 1e6 << " us by the source's own");
+  REQUIRE(fault > 0);
+  const auto whole_cost = [&](std::size_t chunks) {  // every page of `chunks` slices written, two faults each
+    return 2.0 * 64 * static_cast<double>(chunks) * fault / o.interval_seconds;
+  };
+  std::size_t chunks = (*e)->statistics().scan_chunks;
+  CHECK(chunks >= 1);
+  CHECK((chunks == 1 || whole_cost(chunks) <= limit * 1.0001));  // from the first interval on
+  double sum = 0;
+  int intervals = 0;
   auto note = [&] {
-    worst = std::max(worst, (*e)->statistics().source_overhead);
-    return (*e)->statistics().scan_chunks <= 3;
+    const auto st = (*e)->statistics();
+    INFO(st.summary());
+    if (st.source_overhead > limit && chunks > 1) CHECK(st.scan_chunks < chunks);  // backs off at once
+    sum += st.source_overhead;
+    ++intervals;
+    chunks = st.scan_chunks;
+    return st.scan_chunks <= 3;
   };
   for (int i = 0; i < 6; ++i) {
     REQUIRE((*e)->step());
     (void)note();
   }
-  const bool down = note() || step_until(**e, note);
+  const bool down = chunks <= 3 || step_until(**e, note);
   auto s = (*e)->statistics();
   INFO(s.summary());
   CHECK(down);
-  CHECK(worst <= o.write_protect_max_overhead * 1.5);
+  CHECK(sum / intervals <= limit * 1.5);
   CHECK_THAT(s.summary(), ContainsSubstring("of the program's time"));
   region.stop();
   for (int i = 0; i < 8; ++i) REQUIRE((*e)->step());
