@@ -268,10 +268,11 @@ int main(int argc, char **argv) {
       }
       std::printf("\n");
       if (rep.samples.count(key("hetmem")) || rep.samples.count(key("jemalloc")))
-        json_pairs.push_back({{"bytes", size},
-                              {"threads", threads},
-                              {"repetitions", rep.samples.count(key("jemalloc")) ? rep.samples.at(key("jemalloc")).size() : 0},
-                              {"ns_per_pair", ns_per_pair}});
+        json_pairs.push_back(
+            {{"bytes", size},
+             {"threads", threads},
+             {"repetitions", rep.samples.count(key("jemalloc")) ? rep.samples.at(key("jemalloc")).size() : 0},
+             {"ns_per_pair", ns_per_pair}});
     }
   if (have_je) {
     std::printf("target: hetmem <= 1.5x jemalloc for 64 B and 4 KiB pairs: %s\n", small_met ? "met" : "MISSED");

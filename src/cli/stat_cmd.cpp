@@ -46,8 +46,8 @@ struct node_moves {
 };
 
 struct sample {
-  std::vector<node_usage> nodes;  // ascending node id
-  std::vector<node_moves> kernel_moves;  // every online node whose vmstat has the counters
+  std::vector<node_usage> nodes;                 // ascending node id
+  std::vector<node_moves> kernel_moves;          // every online node whose vmstat has the counters
   std::vector<std::string> kernel_moves_unread;  // "node2/vmstat: line 1: ..." for a malformed file
   std::vector<std::pair<std::string, std::uint64_t>> policies;
   std::uint64_t mappings = 0;
@@ -280,8 +280,8 @@ std::string render_text(const stat_args &a, const sample &s, const sample *prev,
     // Whole machine, not this target: the kernel does not count moves per process.
     out += "The kernel's own tiering, whole machine (nodeN/vmstat, pages since boot";
     out += prev ? ", change since the last sample in brackets):\n" : "):\n";
-    std::vector<std::vector<std::string>> moves{{"NODE", "PROMOTED TO", "CANDIDATES", "DEMOTED FROM", "BY KSWAPD",
-                                                 "DIRECT", "OTHER"}};
+    std::vector<std::vector<std::string>> moves{
+        {"NODE", "PROMOTED TO", "CANDIDATES", "DEMOTED FROM", "BY KSWAPD", "DIRECT", "OTHER"}};
     auto cell = [&](std::uint64_t now, std::uint32_t node, std::uint64_t node_moves::*field,
                     std::uint64_t (node_moves::*total)() const = nullptr) {
       std::string c = std::to_string(now);

@@ -545,8 +545,9 @@ result<vmstat_counters> parse_vmstat(std::string_view text) {
   for (const auto &tl : token_lines(*cleaned)) {
     const auto &toks = tl.tokens;
     if (out.entries.size() >= 1024) return bad(tl.where("more than 1024 counters"));
-    if (toks.size() != 2) return bad(tl.where("expected \"<name> <count>\", found " + quote(toks[0]) + " and " +
-                                              std::to_string(toks.size() - 1) + " more field(s)"));
+    if (toks.size() != 2)
+      return bad(tl.where("expected \"<name> <count>\", found " + quote(toks[0]) + " and " +
+                          std::to_string(toks.size() - 1) + " more field(s)"));
     auto v = to_number<std::uint64_t>(toks[1], 10, "a count");
     if (!v) return error{v.error().code, tl.where(v.error().message)};
     out.entries.emplace_back(std::string(toks[0].substr(0, 64)), *v);

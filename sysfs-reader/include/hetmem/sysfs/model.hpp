@@ -93,9 +93,7 @@ inline constexpr std::uint32_t memory_tier_dram_distance = 4 * memory_tier_chunk
 struct memory_tier {
   std::uint32_t id = 0;  // smaller = faster; the values are not stable across kernels
   id_set nodes;
-  [[nodiscard]] std::uint64_t first_abstract_distance() const noexcept {
-    return std::uint64_t{id} * memory_tier_chunk;
-  }
+  [[nodiscard]] std::uint64_t first_abstract_distance() const noexcept { return std::uint64_t{id} * memory_tier_chunk; }
   [[nodiscard]] std::uint64_t last_abstract_distance() const noexcept {
     return first_abstract_distance() + memory_tier_chunk - 1;
   }
