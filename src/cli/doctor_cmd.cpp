@@ -6,10 +6,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <vector>
 
 #include "common.hpp"
 #include "hetmem/format.hpp"
@@ -166,10 +168,44 @@ std::vector<finding> diagnose(const topology &t, const kernel_tiering_state &k, 
           "weighted interleave present but every weight is 1 (plain interleave); hetmem's `weighted` policy sets "
           "its own weights per range",
           "echo true > /sys/kernel/mm/mempolicy/weighted_interleave/auto   (Linux 6.16+), or write nodeN weights");
-    else
-      add("weighted_interleave", finding_status::ok,
-          fmt::format("weighted interleave present (auto={}, weights{})",
-                      s.weighted_interleave.auto_mode ? (auto_on ? "true" : "false") : "n/a", w.empty() ? " none" : w));
+    else {
+      // Do the weights share pages as HMAT's bandwidths would? Each node's share of the weights
+      // beside its share of the bandwidth (the lesser of read and write, as the kernel's auto
+      // mode takes it); more than 5 points apart on any node is worth a note.
+      std::string shares, verdict;
+      bool differ = false, complete = !s.weighted_interleave.weights.empty();
+      double weight_sum = 0, bw_sum = 0;
+      std::vector<std::pair<double, double>> per_node;  // (weight, bandwidth)
+      for (auto [node, weight] : s.weighted_interleave.weights) {
+        const node_info *n = t.find(node);
+        if (!n || !n->has_memory) continue;
+        const auto &p = n->performance;
+        std::optional<std::uint64_t> bw = p.read_bandwidth_mbps;
+        if (p.write_bandwidth_mbps && (!bw || *p.write_bandwidth_mbps < *bw)) bw = p.write_bandwidth_mbps;
+        if (!bw || *bw == 0) complete = false;
+        per_node.emplace_back(weight, bw ? static_cast<double>(*bw) : 0.0);
+        weight_sum += weight;
+        bw_sum += bw ? static_cast<double>(*bw) : 0.0;
+      }
+      if (complete && per_node.size() > 1 && weight_sum > 0 && bw_sum > 0) {
+        std::string ws, bs;
+        for (auto [weight, bw] : per_node) {
+          const double a = 100.0 * weight / weight_sum, b = 100.0 * bw / bw_sum;
+          differ = differ || std::fabs(a - b) > 5.0;
+          ws += fmt::format("{}{:.0f}%", ws.empty() ? "" : "/", a);
+          bs += fmt::format("{}{:.0f}%", bs.empty() ? "" : "/", b);
+        }
+        shares = fmt::format("; shares of the pages {}, of HMAT's bandwidth {}", ws, bs);
+        verdict = differ ? ": they differ by more than 5 points" : ": they agree";
+      }
+      add("weighted_interleave", differ ? finding_status::note : finding_status::ok,
+          fmt::format("weighted interleave present (auto={}, weights{}){}{}",
+                      s.weighted_interleave.auto_mode ? (auto_on ? "true" : "false") : "n/a", w.empty() ? " none" : w,
+                      shares, verdict),
+          differ ? (auto_on ? "the kernel derived them: check HMAT (hetmem topo --explain), or write nodeN weights"
+                            : "echo true > /sys/kernel/mm/mempolicy/weighted_interleave/auto   (Linux 6.16+)")
+                 : std::string());
+    }
   }
 
   // Hotness sources.

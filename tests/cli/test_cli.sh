@@ -112,6 +112,13 @@ PY
   printf 'pgpromote_success x\n' > "$tmp/m/sys/devices/system/node/node2/vmstat"
   check "stat: a malformed vmstat is named"   0 'Not counted: node2/vmstat: line 1: ' -- "$hetmem" stat 4242 --root "$tmp/m"
   check "stat: ... and the rest is shown"     0 'By tier: '                           -- "$hetmem" stat 4242 --root "$tmp/m"
+  # Weighted interleave beside HMAT's bandwidths (nodes 2 and 3 are HBM, 4x DDR here; the
+  # tree's demotion warning makes the status 4).
+  wi="$tmp/m/sys/kernel/mm/mempolicy/weighted_interleave"
+  printf '3\n' > "$wi/node0"; printf '1\n' | tee "$wi/node1" "$wi/node2" "$wi/node3" > /dev/null
+  check "doctor: weights against HMAT, apart"  4 '^note +weighted_interleave .*shares of the pages 50%/17%/17%/17%, of HMAT.s bandwidth 10%/10%/40%/40%: they differ' -- "$hetmem" doctor --root "$tmp/m"
+  printf '4\n' | tee "$wi/node2" "$wi/node3" > /dev/null; printf '1\n' > "$wi/node0"
+  check "doctor: weights against HMAT, agreeing" 4 '^ok +weighted_interleave .*: they agree' -- "$hetmem" doctor --root "$tmp/m"
   printf 'oops\n' >> "$tmp/m/proc/4242/numa_maps"
   check "stat: malformed numa_maps"    1 'numa_maps: line 4: expected a hex address' -- "$hetmem" stat 4242 --root "$tmp/m"
 fi
