@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -188,7 +189,7 @@ class ratio_reporter : public benchmark::ConsoleReporter {
 
 }  // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv) try {
   // Debian's libjemalloc.so.2 uses initial-exec TLS: dlopen needs more static TLS room than
   // glibc leaves by default. Tunables are read at start-up, so start again with more.
   if (!std::getenv("HETMEM_BENCH_REEXEC")) {
@@ -311,4 +312,7 @@ int main(int argc, char **argv) {
     std::printf("results written to %s\n", json_path.c_str());
   }
   return 0;
+} catch (const std::exception &e) {  // out of memory, or a JSON value the library refused
+  std::fprintf(stderr, "hetmem_bench_alloc: %s\n", e.what());
+  return 1;
 }
