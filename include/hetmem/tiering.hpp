@@ -90,6 +90,8 @@ struct kernel_tiering_state {
   int numa_balancing = -1;           // /proc/sys/kernel/numa_balancing: 0 off, 1 normal, 2 tiering, 3 both; -1 absent
   int demotion_enabled = -1;         // /sys/kernel/mm/numa/demotion_enabled: 1 / 0; -1 absent
   int promote_rate_limit_mbps = -1;  // /proc/sys/kernel/numa_balancing_promote_rate_limit_MBps
+  int hot_threshold_ms = -1;         // debugfs sched/numa_balancing/hot_threshold_ms (root, debugfs mounted); -1 unread
+  bool node_reclaim = false;         // nodeN/reclaim exists: proactive reclaim (demotion first) per node on request
   bool damon_sysfs = false;          // /sys/kernel/mm/damon/admin exists
   int damon_kdamonds = 0;            // kdamonds configured there (by anyone)
   int damon_running = 0;             // ... of which running

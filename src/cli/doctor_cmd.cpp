@@ -137,10 +137,13 @@ std::vector<finding> diagnose(const topology &t, const kernel_tiering_state &k, 
   } else if (!tiered) {
     add("numa_balancing", finding_status::ok, fmt::format("kernel.numa_balancing = {}", k.numa_balancing));
   } else if (k.kernel_promotes()) {
+    std::string limits;
+    if (k.promote_rate_limit_mbps >= 0) limits += fmt::format(", at most {} MB/s", k.promote_rate_limit_mbps);
+    if (k.hot_threshold_ms >= 0) limits += fmt::format(", hot threshold {} ms", k.hot_threshold_ms);
     add("numa_balancing", finding_status::ok,
-        fmt::format("kernel.numa_balancing = {}: the kernel promotes hot pages itself (hetmem tierd coexists: it "
+        fmt::format("kernel.numa_balancing = {}: the kernel promotes hot pages itself{} (hetmem tierd coexists: it "
                     "only demotes)",
-                    k.numa_balancing));
+                    k.numa_balancing, limits));
   } else {
     add("numa_balancing", finding_status::note,
         fmt::format("kernel.numa_balancing = {}: nothing promotes hot pages from slower tiers unless hetmem tierd "

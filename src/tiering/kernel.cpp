@@ -42,6 +42,12 @@ kernel_tiering_state detect_kernel_tiering(const std::string &root, const sysfs:
   if (snap.numa_balancing) s.numa_balancing = static_cast<int>(*snap.numa_balancing);
   if (snap.demotion_enabled) s.demotion_enabled = *snap.demotion_enabled ? 1 : 0;
   s.promote_rate_limit_mbps = read_int(root + "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps", -1);
+  s.hot_threshold_ms = read_int(root + "/sys/kernel/debug/sched/numa_balancing/hot_threshold_ms", -1);
+  for (const auto &n : snap.nodes)
+    if (exists(root + "/sys/devices/system/node/node" + std::to_string(n.id) + "/reclaim")) {
+      s.node_reclaim = true;
+      break;
+    }
   const std::string admin = root + "/sys/kernel/mm/damon/admin";
   s.damon_sysfs = exists(admin + "/kdamonds/nr_kdamonds");
   if (s.damon_sysfs) {
@@ -88,7 +94,10 @@ std::vector<std::string> kernel_tiering_state::notes() const {
         n.push_back("NUMA balancing is in tiering mode (kernel.numa_balancing=" + std::to_string(numa_balancing) +
                     "): the kernel promotes hot pages itself" +
                     (promote_rate_limit_mbps >= 0 ? " (at most " + std::to_string(promote_rate_limit_mbps) + " MB/s)"
-                                                  : std::string()));
+                                                  : std::string()) +
+                    (hot_threshold_ms >= 0 ? ", pages accessed again within " + std::to_string(hot_threshold_ms) +
+                                                 " ms of a hint fault count as hot"
+                                           : std::string()));
       if (balancing_pulls_back())
         n.emplace_back(
             "NUMA balancing is in its normal mode (kernel.numa_balancing has bit 1): it moves pages to the node of the "

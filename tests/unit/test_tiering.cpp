@@ -332,6 +332,10 @@ TEST_CASE("the kernel's own tiering is read and explained, from a made-up root",
   auto put = [&](const std::string &rel, const std::string &text) { made.put(rel, text); };
   put("proc/sys/kernel/numa_balancing", "2");
   put("proc/sys/kernel/numa_balancing_promote_rate_limit_MBps", "65536");
+  put("sys/kernel/debug/sched/numa_balancing/hot_threshold_ms", "1000");
+  put("sys/devices/system/node/online", "0");
+  put("sys/devices/system/node/node0/cpulist", "0");
+  put("sys/devices/system/node/node0/reclaim", "");
   put("sys/kernel/mm/numa/demotion_enabled", "true");
   put("sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds", "1");
   put("sys/kernel/mm/damon/admin/kdamonds/0/state", "on");
@@ -352,6 +356,9 @@ TEST_CASE("the kernel's own tiering is read and explained, from a made-up root",
   for (const auto &n : s.notes()) all += n + "\n";
   CHECK_THAT(all, ContainsSubstring("tiering mode"));
   CHECK_THAT(all, ContainsSubstring("65536 MB/s"));
+  CHECK_THAT(all, ContainsSubstring("within 1000 ms of a hint fault"));
+  CHECK(s.hot_threshold_ms == 1000);
+  CHECK(s.node_reclaim);
   CHECK_THAT(all, ContainsSubstring("kdamond 0 (running): paddr pageout"));
   CHECK_THAT(all, ContainsSubstring("demotes earlier"));
 
