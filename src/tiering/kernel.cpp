@@ -105,6 +105,10 @@ std::vector<std::string> kernel_tiering_state::notes() const {
             "that");
       break;
   }
+  if (node_reclaim)
+    n.emplace_back(
+        "per-node proactive reclaim is offered (nodeN/reclaim): writing a size there reclaims from that node, "
+        "demoting first where demotion is on");
   if (demotion_enabled == 1)
     n.emplace_back(
         "demotion on reclaim is enabled (/sys/kernel/mm/numa/demotion_enabled): the kernel demotes when a "

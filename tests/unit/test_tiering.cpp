@@ -359,6 +359,7 @@ TEST_CASE("the kernel's own tiering is read and explained, from a made-up root",
   CHECK_THAT(all, ContainsSubstring("within 1000 ms of a hint fault"));
   CHECK(s.hot_threshold_ms == 1000);
   CHECK(s.node_reclaim);
+  CHECK_THAT(all, ContainsSubstring("per-node proactive reclaim is offered"));
   CHECK_THAT(all, ContainsSubstring("kdamond 0 (running): paddr pageout"));
   CHECK_THAT(all, ContainsSubstring("demotes earlier"));
 
