@@ -132,7 +132,12 @@ void read_kernel_moves(const stat_args &a, const topology &t, sample &out) {
   for (const auto &n : t.nodes) {
     auto text = sysfs::read_text_file(under_root(a.root, fmt::format("/sys/devices/system/node/node{}/vmstat", n.id)),
                                       std::size_t{1} << 16);
-    if (!text) continue;
+    if (!text) {
+      // No file: a kernel or tree without it, nothing to say. Anything else is named.
+      if (text.error().code != ENOENT)
+        out.kernel_moves_unread.push_back(fmt::format("node{}/vmstat: {}", n.id, text.error().message));
+      continue;
+    }
     auto v = sysfs::parse_vmstat(*text);
     if (!v) {
       out.kernel_moves_unread.push_back(fmt::format("node{}/vmstat: {}", n.id, v.error().message));
@@ -282,24 +287,21 @@ std::string render_text(const stat_args &a, const sample &s, const sample *prev,
     out += prev ? ", change since the last sample in brackets):\n" : "):\n";
     std::vector<std::vector<std::string>> moves{
         {"NODE", "PROMOTED TO", "CANDIDATES", "DEMOTED FROM", "BY KSWAPD", "DIRECT", "OTHER"}};
-    auto cell = [&](std::uint64_t now, std::uint32_t node, std::uint64_t node_moves::*field,
-                    std::uint64_t (node_moves::*total)() const = nullptr) {
-      std::string c = std::to_string(now);
+    for (const auto &m : s.kernel_moves) {
+      const node_moves *before = nullptr;
       if (prev)
         for (const auto &p : prev->kernel_moves)
-          if (p.node == node) {
-            const std::uint64_t before = total ? (p.*total)() : p.*field;
-            c += fmt::format(" (+{})", now >= before ? now - before : 0);
-          }
-      return c;
-    };
-    for (const auto &m : s.kernel_moves)
-      moves.push_back({std::to_string(m.node), cell(m.promoted, m.node, &node_moves::promoted),
-                       cell(m.promote_candidates, m.node, &node_moves::promote_candidates),
-                       cell(m.demoted(), m.node, nullptr, &node_moves::demoted),
-                       cell(m.demoted_kswapd, m.node, &node_moves::demoted_kswapd),
-                       cell(m.demoted_direct, m.node, &node_moves::demoted_direct),
-                       cell(m.demoted_other, m.node, &node_moves::demoted_other)});
+          if (p.node == m.node) before = &p;
+      // A count, and under --watch its change since the last sample.
+      auto cell = [&](std::uint64_t now, std::uint64_t then) {
+        return before ? fmt::format("{} (+{})", now, now >= then ? now - then : 0) : std::to_string(now);
+      };
+      const node_moves b = before ? *before : node_moves{};
+      moves.push_back({std::to_string(m.node), cell(m.promoted, b.promoted),
+                       cell(m.promote_candidates, b.promote_candidates), cell(m.demoted(), b.demoted()),
+                       cell(m.demoted_kswapd, b.demoted_kswapd), cell(m.demoted_direct, b.demoted_direct),
+                       cell(m.demoted_other, b.demoted_other)});
+    }
     out += render_table(moves, 1);
   }
   for (const auto &why : s.kernel_moves_unread) out += "Not counted: " + why + "\n";

@@ -43,11 +43,9 @@ kernel_tiering_state detect_kernel_tiering(const std::string &root, const sysfs:
   if (snap.demotion_enabled) s.demotion_enabled = *snap.demotion_enabled ? 1 : 0;
   s.promote_rate_limit_mbps = read_int(root + "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps", -1);
   s.hot_threshold_ms = read_int(root + "/sys/kernel/debug/sched/numa_balancing/hot_threshold_ms", -1);
-  for (const auto &n : snap.nodes)
-    if (exists(root + "/sys/devices/system/node/node" + std::to_string(n.id) + "/reclaim")) {
-      s.node_reclaim = true;
-      break;
-    }
+  // A kernel offers it on every node or on none: the first node tells.
+  s.node_reclaim = !snap.nodes.empty() &&
+                   exists(root + "/sys/devices/system/node/node" + std::to_string(snap.nodes.front().id) + "/reclaim");
   const std::string admin = root + "/sys/kernel/mm/damon/admin";
   s.damon_sysfs = exists(admin + "/kdamonds/nr_kdamonds");
   if (s.damon_sysfs) {

@@ -109,6 +109,9 @@ for m in json.load(sys.stdin)["kernel_moves"]:
     print(m["node"], m["pgpromote_success"], m["pgdemote_kswapd"] + m["pgdemote_direct"] + m["pgdemote_other"])
 PY
   check "stat json: the kernel's moves" 0 '^2 1500 725$' -- sh -c "'$hetmem' stat 4242 --root '$tmp/m' --json | python3 '$tmp/moves.py'"
+  check "stat --watch: each count's change"   0 '^2 +1500 \(\+0\) +4000 \(\+0\) +725 \(\+0\)' -- "$hetmem" stat 4242 --root "$tmp/m" --watch 0.1 --count 2
+  rm "$tmp/m/sys/devices/system/node/node1/vmstat"; mkdir "$tmp/m/sys/devices/system/node/node1/vmstat"
+  check "stat: an unreadable vmstat is named"  0 'Not counted: node1/vmstat: ' -- "$hetmem" stat 4242 --root "$tmp/m"
   printf 'pgpromote_success x\n' > "$tmp/m/sys/devices/system/node/node2/vmstat"
   check "stat: a malformed vmstat is named"   0 'Not counted: node2/vmstat: line 1: ' -- "$hetmem" stat 4242 --root "$tmp/m"
   check "stat: ... and the rest is shown"     0 'By tier: '                           -- "$hetmem" stat 4242 --root "$tmp/m"
