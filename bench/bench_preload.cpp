@@ -7,11 +7,14 @@
 // Also the preload's start-up cost on /bin/true.
 //
 // Usage: hetmem_bench_preload [--quick] [--reps N] [--preload PATH] [--baseline PATH] [--json FILE]
+//                             [--startup-tree DIR]...
 // --baseline PATH adds a column for another build of the preload (before a change, say), run
 // interleaved with the others, with its ratio to hetmem's.
 // Targets: hetmem default within 1.1x of jemalloc's time and memory on every workload (issue 5;
 // issue 22 added calloc-fresh, aligned-pairs and small-realloc); at least 4x faster than
 // libmemtier where it completes; start-up within 0.5 ms of preloaded jemalloc (issue 22).
+// --startup-tree DIR (repeatable) measures start-up again with HETMEM_SYSFS_ROOT=DIR, a captured
+// machine of several nodes, where the preload reads the topology (jemalloc and hetmem only).
 // --json FILE also writes every median as JSON (schema hetmem.bench.preload/1), which the docs'
 // tables are made from.
 #include <malloc.h>
@@ -333,6 +336,7 @@ int main(int argc, char **argv) try {
   int reps = 5;
   std::string preload = HETMEM_PRELOAD_PATH;
   std::string json_path, baseline;
+  std::vector<std::string> startup_trees;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0)
       quick = true;
@@ -344,6 +348,8 @@ int main(int argc, char **argv) try {
       json_path = argv[++i];
     else if (std::strcmp(argv[i], "--baseline") == 0 && i + 1 < argc)
       baseline = argv[++i];
+    else if (std::strcmp(argv[i], "--startup-tree") == 0 && i + 1 < argc)
+      startup_trees.emplace_back(argv[++i]);
     else if (std::strcmp(argv[i], "--workload") == 0 && i + 1 < argc) {
       const char *w = argv[++i];
       for (int j = i + 1; j < argc; ++j)
@@ -453,41 +459,72 @@ int main(int argc, char **argv) try {
     }
     std::printf("\n");
   }
-  // Start-up: /bin/true, many times per configuration, the configurations interleaved (one run
-  // of each in turn), so that a machine slowing down or speeding up weighs on all alike.
-  const int starts = quick ? 20 : 200;
-  std::printf("start-up (/bin/true, mean of %d interleaved runs):", starts);
   json["workloads"] = json_workloads;
-  nlohmann::ordered_json startup_ms = nlohmann::ordered_json::object();
-  std::vector<double> start_total(configs.size(), 0);
-  std::vector<bool> start_ok(configs.size(), true);
-  for (int i = 0; i < starts; ++i)
-    for (std::size_t c = 0; c < configs.size(); ++c) {
-      if (configs[c].name == "hetmem-ratio" || !start_ok[c]) continue;
-      sample s = run_child({"/bin/true"}, configs[c], false, pin_cpu);
-      start_ok[c] = s.ok;
-      start_total[c] += s.seconds;
+  // Start-up: /bin/true, many times per configuration, the configurations interleaved (one run
+  // of each in turn), so that a machine slowing down or speeding up weighs on all alike. First
+  // on this machine, then (--startup-tree) with HETMEM_SYSFS_ROOT on a captured machine's tree,
+  // where the preload reads a topology of several nodes; jemalloc's runs get the variable too.
+  const int starts = quick ? 20 : 200;
+  auto startup = [&](const std::string &tree, bool &met) {
+    std::vector<config> runs;
+    for (const auto &c : configs) {
+      if (c.name == "hetmem-ratio" || (!tree.empty() && c.name != "jemalloc" && c.name.rfind("hetmem", 0) != 0))
+        continue;
+      runs.push_back(c);
+      if (!tree.empty()) runs.back().env.push_back("HETMEM_SYSFS_ROOT=" + tree);
     }
-  double jemalloc_ms = 0;
-  for (std::size_t c = 0; c < configs.size(); ++c)
-    if (configs[c].name == "jemalloc") jemalloc_ms = start_total[c] / starts * 1000;
-  for (std::size_t c = 0; c < configs.size(); ++c) {
-    if (configs[c].name == "hetmem-ratio") continue;
-    const double mean_ms = start_total[c] / starts * 1000;
-    std::printf(" %s %.2f ms%s", configs[c].name.c_str(), mean_ms, start_ok[c] ? "" : " (failed)");
-    startup_ms[configs[c].name] = start_ok[c] ? nlohmann::ordered_json(mean_ms) : nlohmann::ordered_json(nullptr);
-    if (configs[c].name == "hetmem") {
-      std::printf(" (%+.2f ms against jemalloc)", mean_ms - jemalloc_ms);
-      if (mean_ms - jemalloc_ms > 0.5) startup_met = false;
+    std::vector<double> total(runs.size(), 0);
+    std::vector<bool> ok(runs.size(), true);
+    for (int i = 0; i < starts; ++i)
+      for (std::size_t c = 0; c < runs.size(); ++c) {
+        if (!ok[c]) continue;
+        sample s = run_child({"/bin/true"}, runs[c], false, pin_cpu);
+        ok[c] = s.ok;
+        total[c] += s.seconds;
+      }
+    double jemalloc_ms = 0;
+    for (std::size_t c = 0; c < runs.size(); ++c)
+      if (runs[c].name == "jemalloc") jemalloc_ms = total[c] / starts * 1000;
+    nlohmann::ordered_json out = nlohmann::ordered_json::object();
+    for (std::size_t c = 0; c < runs.size(); ++c) {
+      const double mean_ms = total[c] / starts * 1000;
+      std::printf(" %s %.2f ms%s", runs[c].name.c_str(), mean_ms, ok[c] ? "" : " (failed)");
+      out[runs[c].name] = ok[c] ? nlohmann::ordered_json(mean_ms) : nlohmann::ordered_json(nullptr);
+      if (runs[c].name == "hetmem") {
+        std::printf(" (%+.2f ms against jemalloc)", mean_ms - jemalloc_ms);
+        if (!ok[c] || mean_ms - jemalloc_ms > 0.5) met = false;
+      }
+      std::printf(";");
     }
-    std::printf(";");
+    std::printf("\n");
+    return out;
+  };
+  std::printf("start-up (/bin/true, mean of %d interleaved runs):", starts);
+  json["startup_ms"] = startup("", startup_met);
+  std::string tree_misses;
+  if (!startup_trees.empty()) {
+    nlohmann::ordered_json per_tree = nlohmann::ordered_json::object();
+    for (const auto &tree : startup_trees) {
+      if (::access((tree + "/sys/devices/system/node").c_str(), R_OK) != 0) {
+        std::printf("start-up on the tree %s: SKIPPED (no sys/devices/system/node there)\n", tree.c_str());
+        tree_misses += (tree_misses.empty() ? "" : ", ") + tree + " (skipped)";
+        continue;
+      }
+      std::printf("start-up on the tree %s:", tree.c_str());
+      bool met = true;
+      per_tree[tree] = startup(tree, met);
+      if (!met) tree_misses += (tree_misses.empty() ? "" : ", ") + tree;
+    }
+    json["startup_tree_ms"] = per_tree;
   }
-  json["startup_ms"] = startup_ms;
-  std::printf("\ntarget: hetmem within 1.1x of jemalloc's time and memory: %s%s\n",
+  std::printf("target: hetmem within 1.1x of jemalloc's time and memory: %s%s\n",
               jemalloc_misses.empty() ? "met on every workload" : "NOT met: ", jemalloc_misses.c_str());
   std::printf("target: at least 4x memtier's speed: %s%s\n",
               memtier_misses.empty() ? "met on every workload" : "not on ", memtier_misses.c_str());
   std::printf("target: start-up within 0.5 ms of jemalloc's: %s\n", startup_met ? "met" : "NOT met");
+  if (!startup_trees.empty())
+    std::printf("target: start-up within 0.5 ms of jemalloc's on several nodes (the trees): %s%s\n",
+                tree_misses.empty() ? "met on every tree" : "NOT met on ", tree_misses.c_str());
   if (!other_failures.empty()) std::printf("other allocators' runs that failed: %s\n", other_failures.c_str());
   if (!hetmem_failures.empty()) std::printf("hetmem's runs that FAILED: %s\n", hetmem_failures.c_str());
   if (!json_path.empty()) {

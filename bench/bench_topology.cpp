@@ -2,11 +2,13 @@
 // largest fixture in under 2 ms, so that the preload library can afford it at start-up.
 //
 // Runs side by side, in one process, on the same trees:
-//   hetmem  read_snapshot() + classify()        (what the preload library will do)
+//   hetmem  read_snapshot() + classify()        (what `hetmem topo` does)
+//   preload the same with read_scope::placement (what the preload library does at start-up)
 //   hwloc   hwloc_topology_init/load/destroy    (HWLOC_FSROOT = the same tree)
 //   libnuma node sizes + distance matrix         (live system only: libnuma cannot read a tree)
 // and prints the median and the ratio to hetmem. Usage:
-//   hetmem_bench_topology [--quick] [FIXTURES_DIR]
+//   hetmem_bench_topology [--quick] [--json FILE] [FIXTURES_DIR]
+// --json FILE writes every median (schema hetmem.bench.topology/1).
 #include <hwloc.h>
 #include <numa.h>
 
@@ -14,10 +16,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "hetmem/sysfs/reader.hpp"
 #include "hetmem/topology.hpp"
@@ -37,8 +42,8 @@ double median_us(const std::function<void()> &fn, int reps) {
   return t[t.size() / 2];
 }
 
-void hetmem_load(const std::string &root) {
-  auto snap = hetmem::sysfs::read_snapshot({root});
+void hetmem_load(const std::string &root, hetmem::sysfs::read_scope scope = hetmem::sysfs::read_scope::everything) {
+  auto snap = hetmem::sysfs::read_snapshot({root, scope});
   if (!snap) std::abort();
   auto topo = hetmem::classify(std::move(snap).value());
   if (!topo || topo->nodes.empty()) std::abort();
@@ -72,30 +77,47 @@ void libnuma_load() {
 
 }  // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv) try {
   bool quick = false;
-  std::string fixtures;
+  std::string fixtures, json_path;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--quick")
       quick = true;
+    else if (a == "--json" && i + 1 < argc)
+      json_path = argv[++i];
     else
       fixtures = a;
   }
   const int reps = quick ? 5 : 200;
-  std::printf("%-34s %12s %12s %12s %9s %9s\n", "tree", "hetmem us", "hwloc us", "libnuma us", "hwloc/x", "target");
+  constexpr auto placement = hetmem::sysfs::read_scope::placement;
+  nlohmann::ordered_json trees = nlohmann::ordered_json::array();
+  std::printf("%-34s %11s %11s %11s %11s %9s %9s\n", "tree", "hetmem us", "preload us", "hwloc us", "libnuma us",
+              "hwloc/x", "target");
   double worst = 0;
   std::string worst_name;
+  auto row = [&](const std::string &name, const std::string &root, double l) {
+    double h = median_us([&] { hetmem_load(root); }, reps);
+    double p = median_us([&] { hetmem_load(root, placement); }, reps);
+    double w = median_us([&] { hwloc_load(root); }, quick ? 3 : 20);
+    char libnuma[32] = "-";
+    if (l >= 0) std::snprintf(libnuma, sizeof libnuma, "%.1f", l);
+    std::printf("%-34s %11.1f %11.1f %11.1f %11s %8.1fx %9s\n", name.c_str(), h, p, w, libnuma, w / h,
+                h < 2000 ? "ok" : "MISSED");
+    trees.push_back({{"tree", name},
+                     {"hetmem_us", h},
+                     {"preload_us", p},
+                     {"hwloc_us", w},
+                     {"libnuma_us", l >= 0 ? nlohmann::ordered_json(l) : nlohmann::ordered_json(nullptr)}});
+    return h;
+  };
   if (!fixtures.empty() && std::filesystem::is_directory(fixtures)) {
     std::vector<std::string> names;
     for (const auto &e : std::filesystem::directory_iterator(fixtures))
       if (e.is_directory()) names.push_back(e.path().filename().string());
     std::sort(names.begin(), names.end());
     for (const auto &n : names) {
-      const std::string root = fixtures + "/" + n;
-      double h = median_us([&] { hetmem_load(root); }, reps);
-      double w = median_us([&] { hwloc_load(root); }, quick ? 3 : 20);
-      std::printf("%-34s %12.1f %12.1f %12s %8.1fx %9s\n", n.c_str(), h, w, "-", w / h, h < 2000 ? "ok" : "MISSED");
+      double h = row(n, fixtures + "/" + n, -1);
       if (h > worst) {
         worst = h;
         worst_name = n;
@@ -104,15 +126,26 @@ int main(int argc, char **argv) {
   } else {
     std::printf("(no fixtures directory given or found: only the live system is measured)\n");
   }
-  double h = median_us([] { hetmem_load("/"); }, reps);
-  double w = median_us([] { hwloc_load("/"); }, quick ? 3 : 20);
-  double l = numa_available() >= 0 ? median_us(libnuma_load, reps) : -1;
-  std::printf("%-34s %12.1f %12.1f %12.1f %8.1fx %9s\n", "(this machine)", h, w, l, w / h, h < 2000 ? "ok" : "MISSED");
+  row("(this machine)", "/", numa_available() >= 0 ? median_us(libnuma_load, reps) : -1);
   if (!worst_name.empty())
     std::printf("\nslowest fixture: %s, %.1f us median (target < 2000 us): %s\n", worst_name.c_str(), worst,
                 worst < 2000 ? "met" : "MISSED");
   std::printf(
       "hwloc/x = hwloc's time / hetmem's time (hwloc builds a full CPU+cache+IO tree; hetmem reads only memory "
-      "facts)\n");
+      "facts); preload = the lighter read of a program's start-up (no hugepage pools, kernel knobs, access0 "
+      "where access1 decides)\n");
+  if (!json_path.empty()) {
+    nlohmann::ordered_json json = {
+        {"schema", "hetmem.bench.topology/1"}, {"reps", reps}, {"quick", quick}, {"trees", trees}};
+    std::FILE *f = std::fopen(json_path.c_str(), "w");
+    if (!f || std::fputs((json.dump(1) + "\n").c_str(), f) < 0 || std::fclose(f) != 0) {
+      std::fprintf(stderr, "hetmem_bench_topology: cannot write %s\n", json_path.c_str());
+      return 1;
+    }
+    std::printf("results written to %s\n", json_path.c_str());
+  }
   return 0;
+} catch (const std::exception &e) {  // out of memory, or a JSON value the library refused
+  std::fprintf(stderr, "hetmem_bench_topology: %s\n", e.what());
+  return 2;
 }

@@ -11,6 +11,7 @@ markers in DOC `<!-- bench-preload: begin -->` and `<!-- bench-preload: end -->`
 `hetmem_bench_alloc --json FILE` (schema hetmem.bench.alloc/1; markers `bench-alloc`).
 """
 import json
+import os
 import sys
 
 MARKERS = {"hetmem.bench.preload/1": "bench-preload", "hetmem.bench.tiering/1": "bench-tiering",
@@ -145,6 +146,14 @@ def table(data):
             extra = f" (hetmem {startup['hetmem'] - startup['jemalloc']:+.2f} ms against jemalloc)"
         lines.append("")
         lines.append(f"Start-up on `/bin/true`: {', '.join(parts)}{extra}.")
+    for tree, runs in data.get("startup_tree_ms", {}).items():
+        parts = [f"{k} {v:.2f} ms" if v is not None else f"{k} failed" for k, v in runs.items()]
+        extra = ""
+        if runs.get("hetmem") is not None and runs.get("jemalloc") is not None:
+            extra = f" (hetmem {runs['hetmem'] - runs['jemalloc']:+.2f} ms against jemalloc)"
+        lines.append("")
+        lines.append(f"Start-up with `HETMEM_SYSFS_ROOT` on the tree `{os.path.basename(tree)}`: "
+                     f"{', '.join(parts)}{extra}.")
     reps = data.get("reps")
     lines.append("")
     lines.append(f"Medians of {reps} interleaved run(s) per cell{' (--quick)' if data.get('quick') else ''}; "

@@ -139,6 +139,7 @@ struct load_options {
   std::string root;                       // empty: sysfs::default_root()
   std::optional<std::string> overrides;   // empty: $HETMEM_NODE_KINDS
   std::optional<std::string> probe_file;  // empty: $HETMEM_PROBE; "" = none. A file that cannot be read is an error.
+  sysfs::read_scope scope = sysfs::read_scope::everything;  // placement: the preload's lighter read
 };
 [[nodiscard]] result<topology> load_topology(const load_options &options = {}) noexcept;
 

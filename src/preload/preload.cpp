@@ -300,7 +300,13 @@ void start() noexcept {
     const bool topology_needed = hetmem::policy::names_a_policy(env) || env.autohbw_log || explain ||
                                  hetmem::sysfs::environment("HETMEM_TIERING") || !one_memory_node();
     hetmem::result<hetmem::topology> topo = hetmem::topology{};
-    if (topology_needed) topo = hetmem::load_topology();
+    if (topology_needed) {
+      // What placement uses, unless the explanation is asked for (its notes cover the rest).
+      hetmem::load_options lo;
+      lo.scope =
+          explain || env.autohbw_log ? hetmem::sysfs::read_scope::everything : hetmem::sysfs::read_scope::placement;
+      topo = hetmem::load_topology(lo);
+    }
     if (!topo) {
       complain("cannot read the memory topology: " + topo.error().message + "; using the kernel's default placement");
     }

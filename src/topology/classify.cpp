@@ -894,6 +894,7 @@ result<topology> load_topology(const load_options &options) noexcept {
   try {
     sysfs::read_options ro;
     ro.root = options.root.empty() ? sysfs::default_root() : options.root;
+    ro.scope = options.scope;
     classify_options co;
     std::string overrides;
     std::string origin = "node kind overrides";

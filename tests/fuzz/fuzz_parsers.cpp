@@ -260,6 +260,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
       hetmem::load_options lo;
       lo.root = tree_root().string();
       auto t = hetmem::load_topology(lo);
+      // The preload's lighter read must decide the same kinds and tier orders on any tree.
+      lo.scope = hetmem::sysfs::read_scope::placement;
+      if (auto light = hetmem::load_topology(lo); t && light) {
+        if (light->nodes.size() != t->nodes.size()) std::abort();
+        for (std::size_t i = 0; i < t->nodes.size(); ++i)
+          if (light->nodes[i].kind != t->nodes[i].kind || light->nodes[i].reasons.size() != t->nodes[i].reasons.size())
+            std::abort();
+        for (const auto &v : t->initiators) {
+          const auto *lv = light->initiator(v.node);
+          if (!lv || lv->tiers.size() != v.tiers.size()) std::abort();
+          for (std::size_t g = 0; g < v.tiers.size(); ++g)
+            if (lv->tiers[g].nodes != v.tiers[g].nodes) std::abort();
+        }
+      }
       if (!t) {
         expect_named_error(t.error());
       } else if (auto hw = hetmem::hwloc_view(lo.root); hw) {

@@ -69,6 +69,17 @@ lifecycle)
     one=$(node_opens 0) two=$(node_opens 0-1) asked=$(node_opens 0 HETMEM_POLICY="any -> anywhere")
     [ "$one" = 1 ] && [ "$two" -gt 2 ] && [ "$asked" -gt 2 ]
     expect $? "start-up reads one sysfs file on one memory node without a policy ($one opens), the topology otherwise ($two with two nodes, $asked with a policy)"
+    # What it reads then is what placement uses (sysfs::read_scope::placement): a hugepage pool
+    # or the kernel's knobs only with HETMEM_EXPLAIN, whose notes speak of them.
+    mkdir -p "$work/root-0-1/sys/devices/system/node/node1/hugepages/hugepages-2048kB" \
+      "$work/root-0-1/sys/kernel/mm/mempolicy/weighted_interleave"
+    echo 4 >"$work/root-0-1/sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages"
+    echo 1 >"$work/root-0-1/sys/kernel/mm/mempolicy/weighted_interleave/node1"
+    skipped_opens() { grep -c 'hugepages\|weighted_interleave' "$work/trace"; }
+    node_opens 0-1 >/dev/null; light=$(skipped_opens)
+    node_opens 0-1 HETMEM_EXPLAIN=1 >/dev/null; full=$(skipped_opens)
+    [ "$light" = 0 ] && [ "$full" -gt 2 ]
+    expect $? "start-up on two nodes leaves hugepage pools and the kernel's knobs unread ($light opens), reads them for HETMEM_EXPLAIN ($full)"
   else
     echo "SKIP start-up's sysfs reads: no strace here"
   fi

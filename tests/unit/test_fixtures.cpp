@@ -4,6 +4,7 @@
 #include <map>
 
 #include "hetmem/hwloc_check.hpp"
+#include "hetmem/policy.hpp"
 #include "hetmem/topology.hpp"
 #include "tree.hpp"
 
@@ -38,10 +39,13 @@ const std::vector<expectation> &expectations() {
   return e;
 }
 
-topology load_fixture(const std::string &dir, const char *name) {
+topology load_fixture(const std::string &dir, const char *name,
+                      sysfs::read_scope scope = sysfs::read_scope::everything) {
   load_options lo;
   lo.root = dir + "/" + name;
   lo.overrides = "";
+  lo.probe_file = "";
+  lo.scope = scope;
   auto t = load_topology(lo);
   REQUIRE(t);
   return std::move(t).value();
@@ -73,6 +77,72 @@ TEST_CASE("all twelve real-machine fixtures classify as expected", "[fixtures]")
       CHECK(n.disagreements.empty());
     }
   }
+}
+
+// The preload reads less at start-up (read_scope::placement); what it decides from must not change.
+TEST_CASE("the preload's lighter read gives every fixture the same kinds, tiers and default policy", "[fixtures]") {
+  std::string why;
+  auto dir = test::fixtures_dir(why);
+  if (!dir) SKIP(why);
+  std::size_t pools_skipped = 0, targets_skipped = 0, access0_skipped = 0;
+  for (const auto &e : expectations()) {
+    INFO("fixture " << e.fixture);
+    const auto full = load_fixture(*dir, e.fixture);
+    const auto light = load_fixture(*dir, e.fixture, sysfs::read_scope::placement);
+    CHECK(light.snapshot.scope == sysfs::read_scope::placement);
+    CHECK(light.hmat_reported == full.hmat_reported);
+    CHECK(light.hmat_access_class == full.hmat_access_class);
+    REQUIRE(light.nodes.size() == full.nodes.size());
+    for (std::size_t i = 0; i < full.nodes.size(); ++i) {
+      const auto &f = full.nodes[i];
+      const auto &l = light.nodes[i];
+      INFO("node " << f.id);
+      CHECK(l.id == f.id);
+      CHECK(l.kind == f.kind);
+      CHECK(l.certainty == f.certainty);
+      REQUIRE(l.reasons.size() == f.reasons.size());
+      for (std::size_t r = 0; r < f.reasons.size(); ++r) CHECK(l.reasons[r].text == f.reasons[r].text);
+      CHECK(l.disagreements == f.disagreements);
+      CHECK(l.capacity_bytes == f.capacity_bytes);
+      CHECK(l.performance.read_bandwidth_mbps == f.performance.read_bandwidth_mbps);
+      CHECK(l.performance.read_latency_ns == f.performance.read_latency_ns);
+      CHECK(l.kernel_tier == f.kernel_tier);
+      CHECK(l.dax_devices == f.dax_devices);
+      CHECK(l.allowed == f.allowed);
+      // What the lighter read leaves out, and that the full read had it to leave.
+      const auto &fs = *full.snapshot.find_node(f.id);
+      const auto &ls = *light.snapshot.find_node(f.id);
+      CHECK(ls.hugepages.empty());
+      pools_skipped += fs.hugepages.size();
+      for (std::size_t y = 0; y < 2; ++y) {
+        CHECK(ls.access[y].targets.empty());
+        targets_skipped += fs.access[y].targets.count();
+        if (y == 0 && !ls.access[0].present && fs.access[0].present) {
+          // Left unread only where access1 decides alone.
+          CHECK(ls.access[1].performance.any());
+          CHECK_FALSE(ls.access[1].initiators.empty());
+          ++access0_skipped;
+          continue;
+        }
+        CHECK(ls.access[y].present == fs.access[y].present);
+        CHECK(ls.access[y].initiators == fs.access[y].initiators);
+      }
+    }
+    for (const auto &i : full.initiators) CHECK(test::tier_order(light, i.node) == test::tier_order(full, i.node));
+    // The same notes, but for a devdax device's size (not read).
+    REQUIRE(light.notes.size() == full.notes.size());
+    for (std::size_t n = 0; n < full.notes.size(); ++n)
+      if (full.notes[n].find("as a devdax character device") == std::string::npos)
+        CHECK(light.notes[n] == full.notes[n]);
+    auto full_plan = policy::default_plan(full);
+    auto light_plan = policy::default_plan(light);
+    REQUIRE(static_cast<bool>(full_plan) == static_cast<bool>(light_plan));
+    if (full_plan) CHECK(policy::explain(*light_plan) == policy::explain(*full_plan));
+  }
+  // Every kind of skipped fact occurs in the fixtures: the comparisons above were not vacuous.
+  CHECK(pools_skipped > 0);
+  CHECK(targets_skipped > 0);
+  CHECK(access0_skipped > 0);
 }
 
 TEST_CASE("fixture traps", "[fixtures]") {

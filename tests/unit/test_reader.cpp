@@ -35,8 +35,9 @@ TEST_CASE("an unusable root is the only fatal error", "[reader]") {
   CHECK(r.error().message.find("/nonexistent/hetmem-root") != std::string::npos);
 }
 
-TEST_CASE("a two-node HMAT tree is read completely", "[reader]") {
-  temp_tree t;
+// Two nodes with HMAT, a memory-side cache, a hugepage pool, memory tiers, a dax device, the
+// kernel's knobs, a cpuset and a CPU model.
+void two_node_hmat_tree(temp_tree &t) {
   t.masks("0-1", "0").node(0, 1048576, "0-1", "10 20").node(1, 524288, "", "20 10");
   t.hmat(0, 1, "0", 80, 20000).hmat(1, 1, "0", 100, 80000);
   t.file("sys/devices/system/node/has_normal_memory", "0\n");
@@ -56,6 +57,16 @@ TEST_CASE("a two-node HMAT tree is read completely", "[reader]") {
   t.file("sys/fs/cgroup/a/cpuset.mems.effective", "0-1\n");  // b has no cpuset: inherits from a
   t.file("proc/cpuinfo", "processor : 0\nvendor_id : GenuineIntel\ncpu family : 6\nmodel : 143\n");
 
+  t.link("sys/devices/system/node/node0/access1/targets/node1", "../../../node1");
+  t.file("sys/devices/platform/hmem.0/dax0.0/target_node", "1\n");
+  t.file("sys/devices/platform/hmem.0/dax0.0/numa_node", "0\n");
+  t.file("sys/devices/platform/hmem.0/dax0.0/size", "1073741824\n");
+  t.link("sys/bus/dax/devices/dax0.0", "../../../devices/platform/hmem.0/dax0.0");
+}
+
+TEST_CASE("a two-node HMAT tree is read completely", "[reader]") {
+  temp_tree t;
+  two_node_hmat_tree(t);
   auto s = read(t);
   CHECK(s.diagnostics.empty());
   REQUIRE(s.nodes.size() == 2);
@@ -84,6 +95,51 @@ TEST_CASE("a two-node HMAT tree is read completely", "[reader]") {
   CHECK(*s.cpu.model == 143);
   CHECK(*s.distance(0, 1) == 20);
   CHECK(*s.distance(1, 1) == 10);
+}
+
+TEST_CASE("the placement scope reads all that classification uses and leaves out the rest", "[reader]") {
+  temp_tree t;
+  two_node_hmat_tree(t);
+  t.hmat(1, 0, "0", 100, 80000);  // access0 beside an access1 that decides alone
+  auto full = read(t);
+  auto r = read_snapshot({t.root(), read_scope::placement});
+  REQUIRE(r);
+  const auto &s = *r;
+  CHECK(s.scope == read_scope::placement);
+  CHECK(s.diagnostics.empty());
+  REQUIRE(s.nodes.size() == 2);
+  for (std::size_t i = 0; i < 2; ++i) {
+    CHECK(s.nodes[i].cpus == full.nodes[i].cpus);
+    CHECK(s.nodes[i].mem_total_kb == full.nodes[i].mem_total_kb);
+    CHECK(s.nodes[i].distance_row == full.nodes[i].distance_row);
+    CHECK(s.nodes[i].memory_side_caches.size() == full.nodes[i].memory_side_caches.size());
+    for (std::size_t y = 0; y < 2; ++y) {
+      if (i == 1 && y == 0) continue;  // below
+      CHECK(s.nodes[i].access[y].present == full.nodes[i].access[y].present);
+      CHECK(s.nodes[i].access[y].initiators == full.nodes[i].access[y].initiators);
+      CHECK(s.nodes[i].access[y].performance.read_bandwidth_mbps ==
+            full.nodes[i].access[y].performance.read_bandwidth_mbps);
+    }
+  }
+  CHECK_FALSE(s.nodes[1].access[0].present);
+  CHECK(full.nodes[1].access[0].present);
+  CHECK(s.memory_tiers.size() == full.memory_tiers.size());
+  REQUIRE(s.dax_devices.size() == 1);
+  CHECK(*s.dax_devices[0].target_node == 1);
+  CHECK(s.allowed_mems == full.allowed_mems);
+  CHECK(s.cpu.model == full.cpu.model);
+  // Left out (and there in the full read).
+  CHECK(s.nodes[0].hugepages.empty());
+  CHECK_FALSE(full.nodes[0].hugepages.empty());
+  CHECK(s.nodes[0].access[1].targets.empty());
+  CHECK(full.nodes[0].access[1].targets.to_string() == "1");
+  CHECK_FALSE(s.dax_devices[0].size_bytes);
+  CHECK(*full.dax_devices[0].size_bytes == 1073741824ull);
+  CHECK_FALSE(s.dax_devices[0].numa_node);
+  CHECK_FALSE(s.demotion_enabled);
+  CHECK_FALSE(s.numa_balancing);
+  CHECK_FALSE(s.weighted_interleave.present);
+  CHECK(full.weighted_interleave.present);
 }
 
 TEST_CASE("missing files are 'not reported', never guessed", "[reader]") {

@@ -46,9 +46,9 @@ struct hmat_performance {
 
 // nodeN/accessY/ (Y = 0: best initiator of any kind; Y = 1: best CPU initiator).
 struct access_class {
-  bool present = false;
-  id_set initiators;  // nodeN/accessY/initiators/nodeI links (in a memory target)
-  id_set targets;     // nodeN/accessY/targets/nodeT links (in an initiator)
+  bool present = false;  // accessY/initiators exists (the kernel always creates it with accessY)
+  id_set initiators;     // nodeN/accessY/initiators/nodeI links (in a memory target)
+  id_set targets;        // nodeN/accessY/targets/nodeT links (in an initiator)
   hmat_performance performance;
 };
 
@@ -134,8 +134,20 @@ struct weighted_interleave_state {
   std::vector<std::pair<std::uint32_t, std::uint32_t>> weights;  // (node, weight)
 };
 
+// How much of the tree a read covers.
+// - everything: all that the model below holds.
+// - placement: what classification and placement use, for a program's start-up under the
+//   preload (a third fewer system calls on a machine with several tiers). Not read, left
+//   empty: the nodes' hugepage pools, HMAT targets lists (accessY/targets), access0 where
+//   access1 names its initiators and gives performance, dax devices' numa_node and size, and
+//   the kernel's knobs
+//   (demotion_enabled, numa_balancing, weighted_interleave, numa_fake). The kinds, reasons and
+//   tier order classify() gives are the same; only notes about the skipped facts are missing.
+enum class read_scope { everything, placement };
+
 struct snapshot {
-  std::string root;  // as given ("/" for the live system)
+  std::string root;                           // as given ("/" for the live system)
+  read_scope scope = read_scope::everything;  // what was read (see read_scope)
 
   // /sys/devices/system/node/<mask>; nullopt when the file is absent.
   std::optional<id_set> possible, online, has_cpu, has_memory, has_normal_memory, has_generic_initiator;

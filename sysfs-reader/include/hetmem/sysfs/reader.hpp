@@ -23,6 +23,7 @@ namespace hetmem::sysfs {
 
 struct read_options {
   std::string root = "/";
+  read_scope scope = read_scope::everything;
 };
 
 // The root to use when none is given: $HETMEM_SYSFS_ROOT if set and non-empty, else "/".
