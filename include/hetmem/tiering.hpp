@@ -146,14 +146,15 @@ struct tiering_options {
   // twice and flushes the TLB of every CPU the program runs on); past that many, chunks take
   // turns and keep their heat while not scanned. 512: 1 GiB of 2 MiB chunks.
   std::size_t write_protect_chunks_per_interval = 512;
-  // The share of the program's time the write-protect source may cost it: the first write to a
-  // page it protected is a fault, whose cost the source measures when it opens (a few µs
-  // natively; ten times that and more in some paravirtualized guests). Each interval it counts
-  // the faults it caused and scans fewer chunks while their cost passes this share (more again,
-  // up to the number above, once well below it). `auto` passes the source over when one fault
-  // costs more than write_protect_auto_max_fault_seconds (another source is chosen if there is
-  // one; with none, this one runs, held to its share). 0: no limit (the configured number of
-  // chunks every interval, whatever it costs). The setting `max-overhead`.
+  // The share of the program's time the write-bit sources may cost it: the first write to a
+  // page they protected is a fault, whose cost the source measures when it opens (a few µs
+  // natively; ten times that and more in some paravirtualized guests). Each interval the
+  // write-protect source counts the faults it caused and scans fewer chunks while their cost
+  // passes this share (more again, up to the number above, once well below it); the soft-dirty
+  // source, whose clear protects all of a process's memory, clears less often instead. `auto` passes the source over
+  // when one fault costs more than write_protect_auto_max_fault_seconds (another source is chosen if there is one; with
+  // none, this one runs, held to its share). 0: no limit (the configured number of chunks every interval, whatever it
+  // costs). The setting `max-overhead`.
   double write_protect_max_overhead = 0.05;
   double write_protect_auto_max_fault_seconds = 10e-6;
   std::string damon_admin = "/sys/kernel/mm/damon/admin";
@@ -211,9 +212,10 @@ struct tiering_statistics {
   double window_seconds = 0;
   // Events per sample (the perf source; 0 for the others): doubled while a ring overflows.
   std::uint64_t sample_period = 0;
-  // The write-protect source: what one write fault costs here (measured when it opened), the
-  // share of the program's time the faults it caused cost in the last interval, and the chunks
-  // it scans per interval now (0 for the other sources).
+  // The write-bit sources (soft-dirty, write-protect): what one write fault they cause costs
+  // here (measured when it opened), the share of the program's time the faults it caused cost
+  // (the last interval; soft-dirty: its last clear of the bits), and the chunks the
+  // write-protect source scans per interval now (0 for the other sources).
   double write_fault_seconds = 0;
   double source_overhead = 0;
   std::size_t scan_chunks = 0;

@@ -443,23 +443,45 @@ class write_window {
   double longest_, now_;
 };
 
+// Clearing soft-dirty bits (clear_refs 4) write-protects every page of the process: the first
+// write to each page after a clear is a fault, over the whole interval until the next clear, not
+// only in the window. The source measures what one such fault costs when it opens, estimates each
+// interval the faults it caused (the pages seen written in the watched slices, scaled to their
+// chunks' present pages, twice: those written after the window fault too) and, while that costs
+// the program more than its share (max-overhead), clears less often: the next clear waits until
+// the last one's cost is within the share of the time between them. Chunks are not observed in
+// the intervals between (their heat is kept, as the write-protect source's unscanned ones).
 class soft_dirty_source final : public source {
  public:
-  explicit soft_dirty_source(double window) : window_(window) {}
+  soft_dirty_source(double window, double interval_seconds, double max_overhead)
+      : window_(window), interval_seconds_(interval_seconds), max_overhead_(max_overhead) {
+    fault_seconds_ = calibrate_fault_cost();
+  }
   [[nodiscard]] std::string describe() const override {
     return "soft-dirty bits (/proc/PID/clear_refs + pagemap; writes only, " + window_.describe() + ")";
   }
   [[nodiscard]] double window_seconds() const override { return window_.seconds(); }
+  [[nodiscard]] double write_fault_seconds() const override { return fault_seconds_; }
+  [[nodiscard]] double program_overhead() const override { return overhead_; }
+
   result<void> observe(std::vector<target_view> &targets) override {
+    const double now = monotonic_seconds();
+    if (now < next_clear_) {  // held to the share: nothing observed this interval
+      for (auto &t : targets) t.heat.assign(t.chunks->size(), std::numeric_limits<double>::quiet_NaN());
+      return {};
+    }
     for (auto &t : targets) {
       if (auto ok = write_file("/proc/" + std::to_string(t.pid) + "/clear_refs", "4"); !ok && process_exists(t.pid))
         return ok;
     }
+    const double since_last = last_clear_ > 0 ? now - last_clear_ : interval_seconds_;
+    last_clear_ = now;
     std::this_thread::sleep_for(std::chrono::duration<double>(window_.seconds()));
     std::vector<double> seen;
     ++round_;
     const auto ps = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
     std::vector<std::uint64_t> entries;
+    double written_pages = 0;  // estimated, in the watched chunks
     for (auto &t : targets) {
       t.heat.assign(t.chunks->size(), 0.0);
       const std::string path = "/proc/" + std::to_string(t.pid) + "/pagemap";
@@ -480,8 +502,9 @@ class soft_dirty_source final : public source {
         const ssize_t got = ::pread(fd, entries.data(), n * sizeof(std::uint64_t),
                                     static_cast<off_t>((c.start / ps + first) * sizeof(std::uint64_t)));
         if (got <= 0) continue;
+        const std::size_t read = static_cast<std::size_t>(got) / sizeof(std::uint64_t);
         std::size_t present = 0, dirty = 0;
-        for (std::size_t p = 0; p < static_cast<std::size_t>(got) / sizeof(std::uint64_t); ++p) {
+        for (std::size_t p = 0; p < read; ++p) {
           const std::uint64_t e = entries[p];
           if ((e >> 63) & 1U) {
             ++present;
@@ -491,17 +514,60 @@ class soft_dirty_source final : public source {
         if (present > 0) {
           t.heat[i] = static_cast<double>(dirty) / static_cast<double>(present);
           seen.push_back(t.heat[i]);
+          written_pages += static_cast<double>(dirty) / static_cast<double>(read) * static_cast<double>(pages);
         }
       }
       ::close(fd);
     }
     window_.adapt(seen);
+    hold_to_share(written_pages, since_last);
     return {};
   }
 
  private:
+  // The share of the program's time the last clear cost it, and when the next one may come.
+  void hold_to_share(double written_pages, double since_last) {
+    const double cost = 2.0 * written_pages * fault_seconds_;
+    overhead_ = cost / std::max({interval_seconds_, since_last, window_.seconds()});
+    next_clear_ = 0;
+    if (max_overhead_ > 0 && cost > max_overhead_ * interval_seconds_) next_clear_ = last_clear_ + cost / max_overhead_;
+  }
+
+  // The cost of one soft-dirty fault, in seconds: 256 pages of a scratch mapping written, this
+  // process's bits cleared, the pages written again, three times; the median per page. (The
+  // clear write-protects all of this process's memory once more: a fault on each page it
+  // writes next, as each interval's clear of a watched process does.) 0 when it cannot tell.
+  static double calibrate_fault_cost() {
+    const auto ps = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    constexpr std::size_t pages = 256;
+    void *m = ::mmap(nullptr, pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return 0;
+    auto *p = static_cast<volatile char *>(m);
+    for (std::size_t i = 0; i < pages; ++i) p[i * ps] = 1;
+    std::array<double, 3> per_page{};
+    bool ok = true;
+    for (auto &t : per_page) {
+      if (!write_file("/proc/self/clear_refs", "4")) {
+        ok = false;
+        break;
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      for (std::size_t i = 0; i < pages; ++i) p[i * ps] = 2;
+      t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / pages;
+    }
+    ::munmap(m, pages * ps);
+    if (!ok) return 0;
+    std::sort(per_page.begin(), per_page.end());
+    return per_page[1];
+  }
+
   static constexpr std::size_t slice_pages = 64;
   write_window window_;
+  double interval_seconds_, max_overhead_;
+  double fault_seconds_ = 0;
+  double overhead_ = 0;    // the program's share, at the last clear
+  double last_clear_ = 0;  // monotonic_seconds()
+  double next_clear_ = 0;  // none before this (held to the share)
   std::size_t round_ = 0;
 };
 
@@ -1189,10 +1255,10 @@ std::string tiering_statistics::summary() const {
   }
   if (write_fault_seconds > 0) {
     char cost[160];
-    std::snprintf(cost, sizeof cost,
-                  "; write faults %.1f us each, about %.1f%% of the program's time, %zu chunks scanned",
-                  write_fault_seconds * 1e6, source_overhead * 100, scan_chunks);
+    std::snprintf(cost, sizeof cost, "; write faults %.1f us each, about %.1f%% of the program's time",
+                  write_fault_seconds * 1e6, source_overhead * 100);
     s += cost;
+    if (scan_chunks > 0) s += ", " + std::to_string(scan_chunks) + " chunks scanned";
   }
   if (site_knowledge) {
     s += "; sites " + std::to_string(sites) + " (" + std::to_string(sites_hot) + " hot, " + std::to_string(sites_cold) +
@@ -1788,7 +1854,8 @@ result<std::unique_ptr<tiering_engine>> tiering_engine::create(tiering_options o
     }
     if (!p->hotness && (options.source == hotness_source::automatic || options.source == hotness_source::soft_dirty)) {
       if (auto ok = soft_dirty_supported(); ok) {
-        p->hotness = std::make_unique<soft_dirty_source>(options.soft_dirty_window_seconds);
+        p->hotness = std::make_unique<soft_dirty_source>(options.soft_dirty_window_seconds, options.interval_seconds,
+                                                         options.write_protect_max_overhead);
       } else if (options.source == hotness_source::soft_dirty) {
         return error{ok.error().code, "tiering: " + ok.error().message};
       } else {
