@@ -135,6 +135,24 @@ struct classify_options {
 
 [[nodiscard]] result<topology> classify(sysfs::snapshot snap, const classify_options &options = {}) noexcept;
 
+// The kernel's weighted interleave weights (snapshot.weighted_interleave) beside HMAT's
+// bandwidths: for each weighted node with memory, its share of the weights (so of the pages)
+// and of the bandwidth (the lesser of read and write, as the kernel's auto mode takes it), in
+// percent. comparable: every such node has a bandwidth and there are two or more; differ: a
+// node's two shares are more than 5 points apart.
+struct interleave_weight_check {
+  struct node_share {
+    std::uint32_t node = 0;
+    double page_share = 0, bandwidth_share = 0;
+  };
+  std::vector<node_share> nodes;
+  bool comparable = false;
+  bool differ = false;
+  // "shares of the pages 19%/77%/3%, of HMAT's bandwidth 19%/77%/4%: they agree"; "" when not comparable.
+  [[nodiscard]] std::string shares_text() const;
+};
+[[nodiscard]] interleave_weight_check check_interleave_weights(const topology &t);
+
 struct load_options {
   std::string root;                       // empty: sysfs::default_root()
   std::optional<std::string> overrides;   // empty: $HETMEM_NODE_KINDS

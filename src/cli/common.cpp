@@ -1,5 +1,7 @@
-// common.cpp — helpers shared by the subcommands: paths below a captured root, tables.
+// common.cpp — helpers shared by the subcommands: paths below a captured root, tables, memory tiers.
 #include "common.hpp"
+
+#include <fmt/format.h>
 
 #include <algorithm>
 
@@ -28,6 +30,18 @@ std::string render_table(const std::vector<std::vector<std::string>> &rows, std:
     out += line + "\n";
   }
   return out;
+}
+
+std::string describe_memory_tiers(const sysfs::snapshot &s) {
+  std::string tiers;
+  for (const auto &mt : s.memory_tiers)
+    tiers += fmt::format("{}tier{}: {} (abstract distance {}-{}{})", tiers.empty() ? "" : ", ", mt.id,
+                         mt.nodes.to_string(), mt.first_abstract_distance(), mt.last_abstract_distance(),
+                         mt.first_abstract_distance() <= sysfs::memory_tier_dram_distance &&
+                                 sysfs::memory_tier_dram_distance <= mt.last_abstract_distance()
+                             ? ", DRAM's default"
+                             : "");
+  return tiers.empty() ? "none" : tiers;
 }
 
 }  // namespace hetmem::cli

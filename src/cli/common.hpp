@@ -32,4 +32,8 @@ std::string under_root(const std::string &root, const std::string &path);
 // right-aligned (numbers), the others left-aligned.
 std::string render_table(const std::vector<std::vector<std::string>> &rows, std::size_t right_from = SIZE_MAX);
 
+// "tier1: 1 (abstract distance 128-255), tier4: 0 (abstract distance 512-639, DRAM's default)";
+// "none" when the kernel lists none.
+std::string describe_memory_tiers(const sysfs::snapshot &s);
+
 }  // namespace hetmem::cli

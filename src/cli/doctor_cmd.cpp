@@ -106,15 +106,7 @@ std::vector<finding> diagnose(const topology &t, const kernel_tiering_state &k, 
 
   // Kernel memory tiers and demotion.
   if (s.memory_tiers_reported) {
-    std::string tiers;
-    for (const auto &mt : s.memory_tiers)
-      tiers += fmt::format("{}tier{}: {} (abstract distance {}-{}{})", tiers.empty() ? "" : ", ", mt.id,
-                           mt.nodes.to_string(), mt.first_abstract_distance(), mt.last_abstract_distance(),
-                           mt.first_abstract_distance() <= sysfs::memory_tier_dram_distance &&
-                                   sysfs::memory_tier_dram_distance <= mt.last_abstract_distance()
-                               ? ", DRAM's default"
-                               : "");
-    add("memory_tiers", finding_status::ok, "kernel memory tiers: " + (tiers.empty() ? std::string("none") : tiers));
+    add("memory_tiers", finding_status::ok, "kernel memory tiers: " + describe_memory_tiers(s));
   } else if (tiered) {
     add("memory_tiers", finding_status::note,
         "the kernel reports no memory tiers (/sys/devices/virtual/memory_tiering: Linux 6.1+)" + absent);
@@ -172,39 +164,14 @@ std::vector<finding> diagnose(const topology &t, const kernel_tiering_state &k, 
           "its own weights per range",
           "echo true > /sys/kernel/mm/mempolicy/weighted_interleave/auto   (Linux 6.16+), or write nodeN weights");
     else {
-      // Do the weights share pages as HMAT's bandwidths would? Each node's share of the weights
-      // beside its share of the bandwidth (the lesser of read and write, as the kernel's auto
-      // mode takes it); more than 5 points apart on any node is worth a note.
-      std::string shares, verdict;
-      bool differ = false, complete = !s.weighted_interleave.weights.empty();
-      double weight_sum = 0, bw_sum = 0;
-      std::vector<std::pair<double, double>> per_node;  // (weight, bandwidth)
-      for (auto [node, weight] : s.weighted_interleave.weights) {
-        const node_info *n = t.find(node);
-        if (!n || !n->has_memory) continue;
-        const auto &p = n->performance;
-        std::optional<std::uint64_t> bw = p.read_bandwidth_mbps;
-        if (p.write_bandwidth_mbps && (!bw || *p.write_bandwidth_mbps < *bw)) bw = p.write_bandwidth_mbps;
-        if (!bw || *bw == 0) complete = false;
-        per_node.emplace_back(weight, bw ? static_cast<double>(*bw) : 0.0);
-        weight_sum += weight;
-        bw_sum += bw ? static_cast<double>(*bw) : 0.0;
-      }
-      if (complete && per_node.size() > 1 && weight_sum > 0 && bw_sum > 0) {
-        std::string ws, bs;
-        for (auto [weight, bw] : per_node) {
-          const double a = 100.0 * weight / weight_sum, b = 100.0 * bw / bw_sum;
-          differ = differ || std::fabs(a - b) > 5.0;
-          ws += fmt::format("{}{:.0f}%", ws.empty() ? "" : "/", a);
-          bs += fmt::format("{}{:.0f}%", bs.empty() ? "" : "/", b);
-        }
-        shares = fmt::format("; shares of the pages {}, of HMAT's bandwidth {}", ws, bs);
-        verdict = differ ? ": they differ by more than 5 points" : ": they agree";
-      }
+      // Do the weights share pages as HMAT's bandwidths would?
+      const auto check = check_interleave_weights(t);
+      const bool differ = check.differ;
+      const std::string shares = check.comparable ? "; " + check.shares_text() : std::string();
       add("weighted_interleave", differ ? finding_status::note : finding_status::ok,
-          fmt::format("weighted interleave present (auto={}, weights{}){}{}",
+          fmt::format("weighted interleave present (auto={}, weights{}){}",
                       s.weighted_interleave.auto_mode ? (auto_on ? "true" : "false") : "n/a", w.empty() ? " none" : w,
-                      shares, verdict),
+                      shares),
           differ ? (auto_on ? "the kernel derived them: check HMAT (hetmem topo --explain), or write nodeN weights"
                             : "echo true > /sys/kernel/mm/mempolicy/weighted_interleave/auto   (Linux 6.16+)")
                  : std::string());

@@ -97,6 +97,7 @@ int run_topo(topo_args a) {
       ro.hwloc_note = "hwloc cross-check unavailable: " + hw.error().message + ".";
     }
   }
+  if (a.format == "table" || a.format == "json") ro.kernel = hetmem::detect_kernel_tiering(topo->root, topo->snapshot);
   std::string out;
   if (a.format == "json")
     out = hetmem::cli::render_json(*topo, ro);

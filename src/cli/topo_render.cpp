@@ -154,13 +154,26 @@ std::string render_text(const topology &t, const render_options &opt) {
     } else {
       out += "  numa_balancing: not reported\n";
     }
+    if (opt.kernel) {
+      const auto &k = *opt.kernel;
+      if (k.kernel_promotes())
+        out += fmt::format(
+            "  promotion (tiering mode): rate limit {}, hot threshold {}\n",
+            k.promote_rate_limit_mbps >= 0 ? fmt::format("{} MB/s", k.promote_rate_limit_mbps)
+                                           : std::string("not reported"),
+            k.hot_threshold_ms >= 0 ? fmt::format("{} ms", k.hot_threshold_ms) : std::string("not readable (debugfs)"));
+      out +=
+          fmt::format("  per-node proactive reclaim (nodeN/reclaim): {}\n", k.node_reclaim ? "offered" : "not offered");
+    }
+    if (s.memory_tiers_reported) out += fmt::format("  memory tiers: {}\n", describe_memory_tiers(s));
     if (s.weighted_interleave.present) {
       std::string w;
       for (auto [node, weight] : s.weighted_interleave.weights) w += fmt::format(" {}:{}", node, weight);
+      const auto check = check_interleave_weights(t);
       out +=
-          fmt::format("  weighted interleave: auto={}, weights{}\n",
+          fmt::format("  weighted interleave: auto={}, weights{}{}\n",
                       s.weighted_interleave.auto_mode ? (*s.weighted_interleave.auto_mode ? "true" : "false") : "n/a",
-                      w.empty() ? " none" : w);
+                      w.empty() ? " none" : w, check.comparable ? "; " + check.shares_text() : std::string());
     } else {
       out += "  weighted interleave: not available (Linux 6.9+)\n";
     }
@@ -169,6 +182,19 @@ std::string render_text(const topology &t, const render_options &opt) {
                     s.allowed_mems ? s.allowed_mems->to_string() + " (" + s.allowed_mems_source + ")" : "not reported");
     std::string cpu = s.cpu.model_name.empty() ? s.cpu.vendor : s.cpu.model_name;
     out += fmt::format("  CPU: {}\n", cpu.empty() ? "not reported" : cpu);
+    if (opt.kernel) {
+      const auto &k = *opt.kernel;
+      std::string modules;
+      for (auto [on, name] : {std::pair{k.damon_stat, "DAMON_STAT"}, std::pair{k.damon_reclaim, "DAMON_RECLAIM"},
+                              std::pair{k.damon_lru_sort, "DAMON_LRU_SORT"}})
+        if (on) modules += fmt::format("{}{}", modules.empty() ? "" : ", ", name);
+      if (k.damon_sysfs)
+        out += fmt::format("  DAMON: {} kdamond(s) configured, {} running; modules on: {}\n", k.damon_kdamonds,
+                           k.damon_running, modules.empty() ? "none" : modules);
+      else
+        out += "  DAMON: no sysfs interface (/sys/kernel/mm/damon/admin)\n";
+      for (const auto &scheme : k.damon_schemes) out += "    " + scheme + "\n";
+    }
   }
 
   if (!t.notes.empty()) {
@@ -218,6 +244,25 @@ std::string render_json(const topology &t, const render_options &opt) {
     kernel["weighted_interleave"] = nullptr;
   }
   kernel["numa_fake"] = s.numa_fake;
+  if (s.weighted_interleave.present) {
+    const auto check = check_interleave_weights(t);
+    ojson shares = ojson::object();
+    for (const auto &n : check.nodes)
+      shares[std::to_string(n.node)] = {{"pages_percent", n.page_share}, {"hmat_bandwidth_percent", n.bandwidth_share}};
+    kernel["weighted_interleave"]["shares"] = check.comparable ? shares : ojson(nullptr);
+    kernel["weighted_interleave"]["match_hmat"] = check.comparable ? ojson(!check.differ) : ojson(nullptr);
+  }
+  if (opt.kernel) {
+    const auto &k = *opt.kernel;
+    auto known = [](int v) { return v >= 0 ? ojson(v) : ojson(nullptr); };
+    kernel["numa_balancing_promote_rate_limit_mbps"] = known(k.promote_rate_limit_mbps);
+    kernel["hot_threshold_ms"] = known(k.hot_threshold_ms);
+    kernel["node_reclaim"] = k.node_reclaim;
+    kernel["damon"] = k.damon_sysfs ? ojson{{"kdamonds", k.damon_kdamonds},     {"running", k.damon_running},
+                                            {"schemes", k.damon_schemes},       {"damon_stat", k.damon_stat},
+                                            {"damon_reclaim", k.damon_reclaim}, {"damon_lru_sort", k.damon_lru_sort}}
+                                    : ojson(nullptr);
+  }
   j["kernel"] = kernel;
   j["cpu"] = {{"vendor", s.cpu.vendor},
               {"model_name", s.cpu.model_name},

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "hetmem/tiering.hpp"
 #include "hetmem/topology.hpp"
 
 namespace hetmem::cli {
@@ -18,6 +19,9 @@ struct render_options {
   bool explain = false;
   view_choice view;
   std::optional<std::string> hwloc_note;  // one line about the hwloc cross-check
+  // The kernel's own tiering (NUMA balancing's promotion, per-node reclaim, DAMON), read
+  // beside the topology; shown under --explain and in JSON when given.
+  std::optional<kernel_tiering_state> kernel;
 };
 
 // The rank of `node`'s tier as `view` sees it; nullopt without a view or when it ranks no such node.

@@ -62,10 +62,31 @@ kernel_tiering_state detect_kernel_tiering(const std::string &root, const sysfs:
         (void)tiering_detail::read_text(ctx + "/operations", ops);
         const int schemes = read_int(ctx + "/schemes/nr_schemes", 0);
         for (int i = 0; i < schemes && i < 64; ++i) {
+          const std::string scheme = ctx + "/schemes/" + std::to_string(i);
           std::string action;
-          (void)tiering_detail::read_text(ctx + "/schemes/" + std::to_string(i) + "/action", action);
-          s.damon_schemes.push_back("kdamond " + std::to_string(k) + (on ? " (running)" : " (off)") + ": " + ops + " " +
-                                    action);
+          (void)tiering_detail::read_text(scheme + "/action", action);
+          std::string line =
+              "kdamond " + std::to_string(k) + (on ? " (running)" : " (off)") + ": " + ops + " " + action;
+          // migrate_hot/migrate_cold (6.11) move to target_nid.
+          if (std::string nid; (action == "migrate_hot" || action == "migrate_cold") &&
+                               tiering_detail::read_text(scheme + "/target_nid", nid))
+            line += " to node " + nid;
+          // Quota goals (6.8; node_mem_used_bp/node_mem_free_bp with nid, 6.16): what the scheme
+          // tunes its quota to keep, and where it stands.
+          const int goals = read_int(scheme + "/quotas/goals/nr_goals", 0);
+          for (int g = 0; g < goals && g < 16; ++g) {
+            const std::string goal = scheme + "/quotas/goals/" + std::to_string(g);
+            std::string metric, target, current, nid;
+            (void)tiering_detail::read_text(goal + "/target_metric", metric);
+            (void)tiering_detail::read_text(goal + "/target_value", target);
+            line += "; goal " + (metric.empty() ? std::string("user_input") : metric);
+            if (metric.rfind("node_mem_", 0) == 0 && tiering_detail::read_text(goal + "/nid", nid))
+              line += " of node " + nid;
+            line += " " + (target.empty() ? std::string("?") : target);
+            if (tiering_detail::read_text(goal + "/current_value", current) && !current.empty())
+              line += " (now " + current + ")";
+          }
+          s.damon_schemes.push_back(line);
         }
       }
     }

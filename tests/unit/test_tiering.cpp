@@ -342,8 +342,17 @@ TEST_CASE("the kernel's own tiering is read and explained, from a made-up root",
   put("sys/kernel/mm/damon/admin/kdamonds/0/state", "on");
   put("sys/kernel/mm/damon/admin/kdamonds/0/contexts/nr_contexts", "1");
   put("sys/kernel/mm/damon/admin/kdamonds/0/contexts/0/operations", "paddr");
-  put("sys/kernel/mm/damon/admin/kdamonds/0/contexts/0/schemes/nr_schemes", "1");
+  put("sys/kernel/mm/damon/admin/kdamonds/0/contexts/0/schemes/nr_schemes", "2");
   put("sys/kernel/mm/damon/admin/kdamonds/0/contexts/0/schemes/0/action", "pageout");
+  // The setup of damo's mem_tier script (6.16): promote to node 0 while it is under 99.7% used.
+  const std::string hot = "sys/kernel/mm/damon/admin/kdamonds/0/contexts/0/schemes/1/";
+  put(hot + "action", "migrate_hot");
+  put(hot + "target_nid", "0");
+  put(hot + "quotas/goals/nr_goals", "1");
+  put(hot + "quotas/goals/0/target_metric", "node_mem_used_bp");
+  put(hot + "quotas/goals/0/target_value", "9970");
+  put(hot + "quotas/goals/0/current_value", "9512");
+  put(hot + "quotas/goals/0/nid", "0");
   put("proc/pressure/memory", "some avg10=0.00 avg60=0.00 avg300=0.00 total=0");
   const auto s = detect_kernel_tiering(root.string());
   CHECK(s.numa_balancing == 2);
@@ -362,6 +371,9 @@ TEST_CASE("the kernel's own tiering is read and explained, from a made-up root",
   CHECK(s.node_reclaim);
   CHECK_THAT(all, ContainsSubstring("per-node proactive reclaim is offered"));
   CHECK_THAT(all, ContainsSubstring("kdamond 0 (running): paddr pageout"));
+  REQUIRE(s.damon_schemes.size() == 2);
+  CHECK(s.damon_schemes[1] ==
+        "kdamond 0 (running): paddr migrate_hot to node 0; goal node_mem_used_bp of node 0 9970 (now 9512)");
   CHECK_THAT(all, ContainsSubstring("demotes earlier"));
 
   put("proc/sys/kernel/numa_balancing", "1");
