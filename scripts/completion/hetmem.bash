@@ -29,7 +29,7 @@ _hetmem() {
     --to | --from | --fast | --slow) mapfile -t COMPREPLY < <(compgen -W "$_hetmem_tiers" -- "$cur"); return ;;
     --pid) mapfile -t COMPREPLY < <(compgen -W "$(cd /proc 2> /dev/null && ls -d [0-9]* 2> /dev/null)" -- "$cur"); return ;;
     --policy | --initiator | --cpu | --kind | --range | --rate | --watch | --count | --fast-limit | --interval | \
-      --threshold | --duration | --nodes | --size | --threads | --time) return ;;
+      --threshold | --max-overhead | --duration | --nodes | --size | --threads | --time) return ;;
   esac
   local opts
   case $sub in
@@ -53,7 +53,7 @@ _hetmem() {
     probe) opts="--initiator --cpu --nodes --size --threads --time --latency-only --bandwidth-only --save --json --progress --help" ;;
     migrate) opts="--pid --to --from --range --all-mappings --rate --json --quiet --progress --help" ;;
     gather) opts="--out --root --help" ;;
-    tierd) opts="--pid --cgroup --fast --slow --fast-limit --rate --interval --threshold --source --coexist --damon-takeover --duration --json --quiet --help" ;;
+    tierd) opts="--pid --cgroup --fast --slow --fast-limit --rate --interval --threshold --source --max-overhead --coexist --damon-takeover --duration --json --quiet --help" ;;
   esac
   if [ "$sub" = stat ] && [[ $cur != -* ]]; then
     mapfile -t COMPREPLY < <(compgen -W "$(cd /proc 2> /dev/null && ls -d [0-9]* 2> /dev/null)" -- "$cur")

@@ -358,6 +358,9 @@ int main(int argc, char **argv) try {
   tierd->add_option("--source", da.source,
                     "Hotness source: auto, damon, soft-dirty or perf (default auto; write-protect bits work only "
                     "inside a program, see HETMEM_TIERING)");
+  tierd->add_option("--max-overhead", da.max_overhead,
+                    "Share (0..1) of a managed program's time the soft-dirty source's write faults may cost it: "
+                    "past it, the bits are cleared less often (default 0.05; 0: every interval, whatever it costs)");
   tierd->add_option("--coexist", da.coexist,
                     "With the kernel's NUMA-balancing tiering on: coexist (only demote), yield (do nothing), force");
   tierd->add_flag("--damon-takeover", da.damon_takeover,

@@ -59,6 +59,11 @@ int run_tierd(const tierd_args &a) {
                      ",coexist=" + a.coexist + ",threshold=" + std::to_string(a.threshold);
   if (!a.fast_limit.empty()) spec += ",fast-limit=" + a.fast_limit;
   if (a.damon_takeover) spec += ",damon-takeover=on";
+  if (a.max_overhead) {
+    char share[32];
+    std::snprintf(share, sizeof share, "%g", *a.max_overhead);
+    spec += ",max-overhead=" + std::string(share);
+  }
   if (a.interval <= 0.1) spec += ",window=" + std::to_string(a.interval / 2);
   auto o = parse_tiering_options(spec);
   if (!o) {

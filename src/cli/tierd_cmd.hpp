@@ -20,7 +20,8 @@ struct tierd_args {
   std::string source = "auto";
   std::string coexist = "coexist";
   double threshold = 0.05;
-  bool damon_takeover = false;  // stop DAMON_STAT while DAMON is used, start it again at exit
+  std::optional<double> max_overhead;  // the write-bit sources' share of the program's time (default 0.05)
+  bool damon_takeover = false;         // stop DAMON_STAT while DAMON is used, start it again at exit
   bool json = false;
   bool quiet = false;
 };

@@ -1,6 +1,7 @@
 // The tiering settings as one string (the preload's HETMEM_TIERING): "1" / "on" for the
 // defaults, or "key=value,key=value". Errors name the key or value at fault.
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -16,15 +17,17 @@ result<double> number(std::string_view key, std::string_view v, double lo, doubl
   char *end = nullptr;
   errno = 0;
   const double d = std::strtod(s.c_str(), &end);
-  if (s.empty() || errno != 0 || end != s.c_str() + s.size() || !(d >= lo && d <= hi))
-    return error{EINVAL, "tiering: " + std::string(key) + "=" + s + ": expected a number from " + std::to_string(lo) +
-                             " to " + std::to_string(hi)};
+  if (s.empty() || errno != 0 || end != s.c_str() + s.size() || !(d >= lo && d <= hi)) {
+    char range[64];
+    std::snprintf(range, sizeof range, "%g to %g", lo, hi);
+    return error{EINVAL, "tiering: " + std::string(key) + "=" + s + ": expected a number from " + range};
+  }
   return d;
 }
 
 constexpr const char *known_keys =
     "fast-limit, rate, interval, threshold, hysteresis, cooldown, reserve, chunk, window, source, coexist, sites, "
-    "perf-event, perf-period, damon-takeover";
+    "perf-event, perf-period, damon-takeover, max-overhead";
 
 // The settings that are plain numbers in a range.
 struct number_setting {
