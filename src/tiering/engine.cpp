@@ -412,6 +412,36 @@ result<void> soft_dirty_supported() {
   return out;
 }
 
+// What one write fault a write-bit source causes costs here, in seconds: 256 pages of a scratch
+// mapping written, `setup` once (with its address and length), then three times `protect` and
+// every page written again, timed; the median per page. 0 when the mapping, `setup` or
+// `protect` fails. The mapping is gone when it returns (a userfaultfd registration with it).
+template <class Setup, class Protect>
+double time_write_faults(Setup setup, Protect protect) {
+  const auto ps = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  constexpr std::size_t pages = 256;
+  void *m = ::mmap(nullptr, pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return 0;
+  auto *p = static_cast<volatile char *>(m);
+  for (std::size_t i = 0; i < pages; ++i) p[i * ps] = 1;
+  const auto at = reinterpret_cast<std::uintptr_t>(m);
+  std::array<double, 3> per_page{};
+  bool ok = setup(at, pages * ps);
+  for (auto &t : per_page) {
+    if (!ok || !protect(at, pages * ps)) {
+      ok = false;
+      break;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < pages; ++i) p[i * ps] = 2;
+    t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / pages;
+  }
+  ::munmap(m, pages * ps);
+  if (!ok) return 0;
+  std::sort(per_page.begin(), per_page.end());
+  return per_page[1];
+}
+
 // The window of the write-bit sources (soft-dirty, write-protect): the configured length at
 // most. A page counts once however often it is written, so a window long enough for a program
 // to write nearly every watched page of most chunks tells hot from cold no longer (GUPS on one
@@ -533,32 +563,13 @@ class soft_dirty_source final : public source {
     if (max_overhead_ > 0 && cost > max_overhead_ * interval_seconds_) next_clear_ = last_clear_ + cost / max_overhead_;
   }
 
-  // The cost of one soft-dirty fault, in seconds: 256 pages of a scratch mapping written, this
-  // process's bits cleared, the pages written again, three times; the median per page. (The
+  // The cost of one soft-dirty fault: this process's bits cleared before each timed pass. (The
   // clear write-protects all of this process's memory once more: a fault on each page it
-  // writes next, as each interval's clear of a watched process does.) 0 when it cannot tell.
+  // writes next, as each interval's clear of a watched process does.)
   static double calibrate_fault_cost() {
-    const auto ps = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-    constexpr std::size_t pages = 256;
-    void *m = ::mmap(nullptr, pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) return 0;
-    auto *p = static_cast<volatile char *>(m);
-    for (std::size_t i = 0; i < pages; ++i) p[i * ps] = 1;
-    std::array<double, 3> per_page{};
-    bool ok = true;
-    for (auto &t : per_page) {
-      if (!write_file("/proc/self/clear_refs", "4")) {
-        ok = false;
-        break;
-      }
-      const auto t0 = std::chrono::steady_clock::now();
-      for (std::size_t i = 0; i < pages; ++i) p[i * ps] = 2;
-      t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / pages;
-    }
-    ::munmap(m, pages * ps);
-    if (!ok) return 0;
-    std::sort(per_page.begin(), per_page.end());
-    return per_page[1];
+    return time_write_faults(
+        [](std::uintptr_t, std::size_t) { return true; },
+        [](std::uintptr_t, std::size_t) { return static_cast<bool>(write_file("/proc/self/clear_refs", "4")); });
   }
 
   static constexpr std::size_t slice_pages = 64;
@@ -763,33 +774,13 @@ class write_protect_source final : public source {
     }
   }
 
-  // The cost of one write fault on a page this source protected, in seconds: 256 pages of a
-  // scratch mapping registered, protected and written, three times; the median per page. Taken
-  // by the engine's thread, as a program's thread takes it (the TLB flushes its protecting
-  // sends to the program's other CPUs are not in it). 0 when the scratch mapping fails.
+  // The cost of one write fault on a page this source protected: the scratch mapping registered,
+  // protected again before each timed pass. Taken by the engine's thread, as a program's thread
+  // takes it (the TLB flushes its protecting sends to the program's other CPUs are not in it).
   double calibrate_fault_cost() {
-    const auto ps = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-    constexpr std::size_t pages = 256;
-    void *m = ::mmap(nullptr, pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) return 0;
-    auto *p = static_cast<volatile char *>(m);
-    for (std::size_t i = 0; i < pages; ++i) p[i * ps] = 1;
-    const auto at = reinterpret_cast<std::uintptr_t>(m);
-    std::array<double, 3> per_page{};
-    bool ok = register_range(at, at + pages * ps) == 0;
-    for (auto &t : per_page) {
-      if (!ok || scan(at, at + pages * ps, nullptr, 0) < 0) {
-        ok = false;
-        break;
-      }
-      const auto t0 = std::chrono::steady_clock::now();
-      for (std::size_t i = 0; i < pages; ++i) p[i * ps] = 2;
-      t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / pages;
-    }
-    ::munmap(m, pages * ps);  // unregisters it too
-    if (!ok) return 0;
-    std::sort(per_page.begin(), per_page.end());
-    return per_page[1];
+    return time_write_faults(
+        [this](std::uintptr_t at, std::size_t len) { return register_range(at, at + len) == 0; },
+        [this](std::uintptr_t at, std::size_t len) { return scan(at, at + len, nullptr, 0) >= 0; });
   }
 
   // Up to slice_pages pages of the chunk at an offset that moves each interval (as the
