@@ -268,8 +268,8 @@ void start_tiering(bool explain, bool strict, const hetmem::topology &t) noexcep
 // memory; false when that cannot be told.
 bool one_memory_node() noexcept {
   try {
-    auto text =
-        hetmem::sysfs::read_text_file(hetmem::sysfs::default_root() + "/sys/devices/system/node/has_memory", 4096);
+    auto text = hetmem::sysfs::read_text_file(hetmem::sysfs::default_root() + "/sys/devices/system/node/has_memory",
+                                              4096, /*not_procfs=*/true);
     if (!text) return false;
     auto nodes = hetmem::sysfs::parse_id_list(*text, hetmem::sysfs::max_node_id);
     return nodes && nodes->count() == 1;

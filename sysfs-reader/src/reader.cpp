@@ -114,7 +114,7 @@ class reader {
     }
     snap_.possible = attr(std::string(node_dir) + "/possible", node_list());
     snap_.online = attr(std::string(node_dir) + "/online", node_list());
-    snap_.has_cpu = attr(std::string(node_dir) + "/has_cpu", node_list());
+    if (everything()) snap_.has_cpu = attr(std::string(node_dir) + "/has_cpu", node_list());  // shown, not used
     snap_.has_memory = attr(std::string(node_dir) + "/has_memory", node_list());
     snap_.has_normal_memory = attr(std::string(node_dir) + "/has_normal_memory", node_list());
     snap_.has_generic_initiator = attr(std::string(node_dir) + "/has_generic_initiator", node_list());
@@ -229,10 +229,12 @@ class reader {
       }
       out = *v;
     };
+    // Classification and placement take a write figure only where the read one is missing (or
+    // 0): the placement scope reads it only then.
     value("read_latency", p.read_latency_ns);
-    value("write_latency", p.write_latency_ns);
+    if (everything() || !p.read_latency_ns) value("write_latency", p.write_latency_ns);
     value("read_bandwidth", p.read_bandwidth_mbps);
-    value("write_bandwidth", p.write_bandwidth_mbps);
+    if (everything() || !p.read_bandwidth_mbps) value("write_bandwidth", p.write_bandwidth_mbps);
   }
 
   void read_memory_side_caches(const std::string &dir, node &n) {
@@ -341,15 +343,19 @@ class reader {
     auto names = entries(dir);
     if (!names) return;
     std::sort(names->begin(), names->end());
+    // The devices' own links first, all in one directory (root_dir keeps it open between them).
     for (const auto &name : *names) {
       if (name.compare(0, 3, "dax") != 0) continue;
       dax_device d;
       d.name = name;
-      const std::string p = dir + "/" + name;
-      if (auto target = link(p)) {
+      if (auto target = link(dir + "/" + name)) {
         d.device_path = detail::join_lexically("bus/dax/devices", *target);
         d.parent = classify_dax_path("/" + d.device_path);
       }
+      snap_.dax_devices.push_back(std::move(d));
+    }
+    for (auto &d : snap_.dax_devices) {
+      const std::string p = dir + "/" + d.name;
       if (auto drv = link(p + "/driver")) {
         auto slash = drv->rfind('/');
         d.driver_name = slash == std::string::npos ? *drv : drv->substr(slash + 1);
@@ -362,7 +368,6 @@ class reader {
         d.numa_node = attr(p + "/numa_node", parse_int64);
         d.size_bytes = attr(p + "/size", parse_uint64);
       }
-      snap_.dax_devices.push_back(std::move(d));
     }
   }
 
@@ -410,8 +415,7 @@ class reader {
 
   void read_allowed_mems() {
     auto cg = attr("proc/self/cgroup", parse_proc_self_cgroup);
-    auto try_file = [&](const std::string &path) {
-      if (!exists(path)) return false;
+    auto try_file = [&](const std::string &path) {  // absent: nullopt, no diagnostic
       if (auto set = attr(path, node_list())) {
         snap_.allowed_mems = std::move(*set);
         snap_.allowed_mems_source = path;
@@ -450,8 +454,10 @@ class reader {
   }
 
   void read_cpu() {
-    // Only the first processor block matters: read a bounded prefix.
-    if (auto t = text("proc/cpuinfo", std::size_t{64} * 1024, /*truncate=*/true)) {
+    // Only the first processor block matters: read a bounded prefix. The kernel writes the
+    // text of every CPU a read covers (microseconds each), so the prefix is two pages: the
+    // first block of an x86 server (its flags lines the longest) fits with room to spare.
+    if (auto t = text("proc/cpuinfo", std::size_t{8} * 1024, /*truncate=*/true)) {
       if (auto id = parse_cpuinfo(*t))
         snap_.cpu = std::move(id).value();
       else

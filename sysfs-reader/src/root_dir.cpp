@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 namespace hetmem::sysfs::detail {
 
@@ -132,6 +133,7 @@ result<root_dir> root_dir::open(const std::string &path) {
 
 root_dir::~root_dir() {
   if (fd_ >= 0) ::close(fd_);
+  if (link_dir_fd_ >= 0) ::close(link_dir_fd_);
 }
 
 int root_dir::open_at(const std::string &rel, int flags) const {
@@ -153,22 +155,38 @@ result<std::string> root_dir::read(const std::string &rel, std::size_t limit, bo
   if (int err = injected_fault(file_access::open_file, rel.c_str())) return os_error(err, "cannot open");
   int fd = open_at(rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return os_error(-fd, "cannot open");
-  return read_regular_file(fd, rel.c_str(), limit, truncate);
+  // procfs reports size 0 and may end a read short of its end (a seq_file stops at the record
+  // that does not fit its page): its files are stat-ed and read to EOF. Everything else in a
+  // root (sysfs attributes, cgroupfs, a captured tree's files) gives all it has in one read.
+  const bool procfs = rel.compare(0, 5, "proc/") == 0;
+  return read_regular_file(fd, rel.c_str(), limit, truncate, procfs ? stat_first::yes : stat_first::when_unsure);
 }
 
-result<std::string> read_regular_file(int fd, const char *path, std::size_t limit, bool truncate) {
+result<std::string> read_regular_file(int fd, const char *path, std::size_t limit, bool truncate, stat_first when) {
   fd_guard guard{fd};
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return os_error(errno, "cannot stat");
-  if (!S_ISREG(st.st_mode)) return error{EINVAL, "not a regular file"};
-  std::string out;
-  // sysfs reports st_size 4096 for every attribute; procfs reports 0: read until EOF.
-  out.resize(limit + 1 < 4096 ? limit + 1 : 4096);
   // A file reporting at most a page that gives less than was asked has been read whole: a sysfs
   // attribute (its text is at most a page and comes in one read) or a small file of a captured
-  // tree. No read for the EOF then: a system call fewer per attribute (a fifth of what reading
-  // a machine's topology costs, in every program started under the preload).
-  const bool whole_in_one_read = st.st_size > 0 && st.st_size <= 4096;
+  // tree. No read for the EOF then. procfs reports size 0: read until EOF.
+  bool whole_in_one_read = false;
+  bool stated = false;
+  auto check_regular = [&]() -> std::optional<error> {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return os_error(errno, "cannot stat");
+    if (!S_ISREG(st.st_mode)) return error{EINVAL, "not a regular file"};
+    whole_in_one_read = st.st_size > 0 && st.st_size <= 4096;
+    stated = true;
+    return std::nullopt;
+  };
+  if (when == stat_first::yes) {
+    if (auto e = check_regular()) return *e;
+  } else {
+    // No fstat while the first read is short of the buffer and gives something: that read is
+    // the whole file. A FIFO (empty or EAGAIN, being non-blocking) or a device (fills the
+    // buffer) is told apart by the fstat its first read then asks for.
+    whole_in_one_read = true;
+  }
+  std::string out;
+  out.resize(limit + 1 < 4096 ? limit + 1 : 4096);
   std::size_t used = 0;
   while (true) {
     if (used == out.size()) {
@@ -179,11 +197,17 @@ result<std::string> read_regular_file(int fd, const char *path, std::size_t limi
     if (injected) errno = injected;
     ssize_t n = injected ? -1 : ::read(fd, out.data() + used, out.size() - used);
     if (n < 0) {
-      if (errno == EINTR) continue;
-      return os_error(errno, "read failed");
+      const int err = errno;
+      if (err == EINTR) continue;
+      if (!stated)
+        if (auto e = check_regular()) return *e;
+      return os_error(err, "read failed");
+    }
+    const std::size_t asked = out.size() - used;
+    if (!stated && (n == 0 || static_cast<std::size_t>(n) == asked)) {
+      if (auto e = check_regular()) return *e;
     }
     if (n == 0) break;
-    const std::size_t asked = out.size() - used;
     used += static_cast<std::size_t>(n);
     if (whole_in_one_read && static_cast<std::size_t>(n) < asked) break;
   }
@@ -227,11 +251,18 @@ result<std::string> root_dir::read_link(const std::string &rel) const {
   std::string dir = slash == std::string::npos ? std::string() : rel.substr(0, slash);
   std::string base = slash == std::string::npos ? rel : rel.substr(slash + 1);
   if (int err = injected_fault(file_access::read_link, rel.c_str())) return os_error(err, "cannot read link");
-  int dfd = open_at(dir, O_PATH | O_DIRECTORY);
-  if (dfd < 0) return os_error(-dfd, "cannot open directory");
-  fd_guard guard{dfd};
+  // The directory stays open for the next link in it (the links of sys/bus/dax/devices are read
+  // one after the other): two system calls fewer per link.
+  if (link_dir_fd_ < 0 || link_dir_ != dir) {
+    if (link_dir_fd_ >= 0) ::close(link_dir_fd_);
+    link_dir_fd_ = -1;
+    int dfd = open_at(dir, O_PATH | O_DIRECTORY);
+    if (dfd < 0) return os_error(-dfd, "cannot open directory");
+    link_dir_fd_ = dfd;
+    link_dir_ = dir;
+  }
   char buf[4096];
-  ssize_t n = ::readlinkat(dfd, base.c_str(), buf, sizeof buf);
+  ssize_t n = ::readlinkat(link_dir_fd_, base.c_str(), buf, sizeof buf);
   if (n < 0) return os_error(errno, "cannot read link");
   if (static_cast<std::size_t>(n) >= sizeof buf) return error{ENAMETOOLONG, "link target is too long"};
   return std::string(buf, static_cast<std::size_t>(n));
@@ -281,7 +312,7 @@ std::string join_lexically(std::string_view dir, std::string_view target) {
 
 namespace hetmem::sysfs {
 
-result<std::string> read_text_file(const std::string &path, std::size_t limit) noexcept {
+result<std::string> read_text_file(const std::string &path, std::size_t limit, bool not_procfs) noexcept {
   try {
     const int injected = detail::injected_fault(detail::file_access::open_file, path.c_str());
     const int fd = injected ? -1 : ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
@@ -289,7 +320,8 @@ result<std::string> read_text_file(const std::string &path, std::size_t limit) n
       const int err = injected ? injected : errno;
       return error{err, path + ": " + detail::errno_text(err)};
     }
-    auto r = detail::read_regular_file(fd, path.c_str(), limit, false);
+    auto r = detail::read_regular_file(fd, path.c_str(), limit, false,
+                                       not_procfs ? detail::stat_first::when_unsure : detail::stat_first::yes);
     if (!r) return error{r.error().code, path + ": " + r.error().message};
     return r;
   } catch (const std::bad_alloc &) {

@@ -80,6 +80,21 @@ lifecycle)
     node_opens 0-1 HETMEM_EXPLAIN=1 >/dev/null; full=$(skipped_opens)
     [ "$light" = 0 ] && [ "$full" -gt 2 ]
     expect $? "start-up on two nodes leaves hugepage pools and the kernel's knobs unread ($light opens), reads them for HETMEM_EXPLAIN ($full)"
+    # A sysfs attribute is one open, one read and a close: no fstat (its first read, short of
+    # the buffer and not empty, is the whole file), as many reads as files.
+    for n in 0 1; do
+      mkdir -p "$work/root-0-1/sys/devices/system/node/node$n"
+      printf '%s\n' "$n" >"$work/root-0-1/sys/devices/system/node/node$n/cpulist"
+      printf 'Node %s MemTotal: 1048576 kB\n' "$n" >"$work/root-0-1/sys/devices/system/node/node$n/meminfo"
+      printf '10 20\n' >"$work/root-0-1/sys/devices/system/node/node$n/distance"
+    done
+    env HETMEM_SYSFS_ROOT="$work/root-0-1" strace -f -qq -y -e trace=openat,openat2,read,fstat,newfstatat,statx \
+      -o "$work/trace" env LD_PRELOAD="$preload" /bin/true 2>/dev/null
+    stats=$(grep -cE '^[0-9 ]*(fstat|newfstatat|statx)\(.*devices/system/node' "$work/trace")
+    files=$(grep -E '^[0-9 ]*openat2?\(.*devices/system/node/' "$work/trace" | grep -v O_DIRECTORY | grep -cE '\) = [0-9]')
+    reads=$(grep -cE '^[0-9 ]*read\(.*devices/system/node' "$work/trace")
+    [ "$stats" = 0 ] && [ "$files" -ge 7 ] && [ "$reads" = "$files" ]
+    expect $? "start-up reads each sysfs file with one read and no fstat ($files files, $reads reads, $stats fstat)"
   else
     echo "SKIP start-up's sysfs reads: no strace here"
   fi

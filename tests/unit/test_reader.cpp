@@ -327,6 +327,24 @@ TEST_CASE("read_text_file: the content, or an error naming the path", "[reader][
   auto status = read_text_file("/proc/self/status", 1 << 20);
   REQUIRE(status);
   CHECK(status->find("VmRSS") != std::string::npos);
+
+  // Without the fstat before the first read (not_procfs): the same contents and the same refusals.
+  t.file("page", std::string(4096, 'p')).file("empty", "");
+  for (const char *name : {"config", "big", "page", "empty"}) {
+    INFO(name);
+    auto with = read_text_file(t.root() + "/" + name, 1 << 20);
+    auto without = read_text_file(t.root() + "/" + name, 1 << 20, /*not_procfs=*/true);
+    REQUIRE(with);
+    REQUIRE(without);
+    CHECK(*with == *without);
+  }
+  expect(read_text_file(t.root() + "/big", 4999, true), EFBIG, "file is larger than 4999 bytes");
+  expect(read_text_file(t.root() + "/a-directory", 1 << 20, true), EINVAL, "not a regular file");
+  expect(read_text_file(fifo, 1 << 20, true), EINVAL, "fifo: not a regular file");
+  // A device streams forever: refused once its first read fills the buffer (opened through a
+  // symlink, as a captured tree could hold one).
+  if (::symlink("/dev/zero", (t.root() + "/zero").c_str()) == 0)
+    expect(read_text_file(t.root() + "/zero", 1 << 20, true), EINVAL, "zero: not a regular file");
 }
 
 TEST_CASE("the reader's table of errno texts is glibc's, word for word", "[reader]") {

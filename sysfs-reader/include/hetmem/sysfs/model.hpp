@@ -137,10 +137,10 @@ struct weighted_interleave_state {
 // How much of the tree a read covers.
 // - everything: all that the model below holds.
 // - placement: what classification and placement use, for a program's start-up under the
-//   preload (a third fewer system calls on a machine with several tiers). Not read, left
-//   empty: the nodes' hugepage pools, HMAT targets lists (accessY/targets), access0 where
-//   access1 names its initiators and gives performance, dax devices' numa_node and size, and
-//   the kernel's knobs
+//   preload (half the system calls on a machine with several tiers). Not read, left empty:
+//   the nodes' hugepage pools, HMAT targets lists (accessY/targets), access0 where access1
+//   names its initiators and gives performance, a write latency or bandwidth where the read
+//   one is given, has_cpu, dax devices' numa_node and size, and the kernel's knobs
 //   (demotion_enabled, numa_balancing, weighted_interleave, numa_fake). The kinds, reasons and
 //   tier order classify() gives are the same; only notes about the skipped facts are missing.
 enum class read_scope { everything, placement };

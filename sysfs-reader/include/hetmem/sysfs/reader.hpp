@@ -35,6 +35,9 @@ struct read_options {
 // not under any root): for /proc files and configuration files, without iostreams. Errors name
 // the path: the errno of open (ENOENT, EACCES, ...), EINVAL when it is not a regular file (a
 // FIFO or device would block or never end), EFBIG when larger than `limit` bytes, ENOMEM.
-[[nodiscard]] result<std::string> read_text_file(const std::string &path, std::size_t limit) noexcept;
+// `not_procfs`: the caller knows the file is no procfs file (a sysfs attribute, a regular file),
+// whose first read, when short of the buffer, is the whole file: no fstat then.
+[[nodiscard]] result<std::string> read_text_file(const std::string &path, std::size_t limit,
+                                                 bool not_procfs = false) noexcept;
 
 }  // namespace hetmem::sysfs
