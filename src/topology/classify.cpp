@@ -1,12 +1,10 @@
-// classify.cpp — turns a sysfs snapshot into memory kinds, reasons and per-initiator tier order.
+// classify.cpp — turns a sysfs snapshot into memory kinds and reasons (the tier order: tier_order.cpp).
 //
 // Evidence, most trusted first: user override; dax/kmem links (NVDIMM, CXL, soft-reserved);
 // NVIDIA numa_status; memory-side caches (2LM / cache modes); a saved probe of this machine
 // (measured); HMAT access1, then access0 when it names CPU initiators; the CPU model (Xeon
 // Phi); SLIT distance, CPU-less-ness and zones. Kernel memory tiers are a cross-check. Where
 // sources disagree, the node says so.
-#include <sched.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -17,137 +15,13 @@
 #include "hetmem/sysfs/environment.hpp"
 #include "hetmem/sysfs/reader.hpp"
 #include "hetmem/topology.hpp"
+#include "tier_order.hpp"
 
 namespace hetmem {
-
-std::string_view to_string(memory_kind kind) noexcept {
-  switch (kind) {
-    case memory_kind::ddr:
-      return "DDR";
-    case memory_kind::hbm:
-      return "HBM";
-    case memory_kind::pmem:
-      return "PMEM";
-    case memory_kind::cxl:
-      return "CXL";
-    case memory_kind::device:
-      return "device";
-    case memory_kind::unknown:
-      return "unknown";
-    case memory_kind::none:
-      return "none";
-  }
-  return "unknown";
-}
-
-std::optional<memory_kind> parse_memory_kind(std::string_view text) noexcept {
-  std::string t;
-  for (char c : text) t += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (t == "ddr" || t == "dram") return memory_kind::ddr;
-  if (t == "hbm" || t == "mcdram") return memory_kind::hbm;
-  if (t == "pmem" || t == "nvm" || t == "optane") return memory_kind::pmem;
-  if (t == "cxl") return memory_kind::cxl;
-  if (t == "device" || t == "gpu") return memory_kind::device;
-  if (t == "unknown") return memory_kind::unknown;
-  return std::nullopt;
-}
-
-std::string_view to_string(confidence c) noexcept {
-  switch (c) {
-    case confidence::high:
-      return "high";
-    case confidence::medium:
-      return "medium";
-    case confidence::low:
-      return "low";
-  }
-  return "low";
-}
-
-std::string_view to_string(evidence_source s) noexcept {
-  switch (s) {
-    case evidence_source::user_override:
-      return "override";
-    case evidence_source::dax_kmem:
-      return "dax";
-    case evidence_source::probe:
-      return "probe";
-    case evidence_source::nvidia_numa:
-      return "nvidia";
-    case evidence_source::hmat_access1:
-      return "hmat-access1";
-    case evidence_source::hmat_access0:
-      return "hmat-access0";
-    case evidence_source::memory_side_cache:
-      return "memory-side-cache";
-    case evidence_source::memory_tiers:
-      return "memory-tiers";
-    case evidence_source::hwloc:
-      return "hwloc";
-    case evidence_source::slit:
-      return "slit";
-    case evidence_source::topology:
-      return "topology";
-    case evidence_source::cpu_model:
-      return "cpu-model";
-  }
-  return "topology";
-}
-
-result<std::vector<kind_override>> parse_kind_overrides(std::string_view text) {
-  std::vector<kind_override> out;
-  std::size_t pos = 0;
-  auto at = [&](std::size_t p) { return " (at offset " + std::to_string(p) + " of '" + std::string(text) + "')"; };
-  if (text.size() > 4096) return error{E2BIG, "node kind overrides are longer than 4096 characters"};
-  while (pos <= text.size()) {
-    auto comma = text.find(',', pos);
-    std::string_view item = text.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
-    item = sysfs::trim(item);
-    if (!item.empty()) {
-      auto eq = item.find('=');
-      if (eq == std::string_view::npos) eq = item.find(':');
-      if (eq == std::string_view::npos)
-        return error{EINVAL, "node kind override '" + std::string(item) + "' is not NODE=KIND" + at(pos)};
-      auto node = sysfs::parse_uint64(item.substr(0, eq));
-      if (!node || *node > sysfs::max_node_id)
-        return error{EINVAL, "'" + std::string(item.substr(0, eq)) + "' is not a node id (0-" +
-                                 std::to_string(sysfs::max_node_id) + ")" + at(pos)};
-      auto kind = parse_memory_kind(sysfs::trim(item.substr(eq + 1)));
-      if (!kind)
-        return error{EINVAL, "'" + std::string(item.substr(eq + 1)) +
-                                 "' is not a memory kind (ddr, hbm, pmem, cxl, device, unknown)" + at(pos)};
-      out.push_back({static_cast<std::uint32_t>(*node), *kind});
-    }
-    if (comma == std::string_view::npos) break;
-    pos = comma + 1;
-  }
-  return out;
-}
 
 namespace {
 
 using sysfs::id_set;
-
-// Order of kinds by expected performance for general CPU use (used to rank local tiers).
-int kind_rank(memory_kind k) {
-  switch (k) {
-    case memory_kind::hbm:
-      return 0;
-    case memory_kind::ddr:
-      return 1;
-    case memory_kind::unknown:
-      return 2;
-    case memory_kind::cxl:
-      return 3;
-    case memory_kind::pmem:
-      return 4;
-    case memory_kind::device:
-      return 5;
-    case memory_kind::none:
-      return 6;
-  }
-  return 6;
-}
 
 std::optional<std::uint64_t> first_of(std::optional<std::uint64_t> a, std::optional<std::uint64_t> b) {
   return a ? a : b;
@@ -160,6 +34,33 @@ std::string describe_perf(const node_performance &p) {
   if (lat) s += std::to_string(*lat) + " ns";
   if (bw) s += (s.empty() ? "" : ", ") + format_bandwidth_mbps(*bw);
   return s;
+}
+
+// How a node performs beside the DDR reference, by the ratios of its bandwidth and latency to
+// the reference's: the thresholds HMAT's figures and a probe's measurements are judged by.
+// fast: twice DDR's bandwidth at most twice its latency (HBM); slow: 1.8x its latency or 0.6x
+// its bandwidth (CXL, PMEM); neither: performs like DDR.
+struct performance_judgement {
+  bool fast = false, slow = false;
+};
+constexpr double fast_min_bandwidth_ratio = 2.0, fast_max_latency_ratio = 2.0;
+constexpr double slow_min_latency_ratio = 1.8, slow_max_bandwidth_ratio = 0.6;
+
+performance_judgement judge_performance(std::optional<double> bandwidth_ratio, std::optional<double> latency_ratio) {
+  performance_judgement j;
+  j.fast = bandwidth_ratio && *bandwidth_ratio >= fast_min_bandwidth_ratio &&
+           (!latency_ratio || *latency_ratio < fast_max_latency_ratio);
+  j.slow = (latency_ratio && *latency_ratio >= slow_min_latency_ratio) ||
+           (bandwidth_ratio && *bandwidth_ratio <= slow_max_bandwidth_ratio);
+  return j;
+}
+
+// Whether a kind already decided by stronger evidence contradicts how the node performs: fast
+// memory taken for PMEM, CXL or DDR; slow memory taken for HBM, or for DDR without a
+// memory-side cache in front (which can make DDR measure slow).
+bool contradicts(const performance_judgement &j, memory_kind decided, bool memory_side_cached) {
+  return (j.fast && (decided == memory_kind::pmem || decided == memory_kind::cxl || decided == memory_kind::ddr)) ||
+         (j.slow && (decided == memory_kind::hbm || (decided == memory_kind::ddr && !memory_side_cached)));
 }
 
 // The verdict being built. Contract: every set() is immediately followed by pushing the
@@ -520,16 +421,13 @@ class classifier {
     if (lat_ratio)
       cmp += (cmp.empty() ? "" : ", ") + std::string("latency ") + std::to_string(*lat) +
              " ns = " + format_ratio(*lat_ratio) + " DDR";
-    const bool fast = bw_ratio && *bw_ratio >= 2.0 && (!lat_ratio || *lat_ratio < 2.0);
-    const bool slow = (lat_ratio && *lat_ratio >= 1.8) || (bw_ratio && *bw_ratio <= 0.6);
+    const auto [fast, slow] = judge_performance(bw_ratio, lat_ratio);
     const bool sp = soft_reserved_[index_of(n)];
     const bool ref = ref_nodes_.contains(n.id);
     if (v.decided) {
       // Cross-check only.
-      bool contradicts =
-          (fast && (v.kind == memory_kind::pmem || v.kind == memory_kind::cxl || v.kind == memory_kind::ddr)) ||
-          (slow && (v.kind == memory_kind::hbm || (v.kind == memory_kind::ddr && n.memory_side_cache_note.empty())));
-      if (contradicts) n.disagreements.push_back(cls + " (" + cmp + ") does not fit " + std::string(to_string(v.kind)));
+      if (contradicts({fast, slow}, v.kind, !n.memory_side_cache_note.empty()))
+        n.disagreements.push_back(cls + " (" + cmp + ") does not fit " + std::string(to_string(v.kind)));
       rs.push_back({src, cls + ": " + cmp});
       return;
     }
@@ -584,14 +482,10 @@ class classifier {
              format_bandwidth_mbps(static_cast<std::uint64_t>(std::llround(*bw))) + " = " + format_ratio(*bw_ratio) +
              " " + refname;
     what += ": " + cmp;
-    const bool fast = bw_ratio && *bw_ratio >= 2.0 && (!lat_ratio || *lat_ratio < 2.0);
-    const bool slow = (lat_ratio && *lat_ratio >= 1.8) || (bw_ratio && *bw_ratio <= 0.6);
+    const auto [fast, slow] = judge_performance(bw_ratio, lat_ratio);
     const bool sp = soft_reserved_[index_of(n)];
     if (v.decided) {
-      const bool contradicts =
-          (fast && (v.kind == memory_kind::pmem || v.kind == memory_kind::cxl || v.kind == memory_kind::ddr)) ||
-          (slow && (v.kind == memory_kind::hbm || (v.kind == memory_kind::ddr && n.memory_side_cache_note.empty())));
-      if (contradicts)
+      if (contradicts({fast, slow}, v.kind, !n.memory_side_cache_note.empty()))
         n.disagreements.push_back("the probe (" + cmp + ") does not fit " + std::string(to_string(v.kind)));
       rs.push_back({evidence_source::probe, what});
       return;
@@ -736,55 +630,7 @@ class classifier {
   }
 
   // -----------------------------------------------------------------------------------------
-  void order_initiators() {
-    id_set initiators = cpu_nodes_;
-    if (initiators.empty()) {  // no CPU lists at all: let every memory node stand for itself
-      for (const auto &n : t_.nodes)
-        if (n.has_memory) initiators.insert(n.id);
-    }
-    for (std::uint32_t i : initiators.to_vector()) {
-      initiator_view view;
-      view.node = i;
-      if (const auto *sn = snap_.find_node(i)) view.cpus = sn->cpus;
-      struct entry {
-        bool local;
-        int rank;
-        std::uint32_t dist;
-        std::optional<std::uint32_t> d;
-        const node_info *n;
-      };
-      std::vector<entry> es;
-      for (const auto &n : t_.nodes) {
-        if (!n.has_memory || n.kind == memory_kind::none) continue;
-        auto d = i == n.id ? std::optional<std::uint32_t>(10) : snap_.distance(i, n.id);
-        // Device memory (GPU HBM over NVLink and the like) is never a CPU's local tier.
-        bool local = n.local_initiators.contains(i) && n.kind != memory_kind::device;
-        es.push_back({local, kind_rank(n.kind), d.value_or(1000), d, &n});
-      }
-      std::stable_sort(es.begin(), es.end(), [](const entry &a, const entry &b) {
-        if (a.local != b.local) return a.local;
-        if (a.local)
-          return a.rank != b.rank ? a.rank < b.rank : (a.dist != b.dist ? a.dist < b.dist : a.n->id < b.n->id);
-        return a.dist != b.dist ? a.dist < b.dist : (a.rank != b.rank ? a.rank < b.rank : a.n->id < b.n->id);
-      });
-      for (const auto &e : es) {
-        auto &tiers = view.tiers;
-        if (!tiers.empty() && tiers.back().local == e.local && tiers.back().kind == e.n->kind &&
-            tiers.back().distance == e.d) {
-          tiers.back().nodes.push_back(e.n->id);
-          continue;
-        }
-        tier_group g;
-        g.rank = static_cast<std::uint32_t>(tiers.size());
-        g.kind = e.n->kind;
-        g.local = e.local;
-        g.distance = e.d;
-        g.nodes.push_back(e.n->id);
-        tiers.push_back(std::move(g));
-      }
-      t_.initiators.push_back(std::move(view));
-    }
-  }
+  void order_initiators() { t_.initiators = detail::order_tiers(t_.nodes, snap_, cpu_nodes_); }
 
   void machine_notes() {
     auto &notes = t_.notes;
@@ -850,31 +696,6 @@ class classifier {
 };
 
 }  // namespace
-
-const node_info *topology::find(std::uint32_t node) const noexcept {
-  for (const auto &n : nodes)
-    if (n.id == node) return &n;
-  return nullptr;
-}
-
-const initiator_view *topology::initiator(std::uint32_t node) const noexcept {
-  for (const auto &i : initiators)
-    if (i.node == node) return &i;
-  return nullptr;
-}
-
-const initiator_view *topology::initiator_for_cpu(std::uint32_t cpu) const noexcept {
-  for (const auto &i : initiators)
-    if (i.cpus.contains(cpu)) return &i;
-  return nullptr;
-}
-
-const initiator_view *topology::initiator_for_calling_thread() const noexcept {
-  if (root != "/") return nullptr;
-  int cpu = sched_getcpu();
-  if (cpu < 0) return nullptr;
-  return initiator_for_cpu(static_cast<std::uint32_t>(cpu));
-}
 
 result<topology> classify(sysfs::snapshot snap, const classify_options &options) noexcept {
   try {
