@@ -188,12 +188,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     case 9:
       (void)parse_proc_self_cgroup(text);
       break;
-    case 10:  // /proc/PID/status and /proc/PID/stat
+    case 10: {  // /proc/PID/status and /proc/PID/stat; /proc/vmstat and nodeN/vmstat
       (void)find_status_field(text, "Mems_allowed_list");
       for (const unsigned n : {3u, 14u, 39u, 1000u})
         if (const auto f = find_stat_field(text, n); f && (f->empty() || f->find(' ') != std::string_view::npos))
           __builtin_trap();  // a field is one non-empty blank-free token
+      auto vm = parse_vmstat(text);
+      if (!vm && vm.error().message.empty()) __builtin_trap();  // every error names its cause
+      if (vm)
+        for (const auto &[name, count] : vm->entries)
+          if (name.empty() || name.find_first_of(" \t\n") != std::string::npos || vm->find(name) == std::nullopt)
+            __builtin_trap();  // a counter is a blank-free name that find() gives back
       break;
+    }
     case 11: {
       auto r = hetmem::parse_kind_overrides(text);
       if (!r && r.error().message.empty()) __builtin_trap();  // every error names its cause
