@@ -155,11 +155,12 @@ result<std::string> root_dir::read(const std::string &rel, std::size_t limit, bo
   if (int err = injected_fault(file_access::open_file, rel.c_str())) return os_error(err, "cannot open");
   int fd = open_at(rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return os_error(-fd, "cannot open");
-  // procfs reports size 0 and may end a read short of its end (a seq_file stops at the record
-  // that does not fit its page): its files are stat-ed and read to EOF. Everything else in a
-  // root (sysfs attributes, cgroupfs, a captured tree's files) gives all it has in one read.
-  const bool procfs = rel.compare(0, 5, "proc/") == 0;
-  return read_regular_file(fd, rel.c_str(), limit, truncate, procfs ? stat_first::yes : stat_first::when_unsure);
+  // procfs and cgroupfs report size 0 and may end a read short of their end (a seq_file of
+  // several records, /proc/cpuinfo or cgroup.procs, stops at the record that does not fit its
+  // page): their files are stat-ed and read to EOF. A sysfs attribute (one value, at most a
+  // page) or a captured tree's file gives all it has in one read.
+  const bool to_eof = rel.compare(0, 5, "proc/") == 0 || rel.compare(0, 14, "sys/fs/cgroup/") == 0;
+  return read_regular_file(fd, rel.c_str(), limit, truncate, to_eof ? stat_first::yes : stat_first::when_unsure);
 }
 
 result<std::string> read_regular_file(int fd, const char *path, std::size_t limit, bool truncate, stat_first when) {

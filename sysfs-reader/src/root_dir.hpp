@@ -54,7 +54,8 @@ class root_dir {
 
 // When read_regular_file asks fstat whether the file is regular (and how large): `yes` before
 // reading; `when_unsure` only when the first read gives nothing or fills the buffer, the other
-// first reads ending the file (true of sysfs, cgroupfs and regular files, not of procfs).
+// first reads ending the file (true of sysfs attributes and regular files; not of procfs, nor of
+// cgroupfs files of several records).
 enum class stat_first { yes, when_unsure };
 
 // The content of the regular file open on `fd` (closed before returning), as root_dir::read;
