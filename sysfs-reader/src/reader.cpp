@@ -77,7 +77,7 @@ class reader {
     return std::move(v).value();
   }
 
-  // The answer of a path check (root_.exists / is_directory); one that could not be told
+  // The answer of a path check (root_.is_directory); one that could not be told
   // (EACCES, EIO, ...) is a diagnostic and counts as absent.
   bool checked(const std::string &path, const result<bool> &r) {
     if (r) return *r;
@@ -85,7 +85,6 @@ class reader {
     return false;
   }
   bool is_dir(const std::string &path) { return checked(path, root_.is_directory(path)); }
-  bool exists(const std::string &path) { return checked(path, root_.exists(path)); }
 
   // A symlink's target; absent -> nullopt silently; unreadable -> nullopt + diagnostic.
   std::optional<std::string> link(const std::string &path) {

@@ -278,8 +278,6 @@ result<bool> root_dir::check_path(const std::string &rel, int flags, const char 
   return true;
 }
 
-result<bool> root_dir::exists(const std::string &rel) const { return check_path(rel, O_PATH, "cannot look up"); }
-
 result<bool> root_dir::is_directory(const std::string &rel) const {
   return check_path(rel, O_PATH | O_DIRECTORY, "cannot open directory");
 }

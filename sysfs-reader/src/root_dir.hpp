@@ -37,9 +37,8 @@ class root_dir {
   [[nodiscard]] result<std::vector<std::string>> list(const std::string &rel, std::size_t limit) const;
   // The target of a symlink, as stored. Not thread-safe (keeps its last directory open).
   [[nodiscard]] result<std::string> read_link(const std::string &rel) const;
-  // Whether the path exists / is a directory: false when absent (ENOENT, ENOTDIR); an error
-  // when that cannot be told (EACCES, ELOOP, ...).
-  [[nodiscard]] result<bool> exists(const std::string &rel) const;
+  // Whether the path is a directory: false when absent (ENOENT, ENOTDIR); an error when that
+  // cannot be told (EACCES, ELOOP, ...).
   [[nodiscard]] result<bool> is_directory(const std::string &rel) const;
 
  private:

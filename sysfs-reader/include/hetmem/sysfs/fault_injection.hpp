@@ -6,7 +6,7 @@
 //   relaxed atomic load.
 // - With one installed, every OS access of the reader asks it first: opening the root
 //   (read_snapshot), opening a file, each read() of a file, listing a directory, reading a
-//   link, checking that a path exists or is a directory; and read_text_file()'s open and reads.
+//   link, checking that a path is a directory; and read_text_file()'s open and reads.
 //   `path` is the path as the reader names it: relative to the root (as in the snapshot's
 //   diagnostics), or as given to read_snapshot()/read_text_file().
 // - The injector returns 0 to let the access happen, or an errno value, which the reader then
@@ -24,7 +24,7 @@ enum class file_access {
   read_file,   // one read() of an open file
   list_dir,    // opening and listing a directory
   read_link,   // reading a symbolic link
-  check_path,  // does a path exist / is it a directory
+  check_path,  // is a path a directory
 };
 
 [[nodiscard]] const char *to_string(file_access a) noexcept;
